@@ -1,0 +1,72 @@
+"""osipc: unrelated Linux processes talking by name over the kernel's IPC objects.
+
+One sender/receiver protocol over FIFOs, POSIX message queues and in-process queues
+(and, as they land, shared memory, System V IPC and ZeroMQ)::
+
+    with osipc.sender("mq://jobs", codec="json") as tx:
+        tx.send({"n": 1}, timeout=1.0)
+    with osipc.receiver("mq://jobs", codec="json") as rx:
+        for msg in rx:          # ends at end-of-stream
+            ...
+
+Everything public is re-exported here from private modules; ``osipc.abc`` is the
+surface for transport authors and ``osipc.testing`` the conformance suite.
+"""
+
+from osipc._abc import Capabilities, ObjectInfo, Receiver, Sender
+from osipc._api import gc, info, ls, receiver, sender, unlink
+from osipc._errors import (
+    AlreadyExists,
+    Broken,
+    Closed,
+    DecodeError,
+    EncodeError,
+    EndOfStream,
+    InvalidArgument,
+    InvalidURL,
+    MessageTooLarge,
+    NotFound,
+    OsipcError,
+    PermissionDenied,
+    Timeout,
+    TransportError,
+    TransportUnavailable,
+    UnknownScheme,
+    Unsupported,
+)
+from osipc._inventory import GcAction
+from osipc._registry import schemes
+from osipc._version import __version__
+
+__all__ = [
+    "AlreadyExists",
+    "Broken",
+    "Capabilities",
+    "Closed",
+    "DecodeError",
+    "EncodeError",
+    "EndOfStream",
+    "GcAction",
+    "InvalidArgument",
+    "InvalidURL",
+    "MessageTooLarge",
+    "NotFound",
+    "ObjectInfo",
+    "OsipcError",
+    "PermissionDenied",
+    "Receiver",
+    "Sender",
+    "Timeout",
+    "TransportError",
+    "TransportUnavailable",
+    "UnknownScheme",
+    "Unsupported",
+    "__version__",
+    "gc",
+    "info",
+    "ls",
+    "receiver",
+    "schemes",
+    "sender",
+    "unlink",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from osipc._cli import main
+
+sys.exit(main())

@@ -1,0 +1,299 @@
+"""URLs, names, options, the runtime directory and SysV keys (DESIGN §2).
+
+Every rule here is checked before any system call is made, so a bad URL never reaches
+the kernel (where ``/..`` would come back as a misleading EACCES or EEXIST).
+
+URL form: ``SCHEME://NAME?option=value&...``. The scheme is case-insensitive; the name is
+case-sensitive and read verbatim (``urllib`` would lowercase it and silently drop tabs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import stat
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+from osipc._errors import InvalidURL, PermissionDenied, TransportError, os_errors
+
+NAME_MAX_LENGTH = 200
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+NAME_RULE = "names are 1-200 characters of A-Z a-z 0-9 . _ - and do not start with '.'"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_name(name: str, url: str) -> str:
+    """Return ``name`` if it follows DESIGN §2, else raise InvalidURL naming the broken rule."""
+    if not name:
+        raise InvalidURL(f"{url!r} has an empty name; {NAME_RULE}")
+    if len(name) > NAME_MAX_LENGTH:
+        raise InvalidURL(
+            f"the name in {url!r} is {len(name)} characters long; {NAME_RULE}"
+        )
+    if name.startswith("."):
+        raise InvalidURL(f"the name {name!r} in {url!r} starts with '.'; {NAME_RULE}")
+    for char in name:
+        if char not in _NAME_CHARS:
+            raise InvalidURL(
+                f"the name {name!r} in {url!r} contains {char!r}, which is not allowed; {NAME_RULE}"
+            )
+    return name
+
+
+def split_url(url: object) -> tuple[str, str, str, list[tuple[str, str]]]:
+    """Split ``url`` into (scheme, netloc, path, query pairs) without normalising the name."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"a URL must be a str such as 'mq://jobs', got {type(url).__name__}")
+    for char in url:
+        if ord(char) < 0x21 or char == "\x7f":
+            raise InvalidURL(
+                f"{url!r} contains the control or space character {char!r}; URLs may not"
+            )
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise InvalidURL(f"{url!r} is not of the form SCHEME://NAME, e.g. 'mq://jobs'")
+    scheme = scheme.lower()
+    if not (scheme[0].isalpha() and all(c.isalnum() or c in "+-." for c in scheme)):
+        raise InvalidURL(f"{url!r} has an invalid scheme {scheme!r}")
+    if "#" in rest:
+        raise InvalidURL(f"{url!r} has a '#fragment'; osipc URLs take options after '?'")
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for item in query.split("&") if query else []:
+        key, eq, value = item.partition("=")
+        key, value = unquote(key), unquote(value)
+        if not key or not eq:
+            raise InvalidURL(f"{url!r}: query item {item!r} is not of the form option=value")
+        if key in seen:
+            raise InvalidURL(f"{url!r}: option {key!r} is given twice")
+        seen.add(key)
+        pairs.append((key, value))
+    return scheme, netloc, slash + path, pairs
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed URL: scheme, validated name, and the raw query options."""
+
+    scheme: str
+    name: str
+    query: tuple[tuple[str, str], ...] = ()
+    url: str = ""
+
+    def __str__(self) -> str:
+        return self.url or f"{self.scheme}://{self.name}"
+
+    @property
+    def base_url(self) -> str:
+        """The URL without options: what ``osipc ls`` shows and records are keyed by."""
+        return f"{self.scheme}://{self.name}"
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+def parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    raise ValueError("expected true/false (or 1/0, yes/no, on/off)")
+
+
+def parse_int(low: int, high: int | None = None) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        if isinstance(value, str):
+            try:
+                number = int(value, 0)
+            except ValueError:
+                raise ValueError("expected an integer") from None
+        elif isinstance(value, int):
+            number = value
+        else:
+            raise ValueError("expected an integer")
+        if number < low or (high is not None and number > high):
+            bound = f"{low}..{high}" if high is not None else f">= {low}"
+            raise ValueError(f"must be {bound}")
+        return number
+
+    return parse
+
+
+def parse_mode(value: object) -> int:
+    """File mode: an int, or an octal string from a URL ('0640', '640' or '0o640')."""
+    if isinstance(value, str):
+        text = value[2:] if value[:2] in ("0o", "0O") else value
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise ValueError("expected an octal file mode such as 0640") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise ValueError("expected an octal file mode such as 0o640")
+    if not 0 <= number <= 0o777:
+        raise ValueError("must be between 0o000 and 0o777 (no setuid, setgid or sticky bits)")
+    return number
+
+
+def parse_choice(*choices: str) -> Callable[[object], str]:
+    def parse(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def option(default: Any, parse: Callable[[object], Any], doc: str) -> Any:
+    """A dataclass field that is a URL/keyword option: its parser and one line of help."""
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """Options every kernel-object transport takes (DESIGN §3, Creation)."""
+
+    create: bool = option(True, parse_bool, "create the object when missing (else NotFound)")
+    exclusive: bool = option(False, parse_bool, "fail with AlreadyExists if it exists")
+    mode: int = option(0o600, parse_mode, "permission bits, applied exactly (umask ignored)")
+    trust_existing: bool = option(
+        False, parse_bool, "attach even if another user created the object"
+    )
+
+
+OptionsT = TypeVar("OptionsT", bound=CommonOptions)
+
+
+def option_docs(cls: type[CommonOptions]) -> dict[str, str]:
+    return {f.name: str(f.metadata.get("doc", "")) for f in dataclasses.fields(cls)}
+
+
+def resolve_options(
+    cls: type[OptionsT], address: Address, keywords: Mapping[str, object]
+) -> OptionsT:
+    """Merge query options and keyword arguments into ``cls``; InvalidURL on any problem."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, object] = {}
+    sources = [(key, value, "in the URL") for key, value in address.query]
+    sources += [(key, value, "as a keyword argument") for key, value in keywords.items()]
+    for key, raw, where in sources:
+        spec = fields.get(key)
+        if spec is None:
+            known = ", ".join(sorted(fields)) or "none"
+            raise InvalidURL(
+                f"unknown option {key!r} {where} for {address.scheme}://"
+                f"{did_you_mean(key, fields)}; its options are: {known}"
+            )
+        try:
+            value = spec.metadata["parse"](raw)
+        except ValueError as exc:
+            raise InvalidURL(f"option {key}={raw!r} {where} of {address}: {exc}") from None
+        if key in values and values[key] != value:
+            raise InvalidURL(
+                f"option {key!r} of {address} is given twice with different values "
+                f"({values[key]!r} in the URL, {value!r} as a keyword argument)"
+            )
+        values[key] = value
+    options = cls(**values)  # type: ignore[arg-type]
+    if options.create is False and options.exclusive:
+        raise InvalidURL(f"{address}: exclusive=True needs create=True")
+    return options
+
+
+# -- runtime directory -------------------------------------------------------------------
+
+
+def runtime_dir_path() -> str:
+    """Where RUNTIME is, by DESIGN §2's order, without touching the file system."""
+    explicit = os.environ.get("OSIPC_RUNTIME_DIR")
+    if explicit:
+        return os.path.abspath(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(os.path.abspath(xdg), "osipc")
+    uid = os.geteuid()
+    return "/run/osipc" if uid == 0 else f"/tmp/osipc-{uid}"
+
+
+def _check_runtime_dir(path: str, st: os.stat_result) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise PermissionDenied(
+            f"runtime directory {path} is a symlink; osipc refuses to follow it "
+            "(remove it, or set OSIPC_RUNTIME_DIR to a directory you own)"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise TransportError(
+            f"runtime directory {path} exists and is not a directory "
+            "(remove it, or set OSIPC_RUNTIME_DIR)"
+        )
+    if st.st_uid != os.geteuid():
+        raise PermissionDenied(
+            f"runtime directory {path} belongs to uid {st.st_uid}, not to you (uid "
+            f"{os.geteuid()}); refusing it (remove it, or set OSIPC_RUNTIME_DIR)"
+        )
+
+
+def runtime_dir(create: bool = True) -> str:
+    """RUNTIME, created 0700 when missing; refused if a symlink or another user's.
+
+    Raises:
+        PermissionDenied: the directory is a symlink or belongs to another user.
+        NotFound: it does not exist and ``create`` is false.
+    """
+    path = runtime_dir_path()
+    with os_errors(f"runtime directory {path}"):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if not create:
+                raise
+            parent = os.path.dirname(path)
+            if parent and not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                pass  # another process made it first; it is checked below like any other
+            else:
+                os.chmod(path, 0o700)
+            st = os.lstat(path)
+    _check_runtime_dir(path, st)
+    return path
+
+
+# -- SysV keys ---------------------------------------------------------------------------
+
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+
+
+def sysv_key(name: str) -> int:
+    """The SysV IPC key for ``name``: 32-bit FNV-1a of ``"osipc:" + name`` (UTF-8),
+    masked to 31 bits so it is a positive ``key_t``; 0 (IPC_PRIVATE) becomes 1.
+
+    Stable across versions and machines, so a C peer can compute it too.
+    """
+    value = _FNV_OFFSET
+    for byte in ("osipc:" + name).encode():
+        value = ((value ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return (value & 0x7FFFFFFF) or 1

@@ -1,0 +1,115 @@
+"""The functions users call: sender(), receiver(), unlink(), info(), ls(), gc()."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Literal, TypeVar, overload
+
+from osipc import _codecs, _inventory, _registry
+from osipc._abc import ObjectInfo, Receiver, Sender, Transport
+from osipc._address import Address, resolve_options
+from osipc._errors import InvalidURL, NotFound
+
+T = TypeVar("T")
+
+
+def _prepare(
+    url: str, codec: object, options: dict[str, object]
+) -> tuple[Transport, Address, Any, _codecs.Codec[Any]]:
+    transport, address = _registry.parse(url)
+    query = dict(address.query)
+    in_url = query.pop("codec", None)
+    if codec is not None and in_url is not None and in_url != codec:
+        raise InvalidURL(
+            f"{url!r} names codec {in_url!r} but codec={codec!r} was passed; give it once"
+        )
+    chosen = _codecs.get_codec(codec if codec is not None else in_url)
+    stripped = replace(address, query=tuple(query.items()))
+    parsed = resolve_options(transport.options, stripped, options)
+    return transport, address, parsed, chosen
+
+
+@overload
+def sender(url: str, *, codec: Literal["bytes"] | None = None, **options: Any) -> Sender[bytes]: ...
+@overload
+def sender(url: str, *, codec: Literal["str"], **options: Any) -> Sender[str]: ...
+@overload
+def sender(url: str, *, codec: _codecs.Codec[T], **options: Any) -> Sender[T]: ...
+@overload
+def sender(url: str, *, codec: str, **options: Any) -> Sender[Any]: ...
+def sender(url: str, *, codec: Any = None, **options: Any) -> Sender[Any]:
+    """Open a sender on ``url``, creating the object if it is missing (DESIGN §3).
+
+    ``codec``: "bytes" (default), "str", "json", "msgpack", "pickle" or an object with
+    ``encode``/``decode``. Options (``mode``, ``create``, ``exclusive``, ``trust_existing``
+    and the transport's own) ride in the URL query or as keyword arguments.
+
+    Raises:
+        InvalidURL, UnknownScheme: the URL or an option breaks a rule (before any syscall).
+        TransportUnavailable: the scheme's backend is not installed.
+        NotFound: ``create=False`` and the object does not exist.
+        AlreadyExists: ``exclusive=True`` and it does.
+        PermissionDenied: the kernel refused, or another user created the object.
+    """
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_sender(address, parsed, chosen)
+
+
+@overload
+def receiver(
+    url: str, *, codec: Literal["bytes"] | None = None, **options: Any
+) -> Receiver[bytes]: ...
+@overload
+def receiver(url: str, *, codec: Literal["str"], **options: Any) -> Receiver[str]: ...
+@overload
+def receiver(url: str, *, codec: _codecs.Codec[T], **options: Any) -> Receiver[T]: ...
+@overload
+def receiver(url: str, *, codec: str, **options: Any) -> Receiver[Any]: ...
+def receiver(url: str, *, codec: Any = None, **options: Any) -> Receiver[Any]:
+    """Open a receiver on ``url``; arguments and errors as :func:`sender`."""
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_receiver(address, parsed, chosen)
+
+
+def unlink(url: str, *, missing_ok: bool = False) -> None:
+    """Destroy the kernel object behind ``url`` and its osipc record.
+
+    Open handles keep working on the old object where the kernel allows it (a FIFO or
+    queue lives on while open); new opens get a new object.
+
+    Raises:
+        NotFound: it does not exist (unless ``missing_ok``).
+        PermissionDenied: the kernel refused.
+    """
+    transport, address = _registry.parse(url)
+    try:
+        transport.unlink(address)
+    except NotFound:
+        _inventory.remove_record(address)
+        if not missing_ok:
+            raise
+    else:
+        _inventory.remove_record(address)
+
+
+def info(url: str) -> ObjectInfo:
+    """Describe the object behind ``url`` without creating or changing it.
+
+    Raises:
+        NotFound: it does not exist.
+    """
+    transport, address = _registry.parse(url)
+    return _inventory.describe(transport, address)
+
+
+def ls(*, all: bool = False) -> list[ObjectInfo]:  # noqa: A002 - mirrors `osipc ls --all`
+    """Every object osipc created (live, stale or gone); ``all=True`` adds the kernel
+    objects osipc can see but did not create (state "foreign")."""
+    return _inventory.ls(include_foreign=all)
+
+
+def gc(*, force: bool = False, dry_run: bool = False) -> list[_inventory.GcAction]:
+    """Remove stale osipc objects (creator dead, nobody attached) and records of objects
+    that are gone. A queue that still holds messages is kept unless ``force``. Objects
+    osipc did not create are never touched."""
+    return _inventory.gc(force=force, dry_run=dry_run)

@@ -1,0 +1,92 @@
+"""One timeout rule for every blocking call.
+
+``timeout=None`` blocks, ``0`` polls once, ``> 0`` waits at most that many seconds, and
+expiry raises :class:`~osipc.Timeout`. A call interrupted by a signal (EINTR) resumes
+with the time that is left, never with the whole timeout again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from osipc._errors import InvalidArgument
+
+# Longer waits are treated as "block": libc timespec arithmetic must not overflow.
+FOREVER = 365 * 24 * 3600.0
+
+
+def check_timeout(timeout: float | None) -> float | None:
+    """Return ``timeout`` as seconds (``None`` = forever), or raise InvalidArgument."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidArgument(
+            f"timeout must be None (block), 0 (poll) or a number of seconds, got {timeout!r}"
+        )
+    if math.isnan(timeout) or timeout < 0:
+        raise InvalidArgument(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+    if timeout >= FOREVER:
+        return None
+    return float(timeout)
+
+
+class Deadline:
+    """A point in monotonic time derived from a timeout; ``None`` means never."""
+
+    __slots__ = ("end", "timeout")
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = check_timeout(timeout)
+        self.end = None if self.timeout is None else time.monotonic() + self.timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or ``None`` for no limit."""
+        if self.end is None:
+            return None
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def poll_ms(self) -> int:
+        """Milliseconds for ``select.poll().poll``: -1 blocks, rounded up so we never spin."""
+        left = self.remaining()
+        if left is None:
+            return -1
+        return math.ceil(left * 1000)
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until the deadline; False if the deadline had already passed."""
+        left = self.remaining()
+        if left is not None:
+            if left <= 0:
+                return False
+            seconds = min(seconds, left)
+        time.sleep(seconds)
+        return True
+
+    def describe(self) -> str:
+        """Human wording of the timeout for error messages ("within 1.5 s")."""
+        if self.timeout is None:
+            return "without a timeout"
+        if self.timeout == 0:
+            return "without waiting (timeout=0)"
+        return f"within {self.timeout:g} s"
+
+
+class Backoff:
+    """Sleeps for waits that have no kernel wake-up (a FIFO without a reader, a lock)."""
+
+    __slots__ = ("delay", "maximum")
+
+    def __init__(self, first: float = 0.0005, maximum: float = 0.05) -> None:
+        self.delay = first
+        self.maximum = maximum
+
+    def wait(self, deadline: Deadline) -> bool:
+        """Sleep one step; False once the deadline has passed (the caller then times out)."""
+        if not deadline.sleep(self.delay):
+            return False
+        self.delay = min(self.delay * 2, self.maximum)
+        return True

@@ -1,0 +1,204 @@
+"""The osipc error tree.
+
+Every error has two parents: osipc's own base and the builtin it means, so both
+``except osipc.Timeout`` and ``except TimeoutError`` work::
+
+    OsipcError
+    ├── InvalidArgument(ValueError)
+    │   └── InvalidURL
+    │       └── UnknownScheme
+    ├── TransportUnavailable(ImportError)      .hint = "pip install 'osipc[zmq]'"
+    ├── EncodeError(ValueError)
+    ├── DecodeError(ValueError)                .codec, .data
+    ├── Unsupported(io.UnsupportedOperation)
+    ├── Closed(ValueError)
+    ├── EndOfStream(EOFError)
+    └── TransportError(OSError)
+        ├── NotFound(FileNotFoundError)
+        ├── AlreadyExists(FileExistsError)
+        ├── PermissionDenied(PermissionError)
+        ├── Timeout(TimeoutError)
+        ├── Broken(BrokenPipeError)
+        └── MessageTooLarge                    .size, .limit
+
+No exception from a backend (os, posix_ipc, sysv_ipc, pyzmq) escapes osipc: each call
+into one runs inside a mapping context that raises one of these ``from`` the original.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = [
+    "AlreadyExists",
+    "Broken",
+    "Closed",
+    "DecodeError",
+    "EncodeError",
+    "EndOfStream",
+    "InvalidArgument",
+    "InvalidURL",
+    "MessageTooLarge",
+    "NotFound",
+    "OsipcError",
+    "PermissionDenied",
+    "Timeout",
+    "TransportError",
+    "TransportUnavailable",
+    "UnknownScheme",
+    "Unsupported",
+    "map_os_error",
+    "os_errors",
+]
+
+
+class OsipcError(Exception):
+    """Base of every error osipc raises."""
+
+
+class InvalidArgument(OsipcError, ValueError):
+    """An argument is out of range or of the wrong kind; the message names the rule."""
+
+
+class InvalidURL(InvalidArgument):
+    """A URL, name or option breaks a rule of DESIGN §2; the message names the rule."""
+
+
+class UnknownScheme(InvalidURL):
+    """No transport is registered for the URL's scheme; the message suggests the closest."""
+
+
+class TransportUnavailable(OsipcError, ImportError):
+    """The transport's backend library is not installed; ``hint`` is the install command."""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(f"{message}; install it with: {hint}" if hint else message)
+        self.hint = hint
+
+
+class EncodeError(OsipcError, ValueError):
+    """The codec cannot encode the object; nothing was sent."""
+
+
+class DecodeError(OsipcError, ValueError):
+    """A received message is not valid for the codec; ``data`` holds its raw bytes."""
+
+    def __init__(self, message: str, *, codec: str = "", data: bytes = b"") -> None:
+        super().__init__(message)
+        self.codec = codec
+        self.data = data
+
+
+class Unsupported(OsipcError, io.UnsupportedOperation):
+    """The operation does not exist on this transport or in this mode."""
+
+
+class Closed(OsipcError, ValueError):
+    """The handle was closed (or belongs to another process after fork)."""
+
+
+class EndOfStream(OsipcError, EOFError):
+    """The sender ended the stream (``end()``), or a FIFO's last writer closed it."""
+
+
+class TransportError(OsipcError, OSError):
+    """The kernel object or its backend failed; ``errno`` is set when the kernel gave one."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        # OSError(errno, strerror) would reformat the message; keep ours, expose the code.
+        self.errno = errno  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), self.errno))
+
+
+def _rebuild(cls: type[TransportError], message: str, errno: int | None) -> TransportError:
+    return cls(message, errno=errno)
+
+
+class NotFound(TransportError, FileNotFoundError):
+    """The kernel object does not exist (and ``create=False``, or it was removed)."""
+
+
+class AlreadyExists(TransportError, FileExistsError):
+    """The kernel object exists and ``exclusive=True`` was asked for."""
+
+
+class PermissionDenied(TransportError, PermissionError):
+    """The kernel refused access, or the object belongs to another user."""
+
+
+class Timeout(TransportError, TimeoutError):
+    """The timeout expired before the operation could complete; nothing was transferred.
+
+    After ``send_many``, ``sent`` says how many messages of the batch did go.
+    """
+
+    sent: int = 0
+
+
+class Broken(TransportError, BrokenPipeError):
+    """The peer or the kernel object went away underneath an open handle."""
+
+
+class MessageTooLarge(TransportError):
+    """A message exceeds a limit; the message names the limit and how to raise it."""
+
+    def __init__(self, message: str, *, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message, errno=_errno.EMSGSIZE)
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_too_large, (str(self), self.size, self.limit))
+
+
+def _rebuild_too_large(message: str, size: int, limit: int) -> MessageTooLarge:
+    return MessageTooLarge(message, size=size, limit=limit)
+
+
+_ERRNO_CLASSES: dict[int, type[TransportError]] = {
+    _errno.ENOENT: NotFound,
+    _errno.EIDRM: NotFound,
+    _errno.EEXIST: AlreadyExists,
+    _errno.EACCES: PermissionDenied,
+    _errno.EPERM: PermissionDenied,
+    _errno.ETIMEDOUT: Timeout,
+    _errno.EAGAIN: Timeout,
+    _errno.EPIPE: Broken,
+    _errno.ECONNRESET: Broken,
+    _errno.ENXIO: Broken,
+}
+
+
+def map_os_error(exc: OSError, what: str) -> OsipcError:
+    """Translate an ``OSError`` raised while doing ``what`` (e.g. "open fifo:///run/x.fifo")."""
+    code = exc.errno
+    detail = exc.strerror or str(exc)
+    if code == _errno.EBADF:
+        return Closed(f"{what}: the descriptor is closed")
+    if code == _errno.EMSGSIZE:
+        return MessageTooLarge(f"{what}: message too large ({detail})")
+    cls = _ERRNO_CLASSES.get(code or 0, TransportError)
+    hint = ""
+    if code == _errno.EIDRM or (code == _errno.ENOENT and "removed" in what):
+        hint = " (it was removed while open: another process, `osipc rm`, or systemd's RemoveIPC=)"
+    return cls(f"{what}: {detail}{hint}", errno=code)
+
+
+@contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    """Run a block of ``os`` calls; an ``OSError`` leaves as the matching osipc error."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, OsipcError):
+            raise
+        raise map_os_error(exc, what) from exc

@@ -1,0 +1,87 @@
+"""The ``osipc`` pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures:
+    osipc_runtime     a fresh, private runtime dir (OSIPC_RUNTIME_DIR), removed afterwards.
+    osipc_names       ``osipc_names("jobs")`` -> a name unique to this test and process,
+                      safe in parallel tox envs that share the kernel's namespaces.
+    osipc_leak_check  fails the test if it leaves a kernel object behind: files in the
+                      runtime dir (FIFOs, records of objects never unlinked), /dev/shm and
+                      mqueue entries carrying the test's name prefix, SysV objects with
+                      the keys of its names. Leaks are removed after being reported.
+
+Use them for every test with::
+
+    @pytest.fixture(autouse=True)
+    def _isolated(osipc_leak_check): ...
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+import osipc
+from osipc import _inventory
+from osipc.testing import kernel_snapshot, remove_leftover, runtime_leftovers
+
+_counter = itertools.count()
+
+
+class NameFactory:
+    """Hands out names ``PREFIX + stem + n``; remembers them for the leak check."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.issued: set[str] = set()
+        self._n = itertools.count()
+
+    def __call__(self, stem: str = "n") -> str:
+        name = f"{self.prefix}{stem}{next(self._n)}"
+        self.issued.add(name)
+        return name
+
+
+@pytest.fixture
+def osipc_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # Short and under /tmp: zmq+ipc socket paths must stay under 107 bytes.
+    path = tempfile.mkdtemp(prefix="osipc-t")
+    os.chmod(path, 0o700)
+    monkeypatch.setenv("OSIPC_RUNTIME_DIR", path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def osipc_names() -> NameFactory:
+    return NameFactory(f"t{os.getpid()}x{next(_counter)}-")
+
+
+@pytest.fixture
+def osipc_leak_check(osipc_runtime: str, osipc_names: NameFactory) -> Iterator[None]:
+    markers = {osipc_names.prefix}
+    before = kernel_snapshot(markers, osipc_names.issued)
+    yield
+    after = kernel_snapshot(markers, osipc_names.issued)
+    leaked = sorted(after.objects - before.objects)
+    records = _inventory.load_records()
+    files = runtime_leftovers(osipc_runtime)
+    for entry in leaked:
+        remove_leftover(entry)
+    for record in records:
+        try:
+            osipc.unlink(f"{record['scheme']}://{record['name']}", missing_ok=True)
+        except osipc.OsipcError:
+            pass
+    if leaked or files:
+        shown = leaked + [os.path.relpath(f, osipc_runtime) for f in files]
+        pytest.fail(
+            "the test left kernel objects behind (now removed): " + ", ".join(shown),
+            pytrace=False,
+        )

@@ -1,0 +1,1 @@
+"""One module per mechanism; each imports only osipc's core and its one backend."""

@@ -1,0 +1,590 @@
+"""mq://NAME — a POSIX message queue ``/NAME`` (posix_ipc; ctypes for adopted fds).
+
+Features: queue semantics, priorities (``send(obj, priority=N)``, highest first, FIFO
+within a priority), native timeouts, pollable fd, persistence (messages stay queued
+while no process has the queue open, until it is unlinked or the machine reboots),
+adoption of an inherited queue descriptor (``fd=``, as systemd's ``ListenMessageQueue=``
+hands them to services), ``raw=True`` for C peers.
+
+URL:     ``mq://NAME?maxmsg=10&msgsize=8192&mode=0600&raw=0&fd=N``
+
+Options: ``maxmsg``  queue depth, used when creating (default fs.mqueue.msg_default).
+         ``msgsize`` largest message in bytes, used when creating (default
+                     fs.mqueue.msgsize_default). Both are checked against
+                     fs.mqueue.msg_max / msgsize_max before the queue is created.
+         ``raw``     exact bytes on the wire; no end-of-stream marker.
+         ``fd``      adopt this open queue descriptor instead of opening ``/NAME``.
+         and the common ``create``, ``exclusive``, ``mode``, ``trust_existing``.
+
+Frame format: a message is the payload exactly, except that the end-of-stream marker
+is a zero-length message, and a payload that is empty or starts with byte 0xC1 is sent
+with one 0xC1 byte in front. 0xC1 never begins UTF-8 text, JSON, msgpack or a pickle,
+so text and codec payloads reach the queue unchanged and C peers can read them as is.
+With ``raw=True`` the bytes are always exact and zero-length messages are data.
+
+Limits (read at run time, named in errors): fs.mqueue.msg_max and msgsize_max (10 and
+8192 by default), fs.mqueue.queues_max queues in all, and RLIMIT_MSGQUEUE bytes per user
+(819200 by default: nine default-size queues for every process of that user together).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import resource
+import select
+import stat
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import posix_ipc
+
+from osipc import _inventory, _limits
+from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, validate_name
+from osipc._codecs import Buffer, Codec, codec_name
+from osipc._deadline import Deadline, check_timeout
+from osipc._errors import (
+    AlreadyExists,
+    Closed,
+    InvalidArgument,
+    InvalidURL,
+    MessageTooLarge,
+    NotFound,
+    OsipcError,
+    PermissionDenied,
+    Timeout,
+    TransportError,
+    map_os_error,
+    os_errors,
+)
+from osipc.transports._posix_ipc import map_posix_ipc, posix_ipc_errors
+
+ESCAPE = 0xC1
+_ESCAPE_BYTE = b"\xc1"
+PRIORITY_MAX = 32767  # MQ_PRIO_MAX - 1 on Linux
+HARD_MSGMAX = 65536  # what CAP_SYS_RESOURCE may ask for (ipc/mqueue.c)
+HARD_MSGSIZEMAX = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MqOptions(CommonOptions):
+    maxmsg: int = option(0, parse_int(1), "queue depth at creation (default msg_default)")
+    msgsize: int = option(0, parse_int(1), "largest message at creation (default msgsize_default)")
+    raw: bool = option(False, parse_bool, "exact bytes; zero-length messages are data")
+    fd: int = option(-1, parse_int(0), "adopt this inherited queue descriptor")
+
+
+def _capabilities(msgsize: int, raw: bool) -> Capabilities:
+    return Capabilities(
+        ordered=True,
+        priorities=True,
+        selectable=True,
+        max_message_size=msgsize,
+        timeouts="native",
+        end_of_stream=not raw,
+        persistent=True,
+    )
+
+
+def _has_cap_sys_resource() -> bool:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 24))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _sizes(address: Address, options: MqOptions) -> tuple[int, int]:
+    """(maxmsg, msgsize) to create with, checked against the kernel's limits."""
+    privileged = _has_cap_sys_resource()
+    checks = (
+        ("maxmsg", options.maxmsg, "msg_default", "msg_max", HARD_MSGMAX, 10),
+        ("msgsize", options.msgsize, "msgsize_default", "msgsize_max", HARD_MSGSIZEMAX, 8192),
+    )
+    sizes = []
+    for name, asked, default_key, max_key, hard, fallback in checks:
+        limit = _limits.mqueue(max_key) or fallback
+        value = asked or min(_limits.mqueue(default_key) or fallback, limit)
+        if value > limit and not (privileged and value <= hard):
+            raise InvalidURL(
+                f"{address}: {name}={value} exceeds fs.mqueue.{max_key}={limit} "
+                f"(/proc/sys/fs/mqueue/{max_key}); ask for at most {limit}, or raise it as "
+                f"root: sysctl fs.mqueue.{max_key}={value}"
+            )
+        sizes.append(value)
+    maxmsg, msgsize = sizes
+    soft, _ = _limits.rlimit_msgqueue()
+    cost = _limits.mq_bytes(maxmsg, msgsize)
+    if soft >= 0 and cost > soft:
+        raise InvalidURL(
+            f"{address}: a queue of maxmsg={maxmsg} x msgsize={msgsize} needs {cost} bytes, "
+            f"more than this process's RLIMIT_MSGQUEUE ({soft} bytes, `ulimit -q`); "
+            "ask for a smaller queue"
+        )
+    return maxmsg, msgsize
+
+
+def _create_failed(address: Address, exc: OsipcError, maxmsg: int, msgsize: int) -> OsipcError:
+    """Say which limit an mq_open(O_CREAT) failure hit; the kernel's words mislead."""
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+        nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        used = _limits.open_fd_count() or 0
+        if nofile < 0 or used < nofile - 1:
+            soft, _ = _limits.rlimit_msgqueue()
+            cost = _limits.mq_bytes(maxmsg, msgsize)
+            default = _limits.mq_bytes(10, 8192)
+            return TransportError(
+                f"cannot create {address}: it needs {cost} bytes of this user's "
+                f"RLIMIT_MSGQUEUE ({soft} bytes, room for about {soft // default} default-size "
+                "queues, shared by all of this user's processes), and other queues use the "
+                "rest. Remove unused queues (`osipc ls`, `osipc gc`, `osipc rm`), create "
+                "smaller ones (maxmsg=, msgsize=), or raise the limit (`ulimit -q`, "
+                "LimitMSGQUEUE= in systemd)",
+                errno=errno.EMFILE,
+            )
+    if isinstance(exc, InvalidArgument):
+        return InvalidURL(
+            f"cannot create {address} with maxmsg={maxmsg}, msgsize={msgsize}: the kernel "
+            f"refused the sizes (fs.mqueue.msg_max={_limits.mqueue('msg_max')}, "
+            f"msgsize_max={_limits.mqueue('msgsize_max')})"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return TransportError(
+            f"cannot create {address}: the system has fs.mqueue.queues_max="
+            f"{_limits.mqueue('queues_max')} queues already; remove unused ones or raise "
+            "/proc/sys/fs/mqueue/queues_max",
+            errno=errno.ENOSPC,
+        )
+    return exc
+
+
+def _check_owner(fd: int, address: Address, options: MqOptions) -> None:
+    with os_errors(f"inspect {address}"):
+        st = os.fstat(fd)
+    if st.st_uid != os.geteuid() and not options.trust_existing:
+        raise PermissionDenied(
+            f"{address} was created by uid {st.st_uid}, not by you (uid {os.geteuid()}); "
+            "refusing to attach (pass trust_existing=True if that user is trusted)",
+            errno=errno.EPERM,
+        )
+
+
+def _open_named(
+    address: Address, options: MqOptions, codec: Codec[Any], read: bool, write: bool
+) -> posix_ipc.MessageQueue:
+    """Open-or-create ``/NAME``. The create is exclusive, so a queue someone else made
+    first (squatting with its own sizes and mode) is never silently adopted."""
+    name = "/" + address.name
+    maxmsg, msgsize = _sizes(address, options) if options.create else (0, 0)
+    for _ in range(5):  # create/open can race with another process's unlink
+        if options.create:
+            try:
+                with posix_ipc_errors(f"create {address}"):
+                    queue = posix_ipc.MessageQueue(
+                        name,
+                        posix_ipc.O_CREX,
+                        mode=options.mode,
+                        max_messages=maxmsg,
+                        max_message_size=msgsize,
+                        read=read,
+                        write=write,
+                    )
+            except NotFound:  # ExistentialError under O_CREX: it exists
+                if options.exclusive:
+                    raise AlreadyExists(
+                        f"{address} exists (exclusive=True)", errno=errno.EEXIST
+                    ) from None
+            except OsipcError as exc:
+                raise _create_failed(address, exc, maxmsg, msgsize) from exc
+            else:
+                try:
+                    with os_errors(f"set the mode of {address}"):
+                        os.fchmod(queue.mqd, options.mode)  # the umask narrowed it
+                    _inventory.write_record(
+                        address,
+                        kind="mq",
+                        mode=options.mode,
+                        codec=codec_name(codec),
+                        capacity=maxmsg,
+                        max_message_size=msgsize,
+                    )
+                except BaseException:
+                    queue.close()
+                    raise
+                return queue
+        try:
+            with posix_ipc_errors(f"open {address}"):
+                queue = posix_ipc.MessageQueue(name, 0, read=read, write=write)
+        except NotFound:
+            if options.create:
+                continue
+            raise NotFound(f"{address} does not exist (create=False)", errno=errno.ENOENT) from None
+        try:
+            _check_owner(queue.mqd, address, options)
+        except BaseException:
+            queue.close()
+            raise
+        return queue
+    raise TransportError(f"{address}: it kept disappearing while being opened; try again")
+
+
+# -- adopted descriptors (ctypes) --------------------------------------------------------
+
+
+class _MqAttr(ctypes.Structure):
+    _fields_ = [
+        ("mq_flags", ctypes.c_long),
+        ("mq_maxmsg", ctypes.c_long),
+        ("mq_msgsize", ctypes.c_long),
+        ("mq_curmsgs", ctypes.c_long),
+        ("pad", ctypes.c_long * 4),
+    ]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_libc: Any = None
+
+
+def _librt() -> Any:
+    """glibc >= 2.34 has mq_* in libc; older ones in librt."""
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        if not hasattr(lib, "mq_timedsend"):
+            lib = ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
+        lib.mq_getattr.argtypes = [ctypes.c_int, ctypes.POINTER(_MqAttr)]
+        lib.mq_timedsend.argtypes = [
+            ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
+            ctypes.POINTER(_Timespec),
+        ]
+        lib.mq_timedreceive.argtypes = [
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint),
+            ctypes.POINTER(_Timespec),
+        ]
+        lib.mq_timedreceive.restype = ctypes.c_ssize_t
+        _libc = lib
+    return _libc
+
+
+class FdQueue:
+    """The subset of ``posix_ipc.MessageQueue`` osipc uses, over an inherited descriptor.
+
+    Calls never block inside libc: they pass an already-expired timeout and wait with
+    poll(), so signals and timeouts are handled in Python with the time that is left.
+    """
+
+    _NOW = _Timespec(0, 0)
+
+    def __init__(self, fd: int, address: Address) -> None:
+        self._lib = _librt()
+        self._address = address
+        attr = _MqAttr()
+        if self._lib.mq_getattr(fd, ctypes.byref(attr)) != 0:
+            code = ctypes.get_errno()
+            raise InvalidArgument(
+                f"{address}: fd {fd} is not a POSIX message queue ({os.strerror(code)})"
+            )
+        with os_errors(f"adopt fd {fd} for {address}"):
+            access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
+            os.set_inheritable(fd, False)
+        self.mqd = fd
+        self.readable = access in (os.O_RDONLY, os.O_RDWR)
+        self.writable = access in (os.O_WRONLY, os.O_RDWR)
+        self.max_messages = attr.mq_maxmsg
+        self.max_message_size = attr.mq_msgsize
+        self._buffer = ctypes.create_string_buffer(max(1, attr.mq_msgsize))
+        self._priority = ctypes.c_uint()
+
+    @property
+    def current_messages(self) -> int:
+        attr = _MqAttr()
+        if self._lib.mq_getattr(self.mqd, ctypes.byref(attr)) != 0:
+            raise map_os_error(OSError(ctypes.get_errno(), "mq_getattr"), str(self._address))
+        return int(attr.mq_curmsgs)
+
+    def _wait(self, events: int, deadline: Deadline, what: str) -> None:
+        code = ctypes.get_errno()
+        if code not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+            raise map_os_error(OSError(code, os.strerror(code)), f"{what} {self._address}")
+        poller = select.poll()
+        poller.register(self.mqd, events)
+        if not poller.poll(deadline.poll_ms()) and deadline.expired():
+            raise Timeout(f"{self._address}: {what} timed out {deadline.describe()}")
+
+    def send(self, message: Buffer, timeout: float | None = None, priority: int = 0) -> None:
+        data = bytes(message)
+        deadline = Deadline(timeout)
+        while self._lib.mq_timedsend(self.mqd, data, len(data), priority, self._NOW) != 0:
+            self._wait(select.POLLOUT, deadline, "send")
+
+    def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
+        deadline = Deadline(timeout)
+        buffer, size = self._buffer, len(self._buffer)
+        while True:
+            got = self._lib.mq_timedreceive(
+                self.mqd, buffer, size, ctypes.byref(self._priority), self._NOW
+            )
+            if got >= 0:
+                return ctypes.string_at(buffer, got), self._priority.value
+            self._wait(select.POLLIN, deadline, "receive")
+
+    def close(self) -> None:
+        fd, self.mqd = self.mqd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+# -- handles -----------------------------------------------------------------------------
+
+
+def _open(
+    address: Address, options: MqOptions, codec: Codec[Any], role: str
+) -> posix_ipc.MessageQueue | FdQueue:
+    read, write = role == "receiver", role == "sender"
+    if options.fd < 0:
+        return _open_named(address, options, codec, read=read, write=write)
+    queue = FdQueue(options.fd, address)
+    if (read and not queue.readable) or (write and not queue.writable):
+        need = "reading" if read else "writing"
+        raise InvalidArgument(
+            f"{address}: fd {options.fd} is not open for {need}, as a {role} needs "
+            "(systemd's ListenMessageQueue= hands services read-only queues)"
+        )
+    return queue
+
+
+def _too_large(url: str, size: int, msgsize: int, escaped: bool) -> MessageTooLarge:
+    why = " (with the 1-byte 0xC1 escape osipc adds to a payload starting with 0xC1)" if escaped else ""
+    limit = _limits.mqueue("msgsize_max")
+    return MessageTooLarge(
+        f"{url}: a {size}-byte message{why} exceeds the queue's msgsize={msgsize}; create "
+        f"the queue with a larger msgsize= (at most fs.mqueue.msgsize_max={limit}, "
+        "/proc/sys/fs/mqueue/msgsize_max), or use fifo:// or shm:// for large messages",
+        size=size,
+        limit=msgsize,
+    )
+
+
+class MqSender(Sender[Any]):
+    def __init__(
+        self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any
+    ) -> None:
+        self._mq = queue
+        self._raw = options.raw
+        self._msgsize = int(queue.max_message_size)
+        super().__init__(address, _capabilities(self._msgsize, options.raw), codec)
+
+    def send(self, obj: Any, *, timeout: float | None = None, priority: int = 0) -> None:
+        """Send one object; ``priority`` 0..32767, higher received first. See Sender.send."""
+        if self._closed:
+            raise self._raise_closed()
+        if priority:
+            _check_priority(priority)
+        self._put(self._encode(obj), None if timeout is None else check_timeout(timeout), priority)
+
+    def send_many(
+        self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
+    ) -> int:
+        """Send every object in order at ``priority``; see Sender.send_many."""
+        if priority:
+            _check_priority(priority)
+        self._batch_priority = priority
+        try:
+            return super().send_many(objs, timeout=timeout)
+        finally:
+            self._batch_priority = 0
+
+    _batch_priority = 0
+
+    def _send(self, frame: Buffer, timeout: float | None) -> None:
+        self._put(frame, timeout, self._batch_priority)
+
+    def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
+        size = len(frame)
+        escaped = False
+        if not self._raw and (size == 0 or frame[0] == ESCAPE):
+            frame = _ESCAPE_BYTE + bytes(frame)
+            size += 1
+            escaped = True
+        if size > self._msgsize:
+            raise _too_large(self.url, size, self._msgsize, escaped)
+        self._write(frame, timeout, priority)
+
+    def _write(self, frame: Buffer, timeout: float | None, priority: int) -> None:
+        send = self._mq.send
+        try:
+            try:
+                send(frame, timeout, priority)
+            except posix_ipc.SignalError:
+                _resume(lambda left: send(frame, left, priority), timeout)
+        except posix_ipc.BusyError:
+            raise Timeout(
+                f"{self.url}: the queue is full ({self._mq.max_messages} messages) "
+                f"{Deadline(timeout).describe()}",
+                errno=errno.EAGAIN,
+            ) from None
+        except OsipcError:
+            raise
+        except Exception as exc:
+            raise _map(self, exc, "send to") from exc
+
+    def _send_end(self, deadline: Deadline) -> None:
+        self._write(b"", deadline.remaining(), 0)  # the zero-length marker, unescaped
+
+    def fileno(self) -> int:
+        """The queue descriptor: writable (POLLOUT) while the queue is not full."""
+        if self._closed:
+            raise self._raise_closed()
+        return int(self._mq.mqd)
+
+    def _close(self) -> None:
+        with posix_ipc_errors(f"close {self.url}"):
+            self._mq.close()
+
+
+def _resume(call: Callable[[float | None], Any], timeout: float | None) -> Any:
+    """After EINTR (posix_ipc's SignalError; the Python handler has run by now), call
+    again with the time that is left, as often as signals keep coming."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return call(None if end is None else max(0.0, end - time.monotonic()))
+        except posix_ipc.SignalError:
+            continue
+
+
+def _map(handle: MqSender | MqReceiver, exc: BaseException, what: str) -> OsipcError:
+    if handle.closed or getattr(handle._mq, "mqd", 0) == -1:
+        return Closed(f"{handle.url}: the handle was closed during the call")
+    return map_posix_ipc(exc, f"{what} {handle.url}")
+
+
+def _check_priority(priority: int) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= PRIORITY_MAX:
+        raise InvalidArgument(f"priority must be an integer 0..{PRIORITY_MAX}, got {priority!r}")
+
+
+class MqReceiver(Receiver[Any]):
+    priority: int = 0
+    """The priority of the last message received."""
+
+    def __init__(
+        self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any
+    ) -> None:
+        self._mq = queue
+        self._raw = options.raw
+        super().__init__(address, _capabilities(int(queue.max_message_size), options.raw), codec)
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        receive = self._mq.receive
+        try:
+            try:
+                data, self.priority = receive(timeout)
+            except posix_ipc.SignalError:
+                data, self.priority = _resume(receive, timeout)
+        except posix_ipc.BusyError:
+            raise Timeout(
+                f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN
+            ) from None
+        except OsipcError:
+            raise
+        except Exception as exc:
+            raise _map(self, exc, "receive from") from exc
+        if self._raw:
+            return data  # type: ignore[no-any-return]
+        if not data:
+            return None
+        if data[0] == ESCAPE:
+            return data[1:]  # type: ignore[no-any-return]
+        return data  # type: ignore[no-any-return]
+
+    def _raw_fileno(self) -> int:
+        return int(self._mq.mqd)
+
+    def _close(self) -> None:
+        super()._close()
+        with posix_ipc_errors(f"close {self.url}"):
+            self._mq.close()
+
+
+# -- transport ---------------------------------------------------------------------------
+
+
+class PosixMQTransport(Transport):
+    scheme = "mq"
+    summary = "POSIX message queue: priorities, persistent, pollable; small messages"
+    options = MqOptions
+    capabilities = _capabilities(8192, raw=False)
+
+    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
+        queue = _open(address, options, codec, "sender")
+        try:
+            return MqSender(address, options, codec, queue)
+        except BaseException:
+            queue.close()
+            raise
+
+    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
+        queue = _open(address, options, codec, "receiver")
+        try:
+            return MqReceiver(address, options, codec, queue)
+        except BaseException:
+            queue.close()
+            raise
+
+    def unlink(self, address: Address) -> None:
+        with posix_ipc_errors(f"remove {address}"):
+            posix_ipc.unlink_message_queue("/" + address.name)
+
+    def info(self, address: Address) -> ObjectInfo:
+        with posix_ipc_errors(f"{address}"):
+            queue = posix_ipc.MessageQueue("/" + address.name, 0, read=True, write=False)
+        try:
+            with os_errors(f"inspect {address}"):
+                st = os.fstat(queue.mqd)
+            maxmsg, msgsize = int(queue.max_messages), int(queue.max_message_size)
+            return ObjectInfo(
+                url=address.base_url,
+                kind="mq",
+                path="/" + address.name,
+                owner=st.st_uid,
+                mode=stat.S_IMODE(st.st_mode),
+                depth=int(queue.current_messages),
+                capacity=maxmsg,
+                max_message_size=msgsize,
+                size=_limits.mq_bytes(maxmsg, msgsize),
+                identity=(st.st_dev, st.st_ino),
+            )
+        finally:
+            queue.close()
+
+    def inventory(self) -> list[ObjectInfo]:
+        """Needs an mqueue file system mounted somewhere (``mount -t mqueue none DIR``)."""
+        mount = _limits.mqueue_mount()
+        if mount is None:
+            return []
+        try:
+            names = sorted(os.listdir(mount))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            try:
+                validate_name(name, f"mq://{name}")
+                found.append(self.info(Address("mq", name)))
+            except (InvalidURL, NotFound, PermissionDenied):
+                continue
+        return found
