@@ -125,6 +125,7 @@ class Handle(ABC):
     """
 
     _closed = True  # until __init__ has finished, so __del__ of a half-built handle is quiet
+    _in_child = False  # closed by fork: release descriptors, touch nothing shared
 
     def __init__(self, address: Address, capabilities: Capabilities) -> None:
         self._address = address
@@ -164,6 +165,7 @@ class Handle(ABC):
         if self._closed:
             return
         self._closed = True
+        self._in_child = True
         self._closed_reason = (
             f"it was opened in process {self._owner_pid} before fork(); "
             "open a new handle in the child"
@@ -335,9 +337,10 @@ class Receiver(Handle, Generic[T]):
         if self._closed or self._pending:
             frame = self._next_slow(timeout)
         else:
-            frame = self._recv(None if timeout is None else check_timeout(timeout))
-            if frame is None:
+            got = self._recv(None if timeout is None else check_timeout(timeout))
+            if got is None:
                 raise EndOfStream(f"{self.url}: end of stream")
+            frame = got
         if self._readiness is not None:
             self._readiness.update(self._buffered())
         if self._decode_fast is not None:
@@ -356,8 +359,11 @@ class Receiver(Handle, Generic[T]):
         if self._closed:
             raise self._raise_closed()
         frames: list[Frame | None] = []
-        while self._pending and len(frames) < max_count:
-            frames.append(self._pending.popleft())
+        while len(frames) < max_count:
+            try:
+                frames.append(self._pending.popleft())
+            except IndexError:
+                break
         if not frames:
             frames = self._recv_batch(max_count, Deadline(timeout))
         if frames[0] is None:
@@ -476,14 +482,14 @@ class Receiver(Handle, Generic[T]):
     def _next_slow(self, timeout: float | None) -> Frame:
         if self._closed:
             raise self._raise_closed()
-        if self._pending:
+        frame: Frame | None
+        try:
             frame = self._pending.popleft()
-        else:
+        except IndexError:  # empty (perhaps just emptied by another thread)
             frame = self._recv(None if timeout is None else check_timeout(timeout))
         if frame is None:
             raise EndOfStream(f"{self.url}: end of stream")
         return frame
-
 
 
 def _fast_encoder(codec: _codecs.Codec[Any]) -> Any:
@@ -553,15 +559,11 @@ class Transport(ABC):
     def parse_name(self, url: str, netloc: str, path: str) -> str:
         """The object's name from the URL's parts; InvalidURL if it breaks a rule."""
         if path:
-            raise InvalidURL(
-                f"{url!r}: a name cannot contain '/'; use {self.scheme}://NAME"
-            )
+            raise InvalidURL(f"{url!r}: a name cannot contain '/'; use {self.scheme}://NAME")
         return validate_name(netloc, url)
 
     @abstractmethod
-    def open_sender(
-        self, address: Address, options: Any, codec: _codecs.Codec[Any]
-    ) -> Sender[Any]:
+    def open_sender(self, address: Address, options: Any, codec: _codecs.Codec[Any]) -> Sender[Any]:
         """Open (creating per the options) and return a sender."""
 
     @abstractmethod

@@ -36,9 +36,7 @@ def validate_name(name: str, url: str) -> str:
     if not name:
         raise InvalidURL(f"{url!r} has an empty name; {NAME_RULE}")
     if len(name) > NAME_MAX_LENGTH:
-        raise InvalidURL(
-            f"the name in {url!r} is {len(name)} characters long; {NAME_RULE}"
-        )
+        raise InvalidURL(f"the name in {url!r} is {len(name)} characters long; {NAME_RULE}")
     if name.startswith("."):
         raise InvalidURL(f"the name {name!r} in {url!r} starts with '.'; {NAME_RULE}")
     for char in name:
@@ -194,7 +192,9 @@ def resolve_options(
     """Merge query options and keyword arguments into ``cls``; InvalidURL on any problem."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, object] = {}
-    sources = [(key, value, "in the URL") for key, value in address.query]
+    sources: list[tuple[str, object, str]] = [
+        (key, value, "in the URL") for key, value in address.query
+    ]
     sources += [(key, value, "as a keyword argument") for key, value in keywords.items()]
     for key, raw, where in sources:
         spec = fields.get(key)

@@ -114,10 +114,11 @@ def _cmd_send(args: argparse.Namespace) -> int:
     kwargs = {"priority": args.priority} if args.priority else {}
     count = 0
     with sender(args.url) as tx:
-        for data in source:
+        for line in source:
+            data = line
             if args.json:
                 try:
-                    data = json.dumps(json.loads(data), separators=(",", ":")).encode()
+                    data = json.dumps(json.loads(line), separators=(",", ":")).encode()
                 except ValueError as exc:
                     print(f"osipc: error: message {count + 1} is not JSON: {exc}", file=sys.stderr)
                     return EXIT_ERROR
@@ -155,7 +156,11 @@ def _cmd_recv(args: argparse.Namespace) -> int:
                 if args.n is None:
                     break
                 raise
-            line = json.dumps(msg, ensure_ascii=False, separators=(",", ":")) if args.json else show_bytes(msg)
+            line = (
+                json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+                if args.json
+                else show_bytes(msg)
+            )
             out.write(line + "\n")
             out.flush()
             count += 1
@@ -266,8 +271,9 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
     for key in ("msg_max", "msgsize_max", "msg_default", "msgsize_default", "queues_max"):
         facts.append((f"fs.mqueue.{key}", _dash(_limits.mqueue(key))))
     soft, hard = _limits.rlimit_msgqueue()
-    default = _limits.mq_bytes(_limits.mqueue("msg_default") or 10,
-                               _limits.mqueue("msgsize_default") or 8192)
+    default = _limits.mq_bytes(
+        _limits.mqueue("msg_default") or 10, _limits.mqueue("msgsize_default") or 8192
+    )
     room = "unlimited" if soft < 0 else f"about {soft // default} default-size queues per user"
     facts.append(("RLIMIT_MSGQUEUE", f"{soft} bytes (hard {hard}): {room}"))
     for key in ("msgmax", "msgmnb", "msgmni"):
@@ -276,9 +282,8 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
     facts.append(("fs.pipe-max-size", _dash(_limits.pipe_max_size())))
     try:
         shm = os.statvfs("/dev/shm")
-        facts.append(
-            ("/dev/shm", f"{shm.f_blocks * shm.f_frsize >> 20} MiB, {shm.f_bavail * shm.f_frsize >> 20} MiB free")
-        )
+        total, free = shm.f_blocks * shm.f_frsize >> 20, shm.f_bavail * shm.f_frsize >> 20
+        facts.append(("/dev/shm", f"{total} MiB, {free} MiB free"))
     except OSError:
         facts.append(("/dev/shm", "missing"))
         problems.append("/dev/shm is not mounted: POSIX shared memory will not work")

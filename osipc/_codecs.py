@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, Union, runtime_checkable
 
 from osipc._address import did_you_mean
@@ -41,7 +42,7 @@ class BytesCodec(_Named[bytes]):
 
     name = "bytes"
 
-    def encode(self, obj: bytes) -> Buffer:
+    def encode(self, obj: object) -> Buffer:
         if isinstance(obj, (bytes, bytearray)):
             return obj
         if isinstance(obj, memoryview):
@@ -129,13 +130,15 @@ class PickleCodec(_Named[Any]):
         try:
             return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # PicklingError, TypeError, AttributeError, RecursionError
-            raise EncodeError(f"the pickle codec cannot encode {type(obj).__name__}: {exc}") from exc
+            raise EncodeError(
+                f"the pickle codec cannot encode {type(obj).__name__}: {exc}"
+            ) from exc
 
     def decode(self, data: bytes) -> Any:
         return pickle.loads(data)
 
 
-_BUILTIN: dict[str, type[_Named[Any]]] = {
+_BUILTIN: dict[str, Callable[[], Codec[Any]]] = {
     "bytes": BytesCodec,
     "json": JsonCodec,
     "msgpack": MsgpackCodec,
@@ -179,9 +182,7 @@ def encode(codec: Codec[Any], obj: object) -> Buffer:
     except Exception as exc:
         raise EncodeError(f"codec {codec_name(codec)!r} failed to encode: {exc!r}") from exc
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise EncodeError(
-            f"codec {codec_name(codec)!r} returned {type(data).__name__}, not bytes"
-        )
+        raise EncodeError(f"codec {codec_name(codec)!r} returned {type(data).__name__}, not bytes")
     return data
 
 

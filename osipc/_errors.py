@@ -110,7 +110,7 @@ class TransportError(OsipcError, OSError):
     def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
         # OSError(errno, strerror) would reformat the message; keep ours, expose the code.
-        self.errno = errno  # type: ignore[assignment]
+        self.errno = errno
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -136,10 +136,7 @@ class PermissionDenied(TransportError, PermissionError):
 
 
 class Timeout(TransportError, TimeoutError):
-    """The timeout expired before the operation could complete; nothing was transferred.
-
-    After ``send_many``, ``sent`` says how many messages of the batch did go.
-    """
+    """The timeout expired first; nothing was transferred (of a batch: ``sent`` went)."""
 
     sent: int = 0
 

@@ -46,6 +46,18 @@ def sysv(name: str) -> int | None:
     return read_sysctl(f"/proc/sys/kernel/{name}")
 
 
+def has_cap_sys_resource() -> bool:
+    """CAP_SYS_RESOURCE lets a process exceed the mqueue and pipe-size sysctls."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 24))
+    except (OSError, ValueError):
+        pass
+    return False
+
+
 def open_fd_count() -> int | None:
     try:
         return len(os.listdir("/proc/self/fd"))

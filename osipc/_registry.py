@@ -86,6 +86,10 @@ def get_transport(scheme: str) -> Transport:
                 f"the {scheme}:// transport cannot be loaded ({exc})", hint=hint
             ) from exc
         transport = cls()
+        if not isinstance(transport, Transport):
+            raise TransportUnavailable(
+                f"{scheme}:// is registered as {target or entry}, which is not an osipc Transport"
+            )
         _loaded[scheme] = transport
         return transport
 

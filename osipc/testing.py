@@ -26,13 +26,16 @@ from typing import Any
 
 import osipc
 from osipc import _limits
-from osipc._address import sysv_key
+from osipc._address import sysv_key as _sysv_key
 
 __all__ = [
+    "CHECKS",
     "ConformanceError",
     "KernelSnapshot",
     "check_transport",
     "kernel_snapshot",
+    "remove_leftover",
+    "runtime_leftovers",
 ]
 
 
@@ -112,7 +115,11 @@ def _check_timeouts(make_url: Callable[[], str]) -> None:
         assert 0.19 <= waited < 3.0, f"recv(timeout=0.2) returned after {waited:.3f} s"
         assert isinstance(exc, TimeoutError), "Timeout must also be a TimeoutError"
         for bad in (-1, float("nan"), "1", True):
-            _expect(osipc.InvalidArgument, lambda: rx.recv(timeout=bad), f"timeout={bad!r}")  # type: ignore[arg-type]
+            _expect(
+                osipc.InvalidArgument,
+                lambda bad=bad: rx.recv(timeout=bad),  # type: ignore[misc]
+                f"timeout={bad!r}",
+            )
 
 
 def _check_codecs(make_url: Callable[[], str]) -> None:
@@ -166,16 +173,16 @@ def _check_close(make_url: Callable[[], str]) -> None:
     with _fresh(make_url) as url:
         rx = osipc.receiver(url)
         tx = osipc.sender(url)
-        assert not rx.closed and not tx.closed
+        assert (rx.closed, tx.closed) == (False, False)
         tx.close()
         tx.close()
         rx.close()
-        assert rx.closed and tx.closed, "closed must be True after close()"
+        assert (rx.closed, tx.closed) == (True, True), "closed must be True after close()"
         _expect(osipc.Closed, lambda: tx.send(b"x"), "send after close")
         _expect(osipc.Closed, lambda: rx.recv(timeout=0), "recv after close")
         with osipc.receiver(url) as rx2:
-            assert not rx2.closed
-        assert rx2.closed, "the context manager must close"
+            was_open = not rx2.closed
+        assert (was_open, rx2.closed) == (True, True), "the context manager must close"
         osipc.info(url)  # close() must not destroy the object
 
 
@@ -290,7 +297,7 @@ class KernelSnapshot:
 
 
 def _sysv_entries(names: set[str]) -> set[str]:
-    keys = {sysv_key(name) for name in names}
+    keys = {_sysv_key(name) for name in names}
     found = set()
     for kind in ("msg", "sem", "shm"):
         try:

@@ -50,8 +50,11 @@ def map_posix_ipc(exc: BaseException, what: str) -> OsipcError:
     if isinstance(exc, ValueError):
         return InvalidArgument(f"{what}: {exc}")
     if isinstance(exc, OSError):
-        if exc.errno is None and "maximum number of files" in str(exc):
-            return TransportError(f"{what}: {exc}", errno=errno.EMFILE)
+        if exc.errno is None:  # posix_ipc words some errnos without setting them
+            if "maximum number of files" in str(exc):
+                return TransportError(f"{what}: {exc}", errno=errno.EMFILE)
+            if "Insufficient space" in str(exc):
+                return TransportError(f"{what}: {exc}", errno=errno.ENOSPC)
         return map_os_error(exc, what)
     return TransportError(f"{what}: {exc!r}")
 

@@ -48,7 +48,7 @@ import stat
 import struct
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,9 @@ def _ensure_fifo(address: Address, options: FifoOptions, codec: Codec[Any]) -> s
                     os.fchmod(fd, options.mode)
                 finally:
                     os.close(fd)
-            _inventory.write_record(address, kind="fifo", mode=options.mode, codec=codec_name(codec))
+            _inventory.write_record(
+                address, kind="fifo", mode=options.mode, codec=codec_name(codec)
+            )
             return path
     with os_errors(f"open {what}"):
         try:
@@ -194,7 +196,7 @@ def _set_pipe_size(fd: int, size: int, address: Address) -> None:
     if not size:
         return
     limit = _limits.pipe_max_size()
-    if limit is not None and size > limit and os.geteuid() != 0:
+    if limit is not None and size > limit and not _limits.has_cap_sys_resource():
         raise InvalidURL(
             f"{address}: pipe_size={size} exceeds fs.pipe-max-size={limit} "
             "(/proc/sys/fs/pipe-max-size); ask for less or raise the sysctl"
@@ -221,6 +223,68 @@ def _wait(fd: int, events: int, deadline: Deadline) -> int:
     return ready[0][1] if ready else 0
 
 
+def _small(frame: Buffer, lines: bool, url: str) -> Buffer | None:
+    """One write for ``frame`` (header + payload, or a line), or None if it needs parts."""
+    size = len(frame)
+    if lines:
+        if b"\n" in frame:
+            raise InvalidArgument(
+                f"{url}: framing=lines cannot carry a message containing '\\n'; "
+                "use the default framing=frames"
+            )
+        if size >= PIPE_BUF:
+            raise MessageTooLarge(
+                f"{url}: a {size}-byte line exceeds PIPE_BUF-1 ({PIPE_BUF - 1}) bytes, beyond "
+                "which concurrent writers can interleave; use framing=frames for larger messages",
+                size=size,
+                limit=PIPE_BUF - 1,
+            )
+        return bytes(frame) + b"\n"
+    if size > SMALL_MAX:
+        return None
+    header = _SHORT.pack(DATA, size)
+    return header + frame if isinstance(frame, bytes) else b"".join((header, frame))
+
+
+def _pack(
+    frames: Iterable[Buffer | None], lines: bool, stream: int, pid: int, url: str
+) -> Iterator[tuple[Buffer, int, bool]]:
+    """Cut messages (None: end-of-stream) into writes of at most PIPE_BUF bytes, each of
+    which the kernel keeps whole. Yields (bytes to write, messages that write completes,
+    whether a message is left half-sent after it)."""
+    chunk = bytearray()
+    count = 0
+    for frame in frames:
+        piece = _END_FRAME if frame is None else _small(frame, lines, url)
+        if piece is not None:
+            if chunk and len(chunk) + len(piece) > PIPE_BUF:
+                yield bytes(chunk), count, False
+                chunk.clear()
+                count = 0
+            chunk += piece
+            count += 1
+            continue
+        if chunk:
+            yield bytes(chunk), count, False
+            chunk.clear()
+            count = 0
+        assert frame is not None
+        view = memoryview(frame).cast("B")
+        size = len(view)
+        if size > 0xFFFFFFFF:
+            raise MessageTooLarge(
+                f"{url}: {size} bytes exceeds the 4 GiB frame limit", size=size, limit=0xFFFFFFFF
+            )
+        for offset in range(0, size, PART_MAX):
+            end = min(offset + PART_MAX, size)
+            last = end == size
+            tag = FIRST if offset == 0 else (LAST if last else MORE)
+            header = _PART.pack(tag, end - offset, stream, pid)
+            yield b"".join((header, view[offset:end])), int(last), not last
+    if chunk:
+        yield bytes(chunk), count, False
+
+
 # -- sender ------------------------------------------------------------------------------
 
 
@@ -233,7 +297,7 @@ class FifoSender(Sender[Any]):
         self._path = path
         self._fd = FdHolder()
         self._lines = options.framing == "lines"
-        self._stream = int.from_bytes(os.urandom(4), "little")
+        self._stream = _new_stream()
         self._pid = os.getpid()
         self._parts_lock = threading.Lock()
         self._abort_owed = False
@@ -280,7 +344,8 @@ class FifoSender(Sender[Any]):
             return fd
 
     def _write(self, buf: Buffer, deadline: Deadline) -> None:
-        """Write one buffer of at most PIPE_BUF bytes, atomically, within the deadline."""
+        """Write one buffer of at most PIPE_BUF bytes, atomically, within the deadline.
+        Called with ``_parts_lock`` held."""
         backoff: Backoff | None = None
         while True:
             fd = self._fd.fd
@@ -322,31 +387,8 @@ class FifoSender(Sender[Any]):
 
     # -- Sender --------------------------------------------------------------------------
 
-    def _frame(self, frame: Buffer) -> Buffer | None:
-        """The bytes of one atomic write for ``frame``, or None if it needs parts."""
-        size = len(frame)
-        if self._lines:
-            if b"\n" in frame:
-                raise InvalidArgument(
-                    f"{self.url}: framing=lines cannot carry a message containing '\\n'; "
-                    "use the default framing=frames"
-                )
-            if size >= PIPE_BUF:
-                raise MessageTooLarge(
-                    f"{self.url}: a {size}-byte line exceeds PIPE_BUF-1 ({PIPE_BUF - 1}) "
-                    "bytes, beyond which concurrent writers can interleave; use "
-                    "framing=frames for larger messages",
-                    size=size,
-                    limit=PIPE_BUF - 1,
-                )
-            return bytes(frame) + b"\n"
-        if size > SMALL_MAX:
-            return None
-        header = _SHORT.pack(DATA, size)
-        return header + frame if isinstance(frame, bytes) else b"".join((header, frame))
-
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        buf = self._frame(frame)
+        buf = _small(frame, self._lines, self.url)
         fd = self._fd.fd
         if buf is not None and fd >= 0 and not self._abort_owed:
             try:
@@ -356,63 +398,30 @@ class FifoSender(Sender[Any]):
                 pass
             except OSError as exc:
                 raise map_os_error(exc, f"write to {self.url}") from exc
-        deadline = Deadline(timeout)
-        self._settle_abort(deadline)
-        if buf is not None:
-            self._write(buf, deadline)
-        else:
-            self._send_parts(frame, deadline)
+        self._write_all([frame], Deadline(timeout))
 
     def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
-        self._settle_abort(deadline)
-        chunk = bytearray()
-        in_chunk = 0
-        sent = 0
-        try:
-            for frame in frames:
-                buf = self._frame(frame)
-                if buf is not None and len(chunk) + len(buf) <= PIPE_BUF:
-                    chunk += buf
-                    in_chunk += 1
-                    continue
-                if chunk:
-                    self._write(chunk, deadline)
-                    sent += in_chunk
-                    chunk, in_chunk = bytearray(), 0
-                if buf is not None:
-                    chunk += buf
-                    in_chunk = 1
-                else:
-                    self._send_parts(frame, deadline)
-                    sent += 1
-            if chunk:
-                self._write(chunk, deadline)
-                sent += in_chunk
-        except Timeout as exc:
-            exc.sent = sent
-            raise
+        self._write_all(frames, deadline)
 
-    def _send_parts(self, frame: Buffer, deadline: Deadline) -> None:
-        view = memoryview(frame).cast("B")
-        size = len(view)
-        if size > 0xFFFFFFFF:
-            raise MessageTooLarge(
-                f"{self.url}: {size} bytes exceeds the 4 GiB frame limit", size=size,
-                limit=0xFFFFFFFF,
-            )
+    def _write_all(self, frames: Sequence[Buffer | None], deadline: Deadline) -> None:
+        """Write messages in order; a Timeout carries how many went whole, and a message
+        left half-written is withdrawn (ABORT) before anything else is sent."""
+        sent = 0
         with self._parts_lock:
-            offset = 0
-            while offset < size:
-                end = min(offset + PART_MAX, size)
-                tag = FIRST if offset == 0 else (LAST if end == size else MORE)
-                header = _PART.pack(tag, end - offset, self._stream, self._pid)
+            self._settle_abort(deadline)
+            half_sent = False
+            for buf, done, half_after in _pack(
+                frames, self._lines, self._stream, self._pid, self.url
+            ):
                 try:
-                    self._write(b"".join((header, view[offset:end])), deadline)
-                except (Timeout, Broken):
-                    if offset:
-                        self._abort_owed = True
+                    self._write(buf, deadline)
+                except (Timeout, Broken) as exc:
+                    self._abort_owed = half_sent
+                    if isinstance(exc, Timeout):
+                        exc.sent = sent
                     raise
-                offset = end
+                sent += done
+                half_sent = half_after
 
     def _settle_abort(self, deadline: Deadline) -> None:
         """Withdraw a message left half-written by an earlier Timeout."""
@@ -421,11 +430,10 @@ class FifoSender(Sender[Any]):
             self._abort_owed = False
 
     def _send_end(self, deadline: Deadline) -> None:
-        self._settle_abort(deadline)
-        self._write(_END_FRAME, deadline)
+        self._write_all([None], deadline)
 
     def _close(self) -> None:
-        if self._abort_owed and self._fd.fd >= 0 and os.getpid() == self._pid:
+        if self._abort_owed and self._fd.fd >= 0 and not self._in_child:
             try:
                 self._settle_abort(Deadline(0.5))
             except Exception:  # receivers drop the parts once this process is gone
@@ -447,10 +455,8 @@ class FifoReceiver(Receiver[Any]):
         # stream id -> (writer pid, parts so far) for messages sent in parts
         self._partial: dict[int, tuple[int, list[bytes]]] = {}
         self._lines = options.framing == "lines"
-        self._parse: Callable[[bytes], None] = (
-            self._parse_lines if self._lines else self._parse_frames
-        )
         self._read_size = 65536
+        self._reading = threading.Lock()
 
     def _open_path(self, path: str) -> None:
         with os_errors(f"open {self.url} ({path}) for reading"):
@@ -486,22 +492,67 @@ class FifoReceiver(Receiver[Any]):
 
     def _close(self) -> None:
         super()._close()
+        if not self._in_child and self._fd.fd >= 0:
+            self._requeue()
         self._unlock()
         self._fd.close()
         self._keep.close()
 
+    def _requeue(self) -> None:
+        """Give messages read ahead but not delivered back to the FIFO, so the next
+        receiver gets them (after what is in the pipe now) instead of losing them."""
+        frames = [f for f in self._pending if f is not None or not self._lines]
+        self._pending.clear()
+        torn = sum(len(part) for _, parts in self._partial.values() for part in parts)
+        self._partial.clear()
+        given_back = 0
+        if frames:
+            try:
+                # /proc/self/fd/N reopens this very FIFO (a magic link: no O_NOFOLLOW)
+                fd = os.open(
+                    f"/proc/self/fd/{self._fd.fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                )
+            except OSError:
+                fd = -1
+            try:
+                # pid 0: parts no receiver will drop as a dead writer's
+                for buf, done, _ in _pack(frames, self._lines, _new_stream(), 0, self.url):
+                    if fd < 0:
+                        break
+                    os.write(fd, buf)
+                    given_back += done
+            except OSError:
+                pass
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+        if given_back < len(frames) or torn:
+            warnings.warn(
+                f"{self.url}: closed while holding {len(frames) - given_back} message(s) it "
+                f"could not give back to the FIFO and {torn} bytes of an unfinished one; "
+                "they are lost",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
     # -- reading -------------------------------------------------------------------------
 
     def _recv(self, timeout: float | None) -> Frame | None:
-        if not self._pending:
-            self._fill(Deadline(timeout))
-        return self._pending.popleft()
+        return self._recv_batch(1, Deadline(timeout))[0]
 
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
-        if not self._pending:
-            self._fill(deadline)
-        pending = self._pending
-        return [pending.popleft() for _ in range(min(max_count, len(pending)))]
+        # Threads sharing this handle take turns reading and parsing (the readers' flock
+        # cannot tell them apart: they share one descriptor).
+        left = deadline.remaining()
+        if not self._reading.acquire(timeout=-1 if left is None else left):
+            raise Timeout(f"{self.url}: no message {deadline.describe()} (another thread reads)")
+        try:
+            pending = self._pending
+            if not pending:
+                self._fill(deadline)
+            return [pending.popleft() for _ in range(min(max_count, len(pending)))]
+        finally:
+            self._reading.release()
 
     def _lock(self, deadline: Deadline, backoff: Backoff) -> bool:
         """Take the readers' lock; False if the deadline passed while another reader held it."""
@@ -545,7 +596,12 @@ class FifoReceiver(Receiver[Any]):
                         return
                     data = None
                 if data:
-                    self._parse(self._leftover + data if self._leftover else data)
+                    if self._leftover:
+                        data = self._leftover + data
+                    if self._lines:
+                        self._parse_lines(data)
+                    else:
+                        self._parse_frames(data)
                 if not (self._leftover or self._partial):
                     self._unlock()
                 if self._pending:
@@ -648,10 +704,13 @@ class FifoReceiver(Receiver[Any]):
             else ""
         )
         raise Broken(
-            f"{self.url}: the FIFO carries data that is not osipc frames "
-            f"(starts {sample!r}){hint}",
+            f"{self.url}: the FIFO carries data that is not osipc frames (starts {sample!r}){hint}",
             errno=errno.EPROTO,
         )
+
+
+def _new_stream() -> int:
+    return int.from_bytes(os.urandom(4), "little")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -689,7 +748,17 @@ class FifoTransport(Transport):
             sender._adopt(options.fd)
             return sender
         path = _ensure_fifo(address, options, codec)
-        return FifoSender(address, options, codec, path)
+        sender = FifoSender(address, options, codec, path)
+        try:
+            # Connect now if a receiver is there, so an idle sender keeps the stream open;
+            # otherwise the first send waits for one (start order never matters).
+            sender._connect(Deadline(0))
+        except Timeout:
+            pass
+        except BaseException:
+            sender.close()
+            raise
+        return sender
 
     def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
         receiver = FifoReceiver(address, options, codec)

@@ -59,7 +59,9 @@ def _put(queue: _Queue, item: Frame | None, deadline: Deadline, url: str) -> Non
             if left == 0.0 or not queue.cond.wait(left):
                 if len(queue.items) < queue.capacity:
                     break
-                raise Timeout(f"{url}: queue full ({queue.capacity} messages) {deadline.describe()}")
+                raise Timeout(
+                    f"{url}: queue full ({queue.capacity} messages) {deadline.describe()}"
+                )
         queue.items.append(item)
         queue.cond.notify()
 

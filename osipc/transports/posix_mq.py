@@ -37,8 +37,6 @@ import os
 import resource
 import select
 import stat
-import time
-from collections.abc import Callable
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -93,20 +91,9 @@ def _capabilities(msgsize: int, raw: bool) -> Capabilities:
     )
 
 
-def _has_cap_sys_resource() -> bool:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) & (1 << 24))
-    except (OSError, ValueError):
-        pass
-    return False
-
-
 def _sizes(address: Address, options: MqOptions) -> tuple[int, int]:
     """(maxmsg, msgsize) to create with, checked against the kernel's limits."""
-    privileged = _has_cap_sys_resource()
+    privileged = _limits.has_cap_sys_resource()
     checks = (
         ("maxmsg", options.maxmsg, "msg_default", "msg_max", HARD_MSGMAX, 10),
         ("msgsize", options.msgsize, "msgsize_default", "msgsize_max", HARD_MSGSIZEMAX, 8192),
@@ -267,11 +254,17 @@ def _librt() -> Any:
             lib = ctypes.CDLL(ctypes.util.find_library("rt") or "librt.so.1", use_errno=True)
         lib.mq_getattr.argtypes = [ctypes.c_int, ctypes.POINTER(_MqAttr)]
         lib.mq_timedsend.argtypes = [
-            ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
             ctypes.POINTER(_Timespec),
         ]
         lib.mq_timedreceive.argtypes = [
-            ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_uint),
             ctypes.POINTER(_Timespec),
         ]
         lib.mq_timedreceive.restype = ctypes.c_ssize_t
@@ -282,11 +275,12 @@ def _librt() -> Any:
 class FdQueue:
     """The subset of ``posix_ipc.MessageQueue`` osipc uses, over an inherited descriptor.
 
-    Calls never block inside libc: they pass an already-expired timeout and wait with
-    poll(), so signals and timeouts are handled in Python with the time that is left.
+    Only non-blocking calls (``timeout=0``), which raise ``posix_ipc.BusyError`` when
+    they would block, exactly like MessageQueue, so handles treat both alike and do
+    their waiting in poll().
     """
 
-    _NOW = _Timespec(0, 0)
+    _NOW = _Timespec(0, 0)  # an expired absolute timeout: never sleeps in libc
 
     def __init__(self, fd: int, address: Address) -> None:
         self._lib = _librt()
@@ -315,31 +309,25 @@ class FdQueue:
             raise map_os_error(OSError(ctypes.get_errno(), "mq_getattr"), str(self._address))
         return int(attr.mq_curmsgs)
 
-    def _wait(self, events: int, deadline: Deadline, what: str) -> None:
+    def _failed(self) -> None:
         code = ctypes.get_errno()
-        if code not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
-            raise map_os_error(OSError(code, os.strerror(code)), f"{what} {self._address}")
-        poller = select.poll()
-        poller.register(self.mqd, events)
-        if not poller.poll(deadline.poll_ms()) and deadline.expired():
-            raise Timeout(f"{self._address}: {what} timed out {deadline.describe()}")
+        if code in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+            raise posix_ipc.BusyError("would block")
+        raise OSError(code, os.strerror(code))
 
-    def send(self, message: Buffer, timeout: float | None = None, priority: int = 0) -> None:
+    def send(self, message: Buffer, timeout: float = 0, priority: int = 0) -> None:
         data = bytes(message)
-        deadline = Deadline(timeout)
-        while self._lib.mq_timedsend(self.mqd, data, len(data), priority, self._NOW) != 0:
-            self._wait(select.POLLOUT, deadline, "send")
+        if self._lib.mq_timedsend(self.mqd, data, len(data), priority, self._NOW) != 0:
+            self._failed()
 
-    def receive(self, timeout: float | None = None) -> tuple[bytes, int]:
-        deadline = Deadline(timeout)
-        buffer, size = self._buffer, len(self._buffer)
-        while True:
-            got = self._lib.mq_timedreceive(
-                self.mqd, buffer, size, ctypes.byref(self._priority), self._NOW
-            )
-            if got >= 0:
-                return ctypes.string_at(buffer, got), self._priority.value
-            self._wait(select.POLLIN, deadline, "receive")
+    def receive(self, timeout: float = 0) -> tuple[bytes, int]:
+        buffer = self._buffer
+        got = self._lib.mq_timedreceive(
+            self.mqd, buffer, len(buffer), ctypes.byref(self._priority), self._NOW
+        )
+        if got < 0:
+            self._failed()
+        return ctypes.string_at(buffer, got), self._priority.value
 
     def close(self) -> None:
         fd, self.mqd = self.mqd, -1
@@ -367,7 +355,11 @@ def _open(
 
 
 def _too_large(url: str, size: int, msgsize: int, escaped: bool) -> MessageTooLarge:
-    why = " (with the 1-byte 0xC1 escape osipc adds to a payload starting with 0xC1)" if escaped else ""
+    why = (
+        " (with the 1-byte 0xC1 escape osipc adds to a payload starting with 0xC1)"
+        if escaped
+        else ""
+    )
     limit = _limits.mqueue("msgsize_max")
     return MessageTooLarge(
         f"{url}: a {size}-byte message{why} exceeds the queue's msgsize={msgsize}; create "
@@ -379,9 +371,7 @@ def _too_large(url: str, size: int, msgsize: int, escaped: bool) -> MessageTooLa
 
 
 class MqSender(Sender[Any]):
-    def __init__(
-        self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any
-    ) -> None:
+    def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
         self._raw = options.raw
         self._msgsize = int(queue.max_message_size)
@@ -424,22 +414,34 @@ class MqSender(Sender[Any]):
         self._write(frame, timeout, priority)
 
     def _write(self, frame: Buffer, timeout: float | None, priority: int) -> None:
-        send = self._mq.send
+        # Never block inside posix_ipc: on EINTR it runs the signal handler itself and
+        # drops any exception but KeyboardInterrupt (a SIGTERM handler's SystemExit
+        # included). Try without waiting; wait in poll(), which resumes per PEP 475.
         try:
-            try:
-                send(frame, timeout, priority)
-            except posix_ipc.SignalError:
-                _resume(lambda left: send(frame, left, priority), timeout)
+            self._mq.send(frame, 0, priority)
         except posix_ipc.BusyError:
-            raise Timeout(
-                f"{self.url}: the queue is full ({self._mq.max_messages} messages) "
-                f"{Deadline(timeout).describe()}",
-                errno=errno.EAGAIN,
-            ) from None
+            self._wait_and_send(frame, timeout, priority)
         except OsipcError:
             raise
         except Exception as exc:
             raise _map(self, exc, "send to") from exc
+
+    def _wait_and_send(self, frame: Buffer, timeout: float | None, priority: int) -> None:
+        deadline = Deadline(timeout)
+        while True:
+            if timeout == 0 or not _poll(self._mq.mqd, select.POLLOUT, deadline):
+                raise Timeout(
+                    f"{self.url}: the queue is full ({self._mq.max_messages} messages) "
+                    f"{deadline.describe()}",
+                    errno=errno.EAGAIN,
+                )
+            try:
+                self._mq.send(frame, 0, priority)
+                return
+            except posix_ipc.BusyError:
+                continue  # another sender filled it first
+            except Exception as exc:
+                raise _map(self, exc, "send to") from exc
 
     def _send_end(self, deadline: Deadline) -> None:
         self._write(b"", deadline.remaining(), 0)  # the zero-length marker, unescaped
@@ -455,15 +457,15 @@ class MqSender(Sender[Any]):
             self._mq.close()
 
 
-def _resume(call: Callable[[float | None], Any], timeout: float | None) -> Any:
-    """After EINTR (posix_ipc's SignalError; the Python handler has run by now), call
-    again with the time that is left, as often as signals keep coming."""
-    end = None if timeout is None else time.monotonic() + timeout
+def _poll(fd: int, events: int, deadline: Deadline) -> bool:
+    """Wait for ``events`` on a queue descriptor; False once the deadline has passed."""
+    poller = select.poll()
+    poller.register(fd, events)
     while True:
-        try:
-            return call(None if end is None else max(0.0, end - time.monotonic()))
-        except posix_ipc.SignalError:
-            continue
+        if poller.poll(deadline.poll_ms()):
+            return True
+        if deadline.expired():
+            return False
 
 
 def _map(handle: MqSender | MqReceiver, exc: BaseException, what: str) -> OsipcError:
@@ -473,7 +475,11 @@ def _map(handle: MqSender | MqReceiver, exc: BaseException, what: str) -> OsipcE
 
 
 def _check_priority(priority: int) -> None:
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= PRIORITY_MAX:
+    if (
+        isinstance(priority, bool)
+        or not isinstance(priority, int)
+        or not 0 <= priority <= PRIORITY_MAX
+    ):
         raise InvalidArgument(f"priority must be an integer 0..{PRIORITY_MAX}, got {priority!r}")
 
 
@@ -481,24 +487,16 @@ class MqReceiver(Receiver[Any]):
     priority: int = 0
     """The priority of the last message received."""
 
-    def __init__(
-        self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any
-    ) -> None:
+    def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
         self._raw = options.raw
         super().__init__(address, _capabilities(int(queue.max_message_size), options.raw), codec)
 
     def _recv(self, timeout: float | None) -> Frame | None:
-        receive = self._mq.receive
         try:
-            try:
-                data, self.priority = receive(timeout)
-            except posix_ipc.SignalError:
-                data, self.priority = _resume(receive, timeout)
+            data, self.priority = self._mq.receive(0)  # see MqSender._write: never block in it
         except posix_ipc.BusyError:
-            raise Timeout(
-                f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN
-            ) from None
+            data = self._wait_and_receive(timeout)
         except OsipcError:
             raise
         except Exception as exc:
@@ -510,6 +508,19 @@ class MqReceiver(Receiver[Any]):
         if data[0] == ESCAPE:
             return data[1:]  # type: ignore[no-any-return]
         return data  # type: ignore[no-any-return]
+
+    def _wait_and_receive(self, timeout: float | None) -> bytes:
+        deadline = Deadline(timeout)
+        while True:
+            if timeout == 0 or not _poll(self._mq.mqd, select.POLLIN, deadline):
+                raise Timeout(f"{self.url}: no message {deadline.describe()}", errno=errno.EAGAIN)
+            try:
+                data, self.priority = self._mq.receive(0)
+                return data  # type: ignore[no-any-return]
+            except posix_ipc.BusyError:
+                continue  # another receiver took it first
+            except Exception as exc:
+                raise _map(self, exc, "receive from") from exc
 
     def _raw_fileno(self) -> int:
         return int(self._mq.mqd)

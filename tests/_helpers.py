@@ -1,0 +1,117 @@
+"""Shared by the tests: independent peer processes, other users, and what the machine has."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+PY = sys.executable
+NOBODY = 65534
+IS_ROOT = os.geteuid() == 0
+
+
+def _argv(code: str, args: tuple[str, ...], user: int | None) -> list[str]:
+    # -I: the peer imports the installed osipc, never a checkout in the working directory
+    argv = [PY, "-I", "-c", textwrap.dedent(code), *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return argv
+
+
+def peer(
+    code: str,
+    *args: str,
+    user: int | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a separate Python process that knows only its arguments."""
+    done = subprocess.run(
+        _argv(code, args, user),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        check=False,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"peer exited {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+        )
+    return done
+
+
+def spawn(
+    code: str,
+    *args: str,
+    user: int | None = None,
+    env: dict[str, str] | None = None,
+    **popen: object,
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        _argv(code, args, user),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        **popen,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Wait for a spawned peer; fail with its output unless it exited 0."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"peer timed out\n--- stdout\n{out}\n--- stderr\n{err}") from None
+    if proc.returncode != 0:
+        raise AssertionError(f"peer exited {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}")
+    return out
+
+
+def cli(
+    *args: str, stdin: str | None = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The `osipc` command as a real subprocess of the installed package."""
+    return subprocess.run(
+        [PY, "-I", "-m", "osipc", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+        check=False,
+        cwd=tempfile.gettempdir(),
+    )
+
+
+def need_root(why: str) -> None:
+    if not IS_ROOT:
+        pytest.skip(f"needs root: {why}")
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux) to act as another user")
+
+
+@contextmanager
+def runtime_for(uid: int) -> Iterator[dict[str, str]]:
+    """An environment whose OSIPC_RUNTIME_DIR belongs to ``uid`` (for peers run as it)."""
+    path = tempfile.mkdtemp(prefix=f"osipc-u{uid}-")
+    os.chmod(path, 0o700)
+    os.chown(path, uid, uid)
+    env = dict(os.environ, OSIPC_RUNTIME_DIR=path)
+    try:
+        yield env
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,103 @@
+"""The error tree (DESIGN §5) and the mapping of every backend exception."""
+
+from __future__ import annotations
+
+import errno
+import io
+import pickle
+
+import posix_ipc
+import pytest
+
+import osipc
+from osipc._errors import map_os_error
+from osipc.transports._posix_ipc import POSIX_IPC_ERRORS, map_posix_ipc
+
+TREE = {
+    osipc.InvalidArgument: (osipc.OsipcError, ValueError),
+    osipc.InvalidURL: (osipc.InvalidArgument, ValueError),
+    osipc.UnknownScheme: (osipc.InvalidURL,),
+    osipc.TransportUnavailable: (osipc.OsipcError, ImportError),
+    osipc.EncodeError: (osipc.OsipcError, ValueError),
+    osipc.DecodeError: (osipc.OsipcError, ValueError),
+    osipc.Unsupported: (osipc.OsipcError, io.UnsupportedOperation),
+    osipc.Closed: (osipc.OsipcError, ValueError),
+    osipc.EndOfStream: (osipc.OsipcError, EOFError),
+    osipc.TransportError: (osipc.OsipcError, OSError),
+    osipc.NotFound: (osipc.TransportError, FileNotFoundError),
+    osipc.AlreadyExists: (osipc.TransportError, FileExistsError),
+    osipc.PermissionDenied: (osipc.TransportError, PermissionError),
+    osipc.Timeout: (osipc.TransportError, TimeoutError),
+    osipc.Broken: (osipc.TransportError, BrokenPipeError),
+    osipc.MessageTooLarge: (osipc.TransportError,),
+}
+
+
+@pytest.mark.parametrize(("cls", "parents"), TREE.items(), ids=lambda v: getattr(v, "__name__", ""))
+def test_tree(cls: type, parents: tuple[type, ...]) -> None:
+    for parent in parents:
+        assert issubclass(cls, parent)
+    assert cls.__doc__ and "\n" not in cls.__doc__.strip(), "one-line docstring"
+
+
+def test_every_error_class_is_in_the_tree() -> None:
+    exported = {getattr(osipc, n) for n in osipc.__all__}
+    errors = {c for c in exported if isinstance(c, type) and issubclass(c, BaseException)}
+    assert errors == set(TREE) | {osipc.OsipcError}
+
+
+def test_transport_errors_keep_message_and_errno_and_pickle() -> None:
+    exc = osipc.Timeout("mq://x: no message within 1 s", errno=errno.EAGAIN)
+    assert str(exc) == "mq://x: no message within 1 s"
+    assert exc.errno == errno.EAGAIN
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is osipc.Timeout and str(back) == str(exc) and back.errno == exc.errno
+    big = pickle.loads(pickle.dumps(osipc.MessageTooLarge("too big", size=9, limit=8)))
+    assert (big.size, big.limit, big.errno) == (9, 8, errno.EMSGSIZE)
+    hint = pickle.loads(pickle.dumps(osipc.TransportUnavailable("no zmq", hint="pip x")))
+    assert hint.hint == "pip x" and "pip x" in str(hint)
+    dec = pickle.loads(pickle.dumps(osipc.DecodeError("bad", codec="json", data=b"\xff")))
+    assert (dec.codec, dec.data) == ("json", b"\xff")
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        (errno.ENOENT, osipc.NotFound),
+        (errno.EEXIST, osipc.AlreadyExists),
+        (errno.EACCES, osipc.PermissionDenied),
+        (errno.EPERM, osipc.PermissionDenied),
+        (errno.EAGAIN, osipc.Timeout),
+        (errno.EPIPE, osipc.Broken),
+        (errno.EMSGSIZE, osipc.MessageTooLarge),
+        (errno.EBADF, osipc.Closed),
+        (errno.ENOSPC, osipc.TransportError),
+    ],
+)
+def test_os_errors_map_by_errno(code: int, cls: type) -> None:
+    mapped = map_os_error(OSError(code, "boom"), "open fifo://x")
+    assert type(mapped) is cls
+    assert "open fifo://x" in str(mapped)
+
+
+def test_every_posix_ipc_exception_class_is_mapped() -> None:
+    exported = [
+        value
+        for value in vars(posix_ipc).values()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    ]
+    assert exported, "posix_ipc exports exception classes"
+    missing = [cls.__name__ for cls in exported if cls not in POSIX_IPC_ERRORS]
+    assert not missing, f"posix_ipc exceptions with no mapping: {missing}"
+    for cls in exported:
+        mapped = map_posix_ipc(cls("detail"), "doing x")
+        assert isinstance(mapped, POSIX_IPC_ERRORS[cls]) and isinstance(mapped, osipc.OsipcError)
+        assert "doing x" in str(mapped)
+
+
+def test_posix_ipc_builtin_errors_are_mapped() -> None:
+    assert isinstance(map_posix_ipc(ValueError("Invalid parameter(s)"), "x"), osipc.InvalidArgument)
+    emfile = map_posix_ipc(
+        OSError("This process already has the maximum number of files open"), "x"
+    )
+    assert isinstance(emfile, osipc.TransportError) and emfile.errno == errno.EMFILE

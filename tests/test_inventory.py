@@ -1,0 +1,174 @@
+"""Metadata records, live/stale/gone, and gc that never touches what osipc did not make."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import posix_ipc
+import pytest
+from _helpers import cli, finish, peer, spawn
+
+import osipc
+from osipc import _inventory
+
+Url = Callable[..., str]
+
+
+def test_a_record_describes_the_creator(url: Url, osipc_runtime: str) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    with osipc.sender(target, codec="json", mode=0o640):
+        (record,) = _inventory.load_records()
+    assert record["url"] == target.split("?")[0] and record["kind"] == "mq"
+    assert record["creator_pid"] == os.getpid() and record["uid"] == os.geteuid()
+    assert record["creator_start"] == _inventory.proc_start_time(os.getpid())
+    assert (record["mode"], record["codec"], record["capacity"], record["max_message_size"]) == (
+        "0640",
+        "json",
+        4,
+        64,
+    )
+    meta = os.path.join(osipc_runtime, ".meta")
+    assert oct(os.stat(meta).st_mode & 0o777) == "0o700"
+    osipc.unlink(target)
+    assert _inventory.load_records() == [], "unlink removes the record"
+
+
+def test_attaching_never_writes_a_record(url: Url) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    assert cli("send", target).returncode == 0
+    before = _inventory.load_records()
+    osipc.receiver(target).close()
+    assert _inventory.load_records() == before
+    osipc.unlink(target)
+
+
+def test_live_while_the_creator_runs_or_anyone_holds_it(url: Url) -> None:
+    target = url("fifo")
+    creator = spawn(
+        "import sys, osipc\n"
+        "rx = osipc.receiver(sys.argv[1])\n"
+        "print('up', flush=True)\n"
+        "sys.stdin.read()",
+        target,
+        stdin=subprocess.PIPE,
+    )
+    assert creator.stdout is not None and creator.stdout.readline() == "up\n"
+    info = osipc.info(target)
+    assert info.state == "live" and info.creator_pid == creator.pid and creator.pid in info.attached
+    holder = osipc.receiver(target)  # attached by this process
+    finish(creator)  # closes its stdin: it exits
+    info = osipc.info(target)
+    assert (info.state, info.attached) == ("live", (os.getpid(),)), "creator gone, still attached"
+    holder.close()
+    assert osipc.info(target).state == "stale"
+    assert [a.action for a in osipc.gc()] == ["removed"]
+    with pytest.raises(osipc.NotFound):
+        osipc.info(target)
+
+
+def test_a_recycled_pid_is_not_the_creator(url: Url, osipc_runtime: str) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    osipc.sender(target).close()
+    (path,) = [os.path.join(d, f) for d, _, fs in os.walk(osipc_runtime) for f in fs]
+    with open(path) as handle:
+        record = json.load(handle)
+    record["creator_start"] -= 1  # same pid, different process
+    with open(path, "w") as handle:
+        json.dump(record, handle)
+    assert osipc.info(target).state == "stale"
+    osipc.unlink(target)
+
+
+def test_an_object_removed_behind_osipcs_back_is_gone(url: Url) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    assert cli("send", target).returncode == 0
+    posix_ipc.unlink_message_queue("/" + target[len("mq://") :].split("?")[0])
+    (entry,) = osipc.ls()
+    assert (entry.state, entry.exists) == ("gone", False)
+    assert [(a.url, a.action) for a in osipc.gc()] == [(target.split("?")[0], "forgotten")]
+    assert osipc.ls() == []
+
+
+def test_gc_never_touches_what_osipc_did_not_create(
+    osipc_runtime: str, osipc_names: Callable[[str], str]
+) -> None:
+    name = osipc_names("foreign")
+    fifo_path = os.path.join(osipc_runtime, name + ".fifo")
+    os.mkfifo(fifo_path, 0o600)
+    queue = posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, max_messages=1, max_message_size=8)
+    queue.close()
+    try:
+        assert osipc.gc(force=True) == []
+        assert os.path.exists(fifo_path)
+        posix_ipc.MessageQueue("/" + name).close()  # still there
+        assert osipc.ls() == []
+        foreign = {obj.url: obj.state for obj in osipc.ls(all=True)}
+        assert foreign.get(f"fifo://{name}") == "foreign"
+    finally:
+        os.unlink(fifo_path)
+        posix_ipc.unlink_message_queue("/" + name)
+
+
+def test_ls_all_lists_foreign_queues_where_mqueue_is_mounted(
+    osipc_names: Callable[[str], str], osipc_runtime: str, tmp_path: os.PathLike[str]
+) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare to mount mqueue in a private mount namespace")
+    name = osipc_names("listed")
+    mine = f"mq://{osipc_names('mine')}?maxmsg=1&msgsize=8"
+    osipc.sender(mine).close()
+    queue = posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, max_messages=1, max_message_size=8)
+    queue.close()
+    mountpoint = os.path.join(str(tmp_path), "mq")
+    os.mkdir(mountpoint)
+    script = textwrap.dedent(
+        f"""
+        mount -t mqueue none {mountpoint} || exit 3
+        exec {sys.executable} -I -m osipc ls --all --json
+        """
+    )
+    try:
+        done = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        states = {entry["url"]: entry["state"] for entry in json.loads(done.stdout)}
+        assert states[f"mq://{name}"] == "foreign"
+        assert states[mine.split("?", maxsplit=1)[0]] == "live"
+    finally:
+        posix_ipc.unlink_message_queue("/" + name)
+        osipc.unlink(mine)
+
+
+def test_ls_all_says_when_queues_cannot_be_listed() -> None:
+    from osipc import _limits
+
+    if _limits.mqueue_mount() is not None:
+        pytest.skip("an mqueue file system is mounted here")
+    done = cli("ls", "--all")
+    assert done.returncode == 0 and "mount -t mqueue" in done.stderr
+
+
+def test_records_survive_a_sigkilled_creator(url: Url) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    done = peer(
+        "import os, signal, sys, osipc\n"
+        "osipc.sender(sys.argv[1])\n"
+        "os.kill(os.getpid(), signal.SIGKILL)",
+        target,
+        check=False,
+    )
+    assert done.returncode == -9
+    info = osipc.info(target)
+    assert info.state == "stale" and info.creator_pid is not None
+    assert [a.action for a in osipc.gc()] == ["removed"]
