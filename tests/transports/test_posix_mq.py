@@ -3,6 +3,7 @@ inherited descriptors, the frame escape, C peers, ownership and permissions."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -281,13 +282,13 @@ def test_the_kernel_refuses_an_unprivileged_user(url: Url) -> None:
                     try:
                         role(sys.argv[1], trust_existing=True)
                     except osipc.OsipcError as exc:
-                        print(type(exc).__name__, isinstance(exc, PermissionError))
+                        print(type(exc).__name__, isinstance(exc, PermissionError), exc.errno)
                 """,
                 target,
                 user=NOBODY,
                 env=env,
             )
-        assert done.stdout.split() == ["PermissionDenied", "True"] * 2
+        assert done.stdout.split() == ["PermissionDenied", "True", str(errno.EACCES)] * 2
     finally:
         osipc.unlink(target)
 
