@@ -13,6 +13,10 @@ Use them for every test with::
 
     @pytest.fixture(autouse=True)
     def _isolated(osipc_leak_check): ...
+
+``OSIPC_REQUIRE=zmq,msgpack`` (comma-separated) turns any skipped test whose reason names
+one of those into a failure, so an env that promises a dependency cannot pass by
+skipping when the install is broken.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -30,6 +34,25 @@ from osipc import _inventory
 from osipc.testing import kernel_snapshot, remove_leftover, runtime_leftovers
 
 _counter = itertools.count()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, object, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    required = [name for name in os.environ.get("OSIPC_REQUIRE", "").split(",") if name]
+    if not (report.skipped and required):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    promised = [name for name in required if name in reason]
+    if promised:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped, but this env promises {', '.join(promised)} (OSIPC_REQUIRE): {reason}"
+        )
 
 
 class NameFactory:

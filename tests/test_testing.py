@@ -45,3 +45,25 @@ def test_the_leak_check_fails_tests_that_leave_objects(pytester: pytest.Pytester
     )
     rerun = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "cleans_up")
     rerun.assert_outcomes(passed=1)
+
+
+def test_osipc_require_turns_a_skip_into_a_failure(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_needs_zmq():
+            pytest.importorskip("no_such_zmq_binding")
+
+        def test_needs_something_else():
+            pytest.skip("no such thing here")
+        """
+    )
+    monkeypatch.setenv("OSIPC_REQUIRE", "zmq")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*this env promises zmq (OSIPC_REQUIRE)*"])
+    monkeypatch.delenv("OSIPC_REQUIRE")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(skipped=2)

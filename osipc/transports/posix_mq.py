@@ -39,7 +39,7 @@ import select
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import posix_ipc
 
@@ -389,18 +389,22 @@ class MqSender(Sender[Any]):
         self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
     ) -> int:
         """Send every object in order at ``priority``; see Sender.send_many."""
+        if self._closed:
+            raise self._raise_closed()
         if priority:
             _check_priority(priority)
-        self._batch_priority = priority
-        try:
-            return super().send_many(objs, timeout=timeout)
-        finally:
-            self._batch_priority = 0
-
-    _batch_priority = 0
+        frames = [self._encode(obj) for obj in objs]  # all encoded before any is sent
+        deadline = Deadline(timeout)
+        for index, frame in enumerate(frames):
+            try:
+                self._put(frame, deadline.remaining(), priority)
+            except Timeout as exc:
+                exc.sent = index
+                raise
+        return len(frames)
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        self._put(frame, timeout, self._batch_priority)
+        self._put(frame, timeout, 0)
 
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
         size = len(frame)
@@ -531,6 +535,18 @@ class MqReceiver(Receiver[Any]):
             self._mq.close()
 
 
+H = TypeVar("H", MqSender, MqReceiver)
+
+
+def _handle(cls: type[H], address: Address, options: MqOptions, codec: Codec[Any]) -> H:
+    queue = _open(address, options, codec, "sender" if cls is MqSender else "receiver")
+    try:
+        return cls(address, options, codec, queue)
+    except BaseException:
+        queue.close()
+        raise
+
+
 # -- transport ---------------------------------------------------------------------------
 
 
@@ -541,20 +557,10 @@ class PosixMQTransport(Transport):
     capabilities = _capabilities(8192, raw=False)
 
     def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
-        queue = _open(address, options, codec, "sender")
-        try:
-            return MqSender(address, options, codec, queue)
-        except BaseException:
-            queue.close()
-            raise
+        return _handle(MqSender, address, options, codec)
 
     def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
-        queue = _open(address, options, codec, "receiver")
-        try:
-            return MqReceiver(address, options, codec, queue)
-        except BaseException:
-            queue.close()
-            raise
+        return _handle(MqReceiver, address, options, codec)
 
     def unlink(self, address: Address) -> None:
         with posix_ipc_errors(f"remove {address}"):
