@@ -1,7 +1,7 @@
 """osipc: unrelated Linux processes talking by name over the kernel's IPC objects.
 
-One sender/receiver protocol over FIFOs, POSIX message queues and in-process queues
-(and, as they land, shared memory, System V IPC and ZeroMQ)::
+One sender/receiver protocol over FIFOs, POSIX message queues, POSIX shared-memory rings
+and in-process queues (and, as they land, System V IPC and ZeroMQ)::
 
     with osipc.sender("mq://jobs", codec="json") as tx:
         tx.send({"n": 1}, timeout=1.0)
@@ -14,7 +14,7 @@ surface for transport authors and ``osipc.testing`` the conformance suite.
 """
 
 from osipc._abc import Capabilities, ObjectInfo, Receiver, Sender
-from osipc._api import gc, info, ls, receiver, sender, unlink
+from osipc._api import gc, info, ls, publisher, receiver, sender, subscriber, unlink
 from osipc._errors import (
     AlreadyExists,
     Broken,
@@ -27,6 +27,7 @@ from osipc._errors import (
     MessageTooLarge,
     NotFound,
     OsipcError,
+    Overrun,
     PermissionDenied,
     Timeout,
     TransportError,
@@ -37,6 +38,7 @@ from osipc._errors import (
 from osipc._inventory import GcAction
 from osipc._registry import schemes
 from osipc._version import __version__
+from osipc.sync import Lock, Semaphore, SharedMemory
 
 __all__ = [
     "AlreadyExists",
@@ -49,13 +51,17 @@ __all__ = [
     "GcAction",
     "InvalidArgument",
     "InvalidURL",
+    "Lock",
     "MessageTooLarge",
     "NotFound",
     "ObjectInfo",
     "OsipcError",
+    "Overrun",
     "PermissionDenied",
     "Receiver",
+    "Semaphore",
     "Sender",
+    "SharedMemory",
     "Timeout",
     "TransportError",
     "TransportUnavailable",
@@ -65,8 +71,10 @@ __all__ = [
     "gc",
     "info",
     "ls",
+    "publisher",
     "receiver",
     "schemes",
     "sender",
+    "subscriber",
     "unlink",
 ]

@@ -84,6 +84,14 @@ class ObjectInfo:
     max_message_size: int | None = None
     size: int | None = None
     """Bytes of kernel memory it holds or may hold."""
+    capacity_bytes: int | None = None
+    """Bytes of messages it can hold (rings, queues sized in bytes)."""
+    used_bytes: int | None = None
+    """Bytes of messages queued now."""
+    value: int | None = None
+    """A semaphore's value."""
+    holder: int | None = None
+    """The pid holding a lock, if one does."""
     state: str = "foreign"
     """live | stale (creator gone, nobody attached) | gone (record, no object) | foreign."""
     creator_pid: int | None = None
@@ -579,6 +587,22 @@ class Transport(ABC):
     @abstractmethod
     def info(self, address: Address) -> ObjectInfo:
         """Describe the object without creating or disturbing it. Raises NotFound."""
+
+    def open_publisher(
+        self, address: Address, options: Any, codec: _codecs.Codec[Any]
+    ) -> Sender[Any]:
+        """Open a broadcast sender (``osipc.publisher``)."""
+        raise Unsupported(
+            f"{address.base_url}: {self.scheme}:// has no broadcast; use shm:// or zmq+ipc://"
+        )
+
+    def open_subscriber(
+        self, address: Address, options: Any, codec: _codecs.Codec[Any]
+    ) -> Receiver[Any]:
+        """Open a broadcast receiver (``osipc.subscriber``)."""
+        raise Unsupported(
+            f"{address.base_url}: {self.scheme}:// has no broadcast; use shm:// or zmq+ipc://"
+        )
 
     def inventory(self) -> list[ObjectInfo]:
         """Every object of this kind the process can see (for ``ls --all``)."""

@@ -71,6 +71,21 @@ def receiver(url: str, *, codec: Any = None, **options: Any) -> Receiver[Any]:
     return transport.open_receiver(address, parsed, chosen)
 
 
+def publisher(url: str, *, codec: Any = None, **options: Any) -> Sender[Any]:
+    """Open a broadcast sender: every subscriber receives every message it publishes
+    after the subscriber joined (shm://; see the transport for what a slow subscriber
+    does to it). Arguments and errors as :func:`sender`; Unsupported where the scheme has
+    no broadcast."""
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_publisher(address, parsed, chosen)
+
+
+def subscriber(url: str, *, codec: Any = None, **options: Any) -> Receiver[Any]:
+    """Open a broadcast receiver: it sees messages published from now on."""
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_subscriber(address, parsed, chosen)
+
+
 def unlink(url: str, *, missing_ok: bool = False) -> None:
     """Destroy the kernel object behind ``url`` and its osipc record.
 

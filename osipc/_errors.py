@@ -19,7 +19,8 @@ Every error has two parents: osipc's own base and the builtin it means, so both
         ├── PermissionDenied(PermissionError)
         ├── Timeout(TimeoutError)
         ├── Broken(BrokenPipeError)
-        └── MessageTooLarge                    .size, .limit
+        ├── MessageTooLarge                    .size, .limit
+        └── Overrun                            .missed
 
 No exception from a backend (os, posix_ipc, sysv_ipc, pyzmq) escapes osipc: each call
 into one runs inside a mapping context that raises one of these ``from`` the original.
@@ -44,6 +45,7 @@ __all__ = [
     "MessageTooLarge",
     "NotFound",
     "OsipcError",
+    "Overrun",
     "PermissionDenied",
     "Timeout",
     "TransportError",
@@ -159,6 +161,21 @@ class MessageTooLarge(TransportError):
 
 def _rebuild_too_large(message: str, size: int, limit: int) -> MessageTooLarge:
     return MessageTooLarge(message, size=size, limit=limit)
+
+
+class Overrun(TransportError):
+    """A broadcast subscriber fell a whole ring behind and ``missed`` messages; it goes on."""
+
+    def __init__(self, message: str, *, missed: int = 0) -> None:
+        super().__init__(message)
+        self.missed = missed
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_overrun, (str(self), self.missed))
+
+
+def _rebuild_overrun(message: str, missed: int) -> Overrun:
+    return Overrun(message, missed=missed)
 
 
 _ERRNO_CLASSES: dict[int, type[TransportError]] = {

@@ -136,31 +136,46 @@ def load_records() -> list[dict[str, Any]]:
 
 
 def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
-    """Pids holding each (st_dev, st_ino) open, from /proc/*/fd.
+    """Pids holding each (st_dev, st_ino) open or mapped, from /proc/*/fd and
+    /proc/*/maps (glibc maps a named semaphore and closes its descriptor).
 
     Only processes this user may inspect are seen (all of them for root).
     """
     found: dict[tuple[int, int], list[int]] = {ident: [] for ident in identities}
     if not identities:
         return found
+    mapped = {
+        f"{os.major(dev):02x}:{os.minor(dev):02x} {ino}": (dev, ino) for dev, ino in identities
+    }
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        fd_dir = f"/proc/{entry}/fd"
+        pid = int(entry)
+        seen: set[tuple[int, int]] = set()
         try:
-            fds = os.listdir(fd_dir)
+            fds = os.listdir(f"/proc/{entry}/fd")
         except OSError:
-            continue
+            fds = []
         for fd in fds:
             try:
-                st = os.stat(f"{fd_dir}/{fd}")
+                st = os.stat(f"/proc/{entry}/fd/{fd}")
             except OSError:
                 continue
             key = (st.st_dev, st.st_ino)
             if key in found:
-                pids = found[key]
-                if not pids or pids[-1] != int(entry):
-                    pids.append(int(entry))
+                seen.add(key)
+        try:
+            with open(f"/proc/{entry}/maps") as maps:
+                for line in maps:
+                    fields = line.split(None, 5)
+                    if len(fields) > 4 and fields[4] != "0":
+                        key2 = mapped.get(f"{fields[3]} {fields[4]}")
+                        if key2 is not None:
+                            seen.add(key2)
+        except OSError:
+            pass
+        for key in seen:
+            found[key].append(pid)
     return found
 
 

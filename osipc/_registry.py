@@ -26,6 +26,8 @@ TRANSPORTS: dict[str, str] = {
     "fifo": "osipc.transports.fifo:FifoTransport",
     "mem": "osipc.transports.mem:MemTransport",
     "mq": "osipc.transports.posix_mq:PosixMQTransport",
+    "sem": "osipc.transports.posix_shm:SemTransport",
+    "shm": "osipc.transports.posix_shm:ShmTransport",
 }
 
 # What to install when a transport's backend is missing.
@@ -33,6 +35,8 @@ INSTALL_HINTS: dict[str, str] = {
     "fifo": "pip install --force-reinstall osipc",
     "mem": "pip install --force-reinstall osipc",
     "mq": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
+    "sem": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
+    "shm": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
 }
 
 _loaded: dict[str, Transport] = {}

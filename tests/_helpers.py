@@ -25,8 +25,12 @@ IS_ROOT = os.geteuid() == 0
 _AS_USER = """
 import sys, os
 import errno, hashlib, json, resource, select, signal, struct, time
-import osipc, osipc._cli, osipc.testing
-import osipc.transports.fifo, osipc.transports.mem, osipc.transports.posix_mq
+import osipc, osipc._cli, osipc.testing, osipc._registry
+for scheme in osipc.schemes():  # every transport and what it imports, while readable
+    try:
+        osipc._registry.get_transport(scheme)
+    except osipc.TransportUnavailable:
+        pass
 uid = int(sys.argv.pop(1))
 os.setgroups([])
 os.setresgid(uid, uid, uid)

@@ -27,11 +27,14 @@ SCHEMES = [
     ("fifo", ""),
     ("mq", "?maxmsg=4&msgsize=128"),
     ("fifo", "?framing=frames&pipe_size=4096"),
+    ("shm", "?capacity=4096"),
 ]
 
 
 @pytest.mark.parametrize("consumer_first", [True, False], ids=["consumer-first", "producer-first"])
-@pytest.mark.parametrize(("scheme", "query"), SCHEMES, ids=["fifo", "mq", "fifo-small-pipe"])
+@pytest.mark.parametrize(
+    ("scheme", "query"), SCHEMES, ids=["fifo", "mq", "fifo-small-pipe", "shm-small-ring"]
+)
 def test_producer_and_consumer_meet_by_name(
     osipc_names: Callable[[str], str], scheme: str, query: str, consumer_first: bool
 ) -> None:

@@ -30,6 +30,7 @@ TREE = {
     osipc.Timeout: (osipc.TransportError, TimeoutError),
     osipc.Broken: (osipc.TransportError, BrokenPipeError),
     osipc.MessageTooLarge: (osipc.TransportError,),
+    osipc.Overrun: (osipc.TransportError,),
 }
 
 

@@ -15,7 +15,7 @@ from _helpers import peer
 import osipc
 
 Url = Callable[..., str]
-SCHEMES = [("mem", {}), ("fifo", {}), ("mq", {"maxmsg": 2, "msgsize": 64})]
+SCHEMES = [("mem", {}), ("fifo", {}), ("mq", {"maxmsg": 2, "msgsize": 64}), ("shm", {})]
 ids = [s for s, _ in SCHEMES]
 
 

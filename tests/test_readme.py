@@ -14,20 +14,26 @@ import osipc
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
 
 
-def blocks() -> list[str]:
+def blocks() -> dict[str, str]:
+    """The README's python examples, keyed by the scheme their first line names."""
     if not os.path.exists(README):
         pytest.skip("README.md is not next to the tests (installed elsewhere)")
     with open(README) as handle:
-        return re.findall(r"```python\n(.*?)```", handle.read(), re.S)
+        text = handle.read()
+    found = {}
+    pattern = r"^\*\*([^*\n]+)\*\*[^\n]*\n\n```python\n(.*?)```"
+    for match in re.finditer(pattern, text, re.S | re.M):
+        found[match.group(1).split()[0]] = match.group(2)
+    return found
 
 
 def test_mq_example() -> None:
-    out = peer(blocks()[0]).stdout
+    out = peer(blocks()["mq://"]).stdout
     assert out.splitlines() == ["{'job': 0, 'urgent': True}", "{'job': 1}"]
 
 
 def test_fifo_example() -> None:
-    imports, receiving, sending = blocks()[1].split("\n\n")
+    imports, receiving, sending = blocks()["fifo://"].split("\n\n")
     receiver = spawn(imports + "\n" + receiving)
     time.sleep(0.3)
     peer(imports + "\n" + sending)
@@ -35,5 +41,19 @@ def test_fifo_example() -> None:
     osipc.unlink("fifo://logs")
 
 
+def test_shm_example() -> None:
+    assert peer(blocks()["shm://"]).stdout == "1000000\nb'tick'\n"
+
+
+def test_sync_example() -> None:
+    assert peer(blocks()["SharedMemory,"]).stdout == "1 4\n"
+    for url in ("shm://counter", "sem://counter", "sem://slots"):
+        osipc.unlink(url)
+
+
 def test_mem_example() -> None:
-    assert peer(blocks()[2]).stdout == "[{'n': 0}, {'n': 1}, {'n': 2}]\n"
+    assert peer(blocks()["mem://"]).stdout == "[{'n': 0}, {'n': 1}, {'n': 2}]\n"
+
+
+def test_every_example_is_tested() -> None:
+    assert set(blocks()) == {"mq://", "fifo://", "shm://", "SharedMemory,", "mem://"}

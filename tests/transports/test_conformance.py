@@ -25,6 +25,8 @@ SMALL_MQ = {"maxmsg": 8, "msgsize": 1024}  # tox envs run in parallel: share RLI
         ("fifo", {"pipe_size": 4096}),
         ("mq", SMALL_MQ),
         ("mq", {**SMALL_MQ, "raw": 1}),
+        ("shm", {"capacity": "64K"}),
+        ("shm", {"capacity": "4096"}),
     ],
     ids=lambda v: v if isinstance(v, str) else "&".join(f"{k}={x}" for k, x in v.items()),
 )

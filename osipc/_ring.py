@@ -1,0 +1,836 @@
+"""The ring channel: one implementation over any shared mapping (POSIX or SysV).
+
+A ring is one shared segment: a header, a slot table (one cache line per attached
+handle), and a data area of ``capacity`` bytes holding variable-size records that may
+wrap around its end. Two kinds:
+
+* **queue** (``osipc.sender`` / ``osipc.receiver``): many producers and many consumers;
+  each message is delivered once. Producers append at ``head`` under the producers' lock,
+  consumers take from ``tail`` under the consumers' lock.
+* **broadcast** (``osipc.publisher`` / ``osipc.subscriber``): every subscriber reads every
+  record published after it joined, at its own cursor, without a lock. With
+  ``overflow=block`` the publisher waits for the slowest live subscriber; with
+  ``overflow=error`` it never waits and a subscriber that fell more than a ring behind gets
+  :class:`~osipc.Overrun` saying how many messages it missed, then continues.
+
+**Commit protocol.** A record is written completely, then made visible by one aligned
+8-byte store of ``head`` (native struct formats: one ``memcpy``, one store). A process
+killed at any instant leaves either no new record or a whole one, never a torn one.
+
+**Robust locks.** The locks are semaphores (fast, but a dead holder never releases them).
+A handle writes its *claim* into its own slot before it tries the semaphore and clears it
+after releasing, so whoever holds a lock is always among its claimants. A waiter that
+finds the lock taken while no claimant is alive, and no release happened while it looked
+(the lock's generation word did not move), knows the holder is dead and takes the lock
+over: the semaphore stays taken, the survivor now holds it. Checks run under a flock (the
+kernel drops it with its owner) so two survivors never both take over. Liveness comes
+from the backend (a lease the kernel releases on death).
+
+**Waiting** is a futex on the word that changes: ``head`` for data, ``tail`` (or the
+subscribers' generation) for space, the lock generation for the lock. Sleepers raise a
+flag first; wakers read the flags after releasing (a full barrier), so no wake-up is lost;
+sleeps are sliced so that even a flag lost to a race costs at most one slice of latency.
+
+Records are ``size:u32 kind:u32`` (queue) or ``size:u32 kind:u32 seq:u64`` (broadcast),
+payload, padding to 8 (16) bytes. All words are native-endian; x86-64's store order makes
+the commit visible only after the record (other architectures need barriers that CPython
+cannot issue, so rings refuse them).
+"""
+
+from __future__ import annotations
+
+import platform
+import struct
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from osipc import _futex
+from osipc._abc import Capabilities, Frame, Receiver, Sender
+from osipc._address import Address
+from osipc._codecs import Buffer, Codec
+from osipc._deadline import Deadline, check_timeout
+from osipc._errors import (
+    Broken,
+    EndOfStream,
+    InvalidArgument,
+    MessageTooLarge,
+    OsipcError,
+    Overrun,
+    Timeout,
+    TransportError,
+    TransportUnavailable,
+)
+
+MAGIC = b"OSIPCRNG"
+VERSION = 1
+KIND_QUEUE, KIND_BROADCAST = 1, 2
+KIND_NAMES = {KIND_QUEUE: "queue", KIND_BROADCAST: "broadcast"}
+OVERFLOW_BLOCK, OVERFLOW_ERROR = 0, 1
+REC_DATA, REC_END = 1, 2
+ROLE_SENDER, ROLE_RECEIVER, ROLE_PUBLISHER, ROLE_SUBSCRIBER = 1, 2, 3, 4
+CLAIM_TX, CLAIM_RX = 1, 2
+
+HEADER = struct.Struct("@8sIIQIIQ")  # magic, version, kind, capacity, slots, overflow, data
+OFF_HEAD = 64  # head, tx_gen, produced, seq, reserve        (written by producers)
+OFF_TX_GEN = 72
+PROD = struct.Struct("@QQQQQ")
+OFF_TAIL = 128  # tail, rx_gen, consumed                      (written by consumers)
+OFF_RX_GEN = 136
+CONS = struct.Struct("@QQQ")
+OFF_FLAGS = 192  # data, space, tx-lock, rx-lock waiters      (written only by sleepers)
+FLAGS = struct.Struct("@IIII")
+FLAG_DATA, FLAG_SPACE, FLAG_TX, FLAG_RX = 192, 196, 200, 204
+OFF_SUB_GEN = 256  # broadcast: bumped by subscribers a blocked publisher waits on
+OFF_SLOTS = 512
+SLOT_SIZE = 64
+SLOT = struct.Struct("@IIQQQII")  # pid, claim, start, cursor, seq, sleeping, role
+SLOT_CLAIM, SLOT_CURSOR, SLOT_ROLE = 4, 16, 36
+Q = struct.Struct("@Q")
+U32 = struct.Struct("@I")
+REC = struct.Struct("@II")
+BREC = struct.Struct("@IIQ")
+
+DEFAULT_CAPACITY = 1 << 20
+DEFAULT_SLOTS = 64
+SLICE = 0.02  # longest sleep before re-checking state a lost wake-up could hide
+TAKEOVER_AFTER = 0.001  # a lock unchanged this long gets its holder's liveness checked
+
+SUPPORTED = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86")
+
+
+def require_support(url: str) -> None:
+    if not SUPPORTED:
+        raise TransportUnavailable(
+            f"{url}: ring channels rely on x86's store order, and this is "
+            f"{platform.machine()}; use mq:// or fifo:// here"
+        )
+    if not _futex.available():
+        raise TransportUnavailable(f"{url}: no futex system call known for {platform.machine()}")
+
+
+def data_offset(slots: int) -> int:
+    return (OFF_SLOTS + slots * SLOT_SIZE + 4095) & ~4095
+
+
+def segment_size(capacity: int, slots: int) -> int:
+    return data_offset(slots) + capacity
+
+
+def record_header(kind: int) -> int:
+    return 16 if kind == KIND_BROADCAST else 8
+
+
+def max_message(capacity: int, kind: int) -> int:
+    return capacity - record_header(kind)
+
+
+def write_header(mm: Any, kind: int, capacity: int, slots: int, overflow: int) -> None:
+    """Initialise a fresh (zeroed) segment; the magic goes last, so attachers that see
+    it see a complete header."""
+    HEADER.pack_into(mm, 0, b"\0" * 8, VERSION, kind, capacity, slots, overflow, data_offset(slots))
+    mm[0:8] = MAGIC
+
+
+def read_header(mm: Any) -> tuple[int, int, int, int, int] | None:
+    """(kind, capacity, slots, overflow, data offset), or None while the magic is absent."""
+    magic, version, kind, capacity, slots, overflow, data = HEADER.unpack_from(mm, 0)
+    if magic != MAGIC:
+        return None
+    if version != VERSION or kind not in KIND_NAMES:
+        raise TransportError(f"unsupported ring format (version {version}, kind {kind})")
+    return kind, capacity, slots, overflow, data
+
+
+def is_ring(mm: Any) -> bool:
+    return len(mm) >= 8 and bytes(mm[0:8]) == MAGIC
+
+
+def stats(mm: Any) -> dict[str, int]:
+    """Numbers for ``osipc info``: queued messages and bytes, capacity."""
+    header = read_header(mm)
+    if header is None:
+        return {}
+    kind, capacity, slots, overflow, _ = header
+    head, _, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+    tail, _, consumed = CONS.unpack_from(mm, OFF_TAIL)
+    if kind == KIND_QUEUE:
+        return {
+            "depth": produced - consumed,
+            "used": head - tail,
+            "capacity": capacity,
+            "slots": slots,
+        }
+    return {"published": seq, "capacity": capacity, "slots": slots, "overflow": overflow}
+
+
+def slot_pids(mm: Any, slots: int) -> list[tuple[int, int]]:
+    """(slot, pid) of every slot in use, as recorded (liveness is the backend's word)."""
+    used = []
+    for index in range(slots):
+        pid = U32.unpack_from(mm, OFF_SLOTS + index * SLOT_SIZE)[0]
+        if pid:
+            used.append((index, pid))
+    return used
+
+
+# -- backends ----------------------------------------------------------------------------
+
+
+class RingLock(ABC):
+    """One of a ring's two locks, robust against a holder that dies."""
+
+    @abstractmethod
+    def acquire(self, deadline: Deadline) -> None:
+        """Take the lock. Raises Timeout, taking over from a dead holder first if needed."""
+
+    @abstractmethod
+    def release(self, bumped: bool) -> None:
+        """Release; ``bumped`` says the caller's commit already advanced the generation."""
+
+    @abstractmethod
+    def fast(self) -> tuple[Any, Any, int, int]:
+        """(try_acquire(False) -> bool, release(), claim offset or -1, claim value): the
+        uncontended path, inlined by the handles; anything else goes through acquire()."""
+
+
+class RingBackend(ABC):
+    """What a memory/semaphore backend gives a ring handle: the mapping, the address for
+    futexes, this handle's slot, the locks, and liveness of other slots."""
+
+    mm: Any
+    address: int
+    slot: int
+    kind: int
+    capacity: int
+    slots: int
+    overflow: int
+    data: int
+    tx: RingLock
+    rx: RingLock | None
+
+    @abstractmethod
+    def alive(self, slot: int) -> bool:
+        """True if the handle holding ``slot`` is alive (its process holds the lease)."""
+
+    @abstractmethod
+    def admin(self) -> AbstractContextManager[None]:
+        """A short cross-process critical section the kernel releases if its holder dies."""
+
+    @abstractmethod
+    def close(self, in_child: bool) -> None:
+        """Release the slot (unless ``in_child``: the parent still uses it) and unmap."""
+
+
+class ClaimLock(RingLock):
+    """A semaphore lock made robust by claims (see the module docstring).
+
+    ``sem`` needs ``acquire(block, timeout=None) -> bool`` and ``release()``, like
+    ``_multiprocessing.SemLock``.
+    """
+
+    def __init__(
+        self, sem: Any, backend: RingBackend, gen_off: int, flag_off: int, value: int
+    ) -> None:
+        self._sem = sem
+        self._backend = backend
+        self._mm = backend.mm
+        self._gen_off = gen_off
+        self._flag_off = flag_off
+        self._value = value
+        self._claim_off = OFF_SLOTS + backend.slot * SLOT_SIZE + SLOT_CLAIM
+        self._try = sem.acquire
+
+    def fast(self) -> tuple[Any, Any, int, int]:
+        return self._try, self._sem.release, self._claim_off, self._value
+
+    def acquire(self, deadline: Deadline) -> None:
+        U32.pack_into(self._mm, self._claim_off, self._value)
+        if self._try(False):
+            return
+        self._contended(deadline)
+
+    def release(self, bumped: bool) -> None:
+        mm = self._mm
+        if not bumped:
+            Q.pack_into(mm, self._gen_off, Q.unpack_from(mm, self._gen_off)[0] + 1)
+        self._sem.release()
+        U32.pack_into(mm, self._claim_off, 0)
+
+    def _contended(self, deadline: Deadline) -> None:
+        mm, gen_off = self._mm, self._gen_off
+        address = self._backend.address + gen_off
+        gen = Q.unpack_from(mm, gen_off)[0]
+        moved = time.monotonic()  # when the lock last changed hands
+        while True:
+            left = deadline.remaining()
+            # A healthy lock changes hands within microseconds; one that has not for a
+            # while, or a caller out of time, gets its holder's liveness checked.
+            if (left == 0 or time.monotonic() - moved >= TAKEOVER_AFTER) and (
+                self._take_over_if_dead()
+            ):
+                return
+            U32.pack_into(mm, self._flag_off, 1)  # wake me when it is released
+            if self._try(False):
+                return
+            U32.pack_into(mm, self._claim_off, 0)  # a sleeper is not a candidate holder
+            if left == 0:
+                raise Timeout(f"the ring's lock is busy {deadline.describe()}")
+            nap = TAKEOVER_AFTER if left is None else min(left, TAKEOVER_AFTER)
+            _futex.wait(address, gen, nap)
+            U32.pack_into(mm, self._claim_off, self._value)
+            if self._try(False):
+                return
+            now = Q.unpack_from(mm, gen_off)[0]
+            if now != gen:
+                gen, moved = now, time.monotonic()
+
+    def _take_over_if_dead(self) -> bool:
+        backend, mm = self._backend, self._mm
+        with backend.admin():
+            before = Q.unpack_from(mm, self._gen_off)[0]
+            if self._try(False):
+                return True
+            dead = []
+            for index in range(backend.slots):
+                if index == backend.slot:
+                    continue
+                offset = OFF_SLOTS + index * SLOT_SIZE
+                if U32.unpack_from(mm, offset + SLOT_CLAIM)[0] != self._value:
+                    continue
+                if backend.alive(index):
+                    return False  # the holder (or a passer-by) is alive: keep waiting
+                dead.append(offset)
+            if Q.unpack_from(mm, self._gen_off)[0] != before:
+                return False  # it was released meanwhile: the normal path will get it
+            # Taken, no live claimant, no release while we looked: its holder is dead.
+            # The semaphore stays taken; this handle holds the lock from now on.
+            for offset in dead:
+                U32.pack_into(mm, offset + SLOT_CLAIM, 0)
+            Q.pack_into(mm, self._gen_off, before + 1)
+            return True
+
+
+# -- handles -----------------------------------------------------------------------------
+
+
+def _align(size: int, to: int) -> int:
+    return (size + to - 1) & ~(to - 1)
+
+
+class _RingHandle:
+    """Shared by the four ring handles: record I/O over the mapping and the waits."""
+
+    _backend: RingBackend
+    url: str
+
+    def _setup(self, backend: RingBackend, spin: float) -> None:
+        self._backend = backend
+        self._mm = backend.mm
+        self._view = memoryview(backend.mm)
+        self._cap = backend.capacity
+        self._data = backend.data
+        self._hdr = record_header(backend.kind)
+        self._max = max_message(backend.capacity, backend.kind)
+        self._spin = spin
+        self._addr = backend.address
+
+    def _release_view(self) -> None:
+        view = getattr(self, "_view", None)
+        if view is not None:
+            view.release()
+
+    # -- records -------------------------------------------------------------------------
+
+    def _write(self, position: int, frame: Buffer | None, seq: int) -> None:
+        cap, base = self._cap, self._data
+        offset = position % cap
+        size = 0 if frame is None else len(frame)
+        if self._hdr == 8:
+            REC.pack_into(self._mm, base + offset, size, REC_END if frame is None else REC_DATA)
+        else:
+            BREC.pack_into(
+                self._mm, base + offset, size, REC_END if frame is None else REC_DATA, seq
+            )
+        if frame is None or not size:
+            return
+        start = offset + self._hdr
+        if start >= cap:
+            start -= cap
+        end = start + size
+        view = self._view
+        if end <= cap:
+            view[base + start : base + end] = frame
+        else:
+            first = cap - start
+            source = memoryview(frame).cast("B")
+            view[base + start : base + cap] = source[:first]
+            view[base : base + size - first] = source[first:]
+
+    def _payload_span(self, position: int, size: int) -> tuple[int, int, int]:
+        """(start, end, wrapped bytes) of a payload in mapping offsets."""
+        cap, base = self._cap, self._data
+        start = position % cap + self._hdr
+        if start >= cap:
+            start -= cap
+        end = start + size
+        if end <= cap:
+            return base + start, base + end, 0
+        return base + start, base + cap, end - cap
+
+    def _read(self, position: int, size: int) -> bytes:
+        start, end, wrapped = self._payload_span(position, size)
+        if not wrapped:
+            return self._mm[start:end]  # type: ignore[no-any-return]
+        return self._mm[start:end] + self._mm[self._data : self._data + wrapped]  # type: ignore[no-any-return]
+
+    def _read_into(self, position: int, size: int, target: memoryview) -> None:
+        start, end, wrapped = self._payload_span(position, size)
+        first = end - start
+        target[:first] = self._view[start:end]
+        if wrapped:
+            target[first:size] = self._view[self._data : self._data + wrapped]
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def _sleep(self, offset: int, seen: int, deadline: Deadline, what: str) -> None:
+        """Sleep until the word at ``offset`` differs from ``seen`` (spinning first if
+        asked to), a slice passes, or the deadline; Timeout once it has passed."""
+        if self._spin:
+            until = time.perf_counter() + self._spin
+            unpack = Q.unpack_from
+            mm = self._mm
+            while time.perf_counter() < until:
+                if unpack(mm, offset)[0] != seen:
+                    return
+        left = deadline.remaining()
+        if left == 0:
+            raise Timeout(f"{self.url}: {what} {deadline.describe()}")
+        _futex.wait(self._addr + offset, seen, SLICE if left is None else min(left, SLICE))
+
+    def _wake_after_release(self, producer: bool) -> None:
+        """After a producer's release: wake consumers waiting for data and producers
+        waiting for the lock; after a consumer's: producers waiting for room, consumers
+        waiting for the lock. Reading the flags after the release (a full barrier) is
+        what makes a concurrent sleeper's flag visible here, or our change visible to it."""
+        flag_data, flag_space, flag_tx, flag_rx = FLAGS.unpack_from(self._mm, OFF_FLAGS)
+        # The waker clears the data and space flags, so a burst costs one wake-up, not
+        # one per message; a sleeper whose flag this clears after it raised it re-checks
+        # within a slice. Lock waiters clear their own flag once they hold the lock.
+        if producer:
+            if flag_data:
+                U32.pack_into(self._mm, FLAG_DATA, 0)
+                _futex.wake(self._addr + OFF_HEAD)
+            if flag_tx:
+                _futex.wake(self._addr + OFF_TX_GEN)
+        else:
+            if flag_space:
+                U32.pack_into(self._mm, FLAG_SPACE, 0)
+                _futex.wake(self._addr + OFF_TAIL)
+            if flag_rx:
+                _futex.wake(self._addr + OFF_RX_GEN)
+
+
+class RingSender(_RingHandle, Sender[Any]):
+    """Queue producer and broadcast publisher (the difference is in ``_space``)."""
+
+    def __init__(
+        self, address: Address, capabilities: Capabilities, codec: Codec[Any],
+        backend: RingBackend, spin: float,
+    ) -> None:  # fmt: skip
+        super().__init__(address, capabilities, codec)
+        self._setup(backend, spin)
+        self._tail_seen = 0
+        self._lock = backend.tx
+        self._broadcast = backend.kind == KIND_BROADCAST
+        self._try, self._release, self._claim_off, _ = backend.tx.fast()
+
+    def _too_large(self, size: int) -> MessageTooLarge:
+        return MessageTooLarge(
+            f"{self.url}: a {size}-byte message exceeds the ring's {self._max}-byte limit "
+            f"(capacity={self._cap} minus a {self._hdr}-byte record header); create the "
+            "channel with a larger capacity= (it cannot grow once created)",
+            size=size,
+            limit=self._max,
+        )
+
+    def _send(self, frame: Buffer, timeout: float | None) -> None:
+        # The common case inlined: the lock is free, there is room, no wrap. Everything
+        # else (and broadcast) takes _put, which handles it all.
+        size = len(frame)
+        if size > self._max:
+            raise self._too_large(size)
+        if self._broadcast:
+            self._put([frame], Deadline(timeout))
+            return
+        mm, claim_off = self._mm, self._claim_off
+        need = (size + 15) & ~7
+        U32.pack_into(mm, claim_off, CLAIM_TX)
+        if not self._try(False):
+            U32.pack_into(mm, claim_off, 0)
+            self._put([frame], Deadline(timeout))
+            return
+        head, gen, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+        cap = self._cap
+        if head + need - self._tail_seen > cap:
+            self._tail_seen = Q.unpack_from(mm, OFF_TAIL)[0]
+        offset = head % cap
+        if head + need - self._tail_seen > cap or offset + need > cap:
+            self._lock.release(False)
+            self._put([frame], Deadline(timeout))
+            return
+        start = self._data + offset
+        REC.pack_into(mm, start, size, REC_DATA)
+        self._view[start + 8 : start + 8 + size] = frame
+        PROD.pack_into(mm, OFF_HEAD, head + need, gen + 1, produced + 1, seq + 1, head + need)
+        self._release()
+        U32.pack_into(mm, claim_off, 0)
+        flag_data, _, flag_tx, _ = FLAGS.unpack_from(mm, OFF_FLAGS)
+        if flag_data or flag_tx:
+            self._wake_after_release(producer=True)
+
+    def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
+        for frame in frames:
+            if len(frame) > self._max:
+                raise self._too_large(len(frame))
+        self._put(frames, deadline)
+
+    def _send_end(self, deadline: Deadline) -> None:
+        self._put([None], deadline)
+
+    def _space(self, head: int, need: int) -> bool:
+        """True if ``need`` more bytes fit after ``head`` (re-reading the far side's state
+        only when the cached view says no)."""
+        cap = self._cap
+        if head + need - self._tail_seen <= cap:
+            return True
+        if not self._broadcast:
+            self._tail_seen = Q.unpack_from(self._mm, OFF_TAIL)[0]
+        elif self._backend.overflow == OVERFLOW_ERROR:
+            return True
+        else:
+            self._tail_seen = self._slowest_subscriber(head)
+        return head + need - self._tail_seen <= cap
+
+    def _slowest_subscriber(self, head: int) -> int:
+        backend, mm = self._backend, self._mm
+        while True:
+            slowest, slowest_slot = head, -1
+            for index in range(backend.slots):
+                offset = OFF_SLOTS + index * SLOT_SIZE
+                if U32.unpack_from(mm, offset + SLOT_ROLE)[0] != ROLE_SUBSCRIBER:
+                    continue
+                cursor = Q.unpack_from(mm, offset + SLOT_CURSOR)[0]
+                if cursor < slowest:
+                    slowest, slowest_slot = cursor, index
+            if slowest_slot < 0 or backend.alive(slowest_slot):
+                return slowest
+            # a dead subscriber must not hold the publisher back
+            U32.pack_into(mm, OFF_SLOTS + slowest_slot * SLOT_SIZE + SLOT_ROLE, 0)
+
+    def _put(self, frames: Sequence[Buffer | None], deadline: Deadline) -> None:
+        mm, lock, hdr = self._mm, self._lock, self._hdr
+        align = 16 if self._broadcast else 8
+        error_mode = self._broadcast and self._backend.overflow == OVERFLOW_ERROR
+        sent = 0
+        total = len(frames)
+        while True:
+            lock.acquire(deadline)
+            committed = False
+            first = sent
+            try:
+                head, gen, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+                if error_mode:
+                    needed = sum(
+                        _align(hdr + (0 if f is None else len(f)), align) for f in frames[sent:]
+                    )
+                    PROD.pack_into(mm, OFF_HEAD, head, gen, produced, seq, head + needed)
+                cap, base, view, mask = self._cap, self._data, self._view, align - 1
+                while sent < total:
+                    frame = frames[sent]
+                    size = 0 if frame is None else len(frame)
+                    need = (hdr + size + mask) & ~mask
+                    if head + need - self._tail_seen > cap and not self._space(head, need):
+                        break
+                    offset = head % cap
+                    if hdr == 8 and frame is not None and offset + need <= cap:
+                        at = base + offset
+                        REC.pack_into(mm, at, size, REC_DATA)
+                        view[at + 8 : at + 8 + size] = frame
+                    else:
+                        self._write(head, frame, seq)
+                    head += need
+                    seq += 1
+                    sent += 1
+                if sent > first:
+                    PROD.pack_into(mm, OFF_HEAD, head, gen + 1, produced + sent - first, seq, head)
+                    committed = True
+                elif not error_mode:
+                    U32.pack_into(mm, FLAG_SPACE, 1)  # set under the lock: we will sleep
+            finally:
+                lock.release(committed)
+            if committed:
+                self._wake_after_release(producer=True)
+            if sent == total:
+                return
+            try:
+                self._wait_for_space(deadline)
+            except Timeout as exc:
+                exc.sent = sent
+                raise
+
+    def _wait_for_space(self, deadline: Deadline) -> None:
+        if self._broadcast:
+            seen = Q.unpack_from(self._mm, OFF_SUB_GEN)[0]
+            self._sleep(OFF_SUB_GEN, seen, deadline, "no room: the slowest subscriber lags")
+        else:
+            self._sleep(OFF_TAIL, self._tail_seen, deadline, "the ring is full")
+
+    def _close(self) -> None:
+        self._release_view()
+        self._backend.close(self._in_child)
+
+
+class RingReceiver(_RingHandle, Receiver[Any]):
+    """Queue consumer: each message to exactly one receiver."""
+
+    def __init__(
+        self, address: Address, capabilities: Capabilities, codec: Codec[Any],
+        backend: RingBackend, spin: float,
+    ) -> None:  # fmt: skip
+        super().__init__(address, capabilities, codec)
+        self._setup(backend, spin)
+        self._head_seen = 0
+        assert backend.rx is not None
+        self._lock = backend.rx
+        self._try, self._release, self._claim_off, _ = backend.rx.fast()
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        # The common case inlined: the lock is free and a record is there; else _take.
+        mm, claim_off = self._mm, self._claim_off
+        U32.pack_into(mm, claim_off, CLAIM_RX)
+        if not self._try(False):
+            U32.pack_into(mm, claim_off, 0)
+            return self._take(1, Deadline(timeout))[0]
+        tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+        if self._head_seen <= tail:
+            self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+            if self._head_seen <= tail:
+                self._lock.release(False)
+                return self._take(1, Deadline(timeout))[0]
+        cap = self._cap
+        start = self._data + tail % cap
+        size, kind = REC.unpack_from(mm, start)
+        start += 8
+        end = start + size
+        payload = mm[start:end] if end <= self._data + cap else self._read(tail, size)
+        CONS.pack_into(mm, OFF_TAIL, tail + ((size + 15) & ~7), gen + 1, consumed + 1)
+        self._release()
+        U32.pack_into(mm, claim_off, 0)
+        _, flag_space, _, flag_rx = FLAGS.unpack_from(mm, OFF_FLAGS)
+        if flag_space or flag_rx:
+            self._wake_after_release(producer=False)
+        return None if kind == REC_END else payload
+
+    def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        return self._take(max_count, deadline)
+
+    def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        mm, lock = self._mm, self._lock
+        while True:
+            lock.acquire(deadline)
+            out: list[Frame | None] = []
+            committed = False
+            try:
+                tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+                head = self._head_seen  # a lower bound of the real head: re-read when used up
+                if head <= tail:
+                    head = self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+                cap, base = self._cap, self._data
+                limit = base + cap
+                while tail < head and len(out) < max_count:
+                    start = base + tail % cap
+                    size, kind = REC.unpack_from(mm, start)
+                    if kind == REC_END:
+                        out.append(None)
+                    elif start + 8 + size <= limit:
+                        out.append(mm[start + 8 : start + 8 + size])
+                    else:
+                        out.append(self._read(tail, size))
+                    tail += (size + 15) & ~7
+                if out:
+                    CONS.pack_into(mm, OFF_TAIL, tail, gen + 1, consumed + len(out))
+                    committed = True
+                else:
+                    U32.pack_into(mm, FLAG_DATA, 1)  # set under the lock: we will sleep
+            finally:
+                lock.release(committed)
+            if committed:
+                self._wake_after_release(producer=False)
+                return out
+            self._sleep(OFF_HEAD, head, deadline, "no message")
+
+    def recv_into(self, buffer: Any, *, timeout: float | None = None) -> int:
+        """Copy the next message's payload straight from the ring into ``buffer`` (no
+        intermediate bytes object); see Receiver.recv_into."""
+        try:
+            view = memoryview(buffer).cast("B")
+        except TypeError as exc:
+            raise InvalidArgument(f"recv_into needs a writable buffer: {exc}") from None
+        if view.readonly:
+            raise InvalidArgument("recv_into needs a writable buffer, got a read-only one")
+        if self._closed:
+            raise self._raise_closed()
+        if self._pending:
+            return super().recv_into(buffer, timeout=timeout)
+        deadline = Deadline(None if timeout is None else check_timeout(timeout))
+        mm, lock = self._mm, self._lock
+        while True:
+            lock.acquire(deadline)
+            size = -1
+            committed = False
+            try:
+                tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+                head = self._head_seen
+                if head <= tail:
+                    head = self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+                if tail < head:
+                    size, kind = REC.unpack_from(mm, self._data + tail % self._cap)
+                    if kind == REC_END:
+                        size = -2
+                    elif size > len(view):
+                        raise MessageTooLarge(
+                            f"{self.url}: the next message has {size} bytes and does not fit "
+                            f"the {len(view)}-byte buffer; it stays queued for the next recv",
+                            size=size,
+                            limit=len(view),
+                        )
+                    else:
+                        self._read_into(tail, size, view)
+                    CONS.pack_into(
+                        mm, OFF_TAIL, tail + _align(8 + max(size, 0), 8), gen + 1, consumed + 1
+                    )
+                    committed = True
+                else:
+                    U32.pack_into(mm, FLAG_DATA, 1)
+            finally:
+                lock.release(committed)
+            if committed:
+                self._wake_after_release(producer=False)
+                if size == -2:
+                    raise EndOfStream(f"{self.url}: end of stream")
+                return size
+            self._sleep(OFF_HEAD, head, deadline, "no message")
+
+    def _close(self) -> None:
+        super()._close()
+        self._release_view()
+        self._backend.close(self._in_child)
+
+
+class RingSubscriber(_RingHandle, Receiver[Any]):
+    """Broadcast subscriber: its own cursor; sees everything published after it joined."""
+
+    def __init__(
+        self, address: Address, capabilities: Capabilities, codec: Codec[Any],
+        backend: RingBackend, spin: float,
+    ) -> None:  # fmt: skip
+        super().__init__(address, capabilities, codec)
+        self._setup(backend, spin)
+        self._block = backend.overflow == OVERFLOW_BLOCK
+        self._slot_off = OFF_SLOTS + backend.slot * SLOT_SIZE
+        self._join(Deadline(5.0))
+
+    def _join(self, deadline: Deadline) -> None:
+        """Start at the newest message. Under the publishers' lock, so the cursor and the
+        sequence number agree and a blocking publisher sees this subscriber from now on."""
+        mm = self._mm
+        self._backend.tx.acquire(deadline)
+        try:
+            head, _, _, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+            self._cursor, self._seq = head, seq
+            Q.pack_into(mm, self._slot_off + SLOT_CURSOR, head)
+            U32.pack_into(mm, self._slot_off + SLOT_ROLE, ROLE_SUBSCRIBER)
+        finally:
+            self._backend.tx.release(False)
+
+    def _overrun(self) -> OsipcError:
+        missed_from = self._seq
+        self._join(Deadline(5.0))
+        missed = self._seq - missed_from
+        return Overrun(
+            f"{self.url}: this subscriber fell more than the ring's capacity "
+            f"({self._cap} bytes) behind and missed {missed} message(s); it continues with "
+            "the next one published (use overflow=block to make the publisher wait instead)",
+            missed=missed,
+        )
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        return self._take(1, Deadline(timeout))[0]
+
+    def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        return self._take(max_count, deadline)
+
+    def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        mm, cap, base = self._mm, self._cap, self._data
+        while True:
+            head = Q.unpack_from(mm, OFF_HEAD)[0]
+            if head != self._cursor:
+                break
+            self._sleep(OFF_HEAD, head, deadline, "no message")
+        out: list[Frame | None] = []
+        cursor, seq = self._cursor, self._seq
+        while cursor != head and len(out) < max_count:
+            if not self._block and Q.unpack_from(mm, OFF_HEAD + 32)[0] - cursor > cap:
+                raise self._overrun()
+            size, kind, record_seq = BREC.unpack_from(mm, base + cursor % cap)
+            if record_seq != seq or size > self._max:
+                if self._block:
+                    raise Broken(f"{self.url}: the ring is corrupt at position {cursor}")
+                raise self._overrun()
+            payload = None if kind == REC_END else self._read(cursor, size)
+            if not self._block and Q.unpack_from(mm, OFF_HEAD + 32)[0] - cursor > cap:
+                raise self._overrun()  # overwritten while we copied it
+            out.append(payload)
+            cursor += _align(16 + size, 16)
+            seq += 1
+        self._cursor, self._seq = cursor, seq
+        if self._block:
+            Q.pack_into(mm, self._slot_off + SLOT_CURSOR, cursor)
+            if U32.unpack_from(mm, FLAG_SPACE)[0]:
+                Q.pack_into(mm, OFF_SUB_GEN, Q.unpack_from(mm, OFF_SUB_GEN)[0] + 1)
+                _futex.wake(self._addr + OFF_SUB_GEN)
+        return out
+
+    def _close(self) -> None:
+        super()._close()
+        if not self._in_child:
+            U32.pack_into(self._mm, self._slot_off + SLOT_ROLE, 0)
+        self._release_view()
+        self._backend.close(self._in_child)
+
+
+def parse_size(value: object) -> int:
+    """Sizes in bytes, with optional K/M/G (powers of 1024) in URLs: ``capacity=4M``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes such as 1048576 or 1M")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().upper()
+        text = text[:-1] if text.endswith("B") else text
+        scale = 1
+        if text and text[-1] in "KMG":
+            scale = 1 << {"K": 10, "M": 20, "G": 30}[text[-1]]
+            text = text[:-1]
+        try:
+            number = int(text) * scale
+        except ValueError:
+            raise ValueError("expected a size in bytes such as 1048576 or 1M") from None
+    else:
+        raise ValueError("expected a size in bytes such as 1048576 or 1M")
+    if number <= 0:
+        raise ValueError("must be a positive size")
+    return number

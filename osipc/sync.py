@@ -1,0 +1,422 @@
+"""Synchronisation and memory that unrelated processes share by name.
+
+* :class:`Semaphore` (``sem://NAME``): a counting semaphore. ``acquire(timeout=)`` follows
+  osipc's timeout rule (``Timeout`` on expiry), and a signal handler's exception always
+  gets out of a blocked ``acquire``.
+* :class:`Lock` (``sem://NAME``): a lock a SIGKILLed holder never leaves locked. The truth
+  is a ``flock`` on the semaphore's file, which the kernel drops with its holder; the
+  semaphore only wakes waiters, who also re-check every 50 ms, so a dead holder's lock is
+  taken by the next waiter within its timeout. ``holder`` names the pid holding it.
+* :class:`SharedMemory` (``shm://NAME``): a named block with the buffer protocol
+  (``memoryview(block)``, ``numpy.frombuffer(block, ...)`` without copying). A process
+  that attaches and exits never destroys it — unlike ``multiprocessing.shared_memory``,
+  whose resource tracker unlinks the segment when an attaching process exits.
+
+Each is created when missing (``create=False`` raises NotFound, ``exclusive=True``
+AlreadyExists), with ``mode`` applied exactly; attaching to one another user created is
+refused unless ``trust_existing=True``. ``close()`` never destroys; ``unlink()`` does.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from osipc import _registry
+from osipc._abc import Capabilities, Handle
+from osipc._address import Address, CommonOptions, option, parse_int, resolve_options
+from osipc._deadline import Deadline, check_timeout
+from osipc._errors import (
+    Closed,
+    InvalidArgument,
+    NotFound,
+    Timeout,
+    TransportError,
+    Unsupported,
+    map_os_error,
+    os_errors,
+)
+
+__all__ = ["Lock", "Semaphore", "SharedMemory"]
+
+SEM_VALUE_MAX = 0x7FFFFFFF
+LOCK_RECHECK = 0.05  # a waiter re-tries the flock at least this often: a dead holder's
+# lock is free at once, but nobody posts the semaphore to say so
+
+
+@dataclass(frozen=True)
+class _SemOptions(CommonOptions):
+    value: int = option(1, parse_int(0, SEM_VALUE_MAX), "initial count, used when creating")
+
+
+@dataclass(frozen=True)
+class _BlockOptions(CommonOptions):
+    size: int = option(0, parse_int(1), "bytes, needed to create it")
+
+
+OptionsT = TypeVar("OptionsT", bound=CommonOptions)
+
+
+def _resolve(
+    url: str, kind: str, method: str, cls: type[OptionsT], keywords: dict[str, Any]
+) -> tuple[Address, Any, OptionsT]:
+    """The address, the transport's opener and the options (URL query + keywords)."""
+    transport, address = _registry.parse(url)
+    opener = getattr(transport, method, None)
+    if opener is None:
+        raise Unsupported(f"{url}: {address.scheme}:// does not provide a {kind}")
+    given = {key: value for key, value in keywords.items() if value is not None}
+    return address, opener, resolve_options(cls, address, given)
+
+
+class Semaphore(Handle):
+    """A counting semaphore by name (``sem://NAME``), shared by unrelated processes.
+
+    ``value`` is the initial count, used only when this call creates it. ``with sem:``
+    acquires and releases.
+    """
+
+    _record_kind = "semaphore"
+
+    def __init__(
+        self,
+        url: str,
+        value: int | None = None,
+        *,
+        create: bool | None = None,
+        exclusive: bool | None = None,
+        mode: int | None = None,
+        trust_existing: bool | None = None,
+    ) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgument(f"value must be an integer 0..{SEM_VALUE_MAX}, got {value!r}")
+        address, opener, options = _resolve(
+            url,
+            type(self).__name__,
+            "open_semaphore",
+            _SemOptions,
+            {
+                "value": value,
+                "create": create,
+                "exclusive": exclusive,
+                "mode": mode,
+                "trust_existing": trust_existing,
+            },
+        )
+        self._sem, self._path = opener(
+            address,
+            self._initial_value(options.value),
+            create=options.create,
+            exclusive=options.exclusive,
+            mode=options.mode,
+            trust_existing=options.trust_existing,
+            record_kind=self._record_kind,
+        )
+        super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
+
+    def _initial_value(self, value: int) -> int:
+        return value
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take one unit, waiting up to ``timeout`` (None: forever, 0: don't wait).
+
+        Raises:
+            Timeout: none was available in time.
+            Closed: the handle is closed.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        timeout = check_timeout(timeout)
+        if timeout is None:
+            acquired = self._sem.acquire(True)
+        elif timeout == 0:
+            acquired = self._sem.acquire(False)
+        else:
+            acquired = self._sem.acquire(True, timeout)
+        if not acquired:
+            raise Timeout(f"{self.url}: not acquired {Deadline(timeout).describe()}")
+
+    def release(self, n: int = 1) -> None:
+        """Give back ``n`` units.
+
+        Raises:
+            InvalidArgument: the value would pass SEM_VALUE_MAX, or n < 1.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidArgument(f"n must be an integer >= 1, got {n!r}")
+        for _ in range(n):
+            try:
+                self._sem.release()
+            except OSError as exc:
+                if exc.errno == errno.EOVERFLOW:
+                    raise InvalidArgument(
+                        f"{self.url}: releasing would pass SEM_VALUE_MAX ({SEM_VALUE_MAX})"
+                    ) from None
+                raise map_os_error(exc, f"release {self.url}") from exc
+
+    @property
+    def value(self) -> int:
+        """The count now (another process may change it the next instant)."""
+        if self._closed:
+            raise self._raise_closed()
+        return int(self._sem._get_value())
+
+    def unlink(self) -> None:
+        """Remove the name; handles that are open keep working."""
+        from osipc._api import unlink
+
+        unlink(self._address.base_url)
+
+    def __enter__(self) -> Semaphore:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def _close(self) -> None:
+        self._sem = None
+
+
+class Lock(Semaphore):
+    """A lock by name (``sem://NAME``) that a SIGKILLed holder never leaves locked.
+
+    The holder is the process holding a ``flock`` on the semaphore's file; the kernel
+    drops it when that process dies. Threads sharing one Lock object exclude each other
+    too. ``with lock:`` acquires and releases.
+    """
+
+    _record_kind = "lock"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool | None = None,
+        exclusive: bool | None = None,
+        mode: int | None = None,
+        trust_existing: bool | None = None,
+    ) -> None:
+        super().__init__(
+            url, create=create, exclusive=exclusive, mode=mode, trust_existing=trust_existing
+        )
+        try:
+            with os_errors(f"open {self.url}"):
+                self._fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except BaseException:
+            self.close()
+            raise
+        self._local = threading.Lock()
+
+    def _initial_value(self, value: int) -> int:
+        return 0  # the semaphore of a Lock only carries wake-ups
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock, waiting up to ``timeout``; a dead holder's lock is free.
+
+        Raises:
+            Timeout: another live process (or thread) held it throughout.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        deadline = Deadline(timeout)
+        left = deadline.remaining()
+        if not self._local.acquire(timeout=-1 if left is None else left):
+            raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
+        try:
+            while True:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise map_os_error(exc, f"lock {self.url}") from exc
+                left = deadline.remaining()
+                if left == 0:
+                    holder = self.holder
+                    who = f" by pid {holder}" if holder else ""
+                    raise Timeout(f"{self.url}: held{who} {deadline.describe()}")
+                # A release posts the semaphore; a dead holder does not, hence the re-check.
+                self._sem.acquire(True, LOCK_RECHECK if left is None else min(left, LOCK_RECHECK))
+        except BaseException:
+            self._local.release()
+            raise
+
+    def release(self, n: int = 1) -> None:
+        """Release the lock (held by this handle).
+
+        Raises:
+            InvalidArgument: this handle does not hold it.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        if n != 1:
+            raise InvalidArgument("a Lock is released once per acquire")
+        if not self._local.locked():
+            raise InvalidArgument(f"{self.url}: release of a lock this handle does not hold")
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._local.release()
+        if self._sem._get_value() < 1:
+            self._sem.release()  # wake one waiter
+
+    def locked(self) -> bool:
+        """True if some process holds the lock now."""
+        return self.holder is not None or self._local.locked()
+
+    @property
+    def holder(self) -> int | None:
+        """The pid holding the lock (from /proc/locks), or None."""
+        from osipc.transports.posix_shm import _holders_from_locks
+
+        st = os.fstat(self._fd)
+        pids = _holders_from_locks((st.st_dev, st.st_ino))
+        return pids[0] if pids else None
+
+    def _close(self) -> None:
+        fd = getattr(self, "_fd", -1)
+        self._fd = -1
+        if fd >= 0:
+            os.close(fd)  # drops the flock if this handle held it
+        super()._close()
+
+
+class SharedMemory(mmap.mmap):
+    """A named block of shared memory (``shm://NAME``) with the buffer protocol.
+
+    ``size`` is needed to create it; to attach, omit it or give the existing size.
+    Index, slice, ``memoryview(block)`` or ``numpy.frombuffer(block, dtype)`` it like any
+    buffer. ``close()`` unmaps (it refuses while views exist); ``unlink()`` removes the name.
+    """
+
+    url: str
+    name: str
+    _fd: int
+    _pid: int
+
+    def __new__(
+        cls,
+        url: str,
+        size: int | None = None,
+        *,
+        create: bool | None = None,
+        exclusive: bool | None = None,
+        mode: int | None = None,
+        trust_existing: bool | None = None,
+    ) -> SharedMemory:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise InvalidArgument(f"size must be a positive integer of bytes, got {size!r}")
+        address, opener, options = _resolve(
+            url,
+            "SharedMemory",
+            "open_block",
+            _BlockOptions,
+            {
+                "size": size,
+                "create": create,
+                "exclusive": exclusive,
+                "mode": mode,
+                "trust_existing": trust_existing,
+            },
+        )
+        size = options.size or None
+        try:
+            fd, actual, _ = opener(
+                address,
+                size,
+                create=options.create and size is not None,
+                exclusive=options.exclusive,
+                mode=options.mode,
+                trust_existing=options.trust_existing,
+            )
+        except NotFound:
+            if options.create and size is None:
+                raise NotFound(
+                    f"{address.base_url} does not exist; pass size= to create it",
+                    errno=errno.ENOENT,
+                ) from None
+            raise
+        if actual == 0:
+            os.close(fd)
+            raise TransportError(f"{address.base_url} is empty (0 bytes); it cannot be mapped")
+        try:
+            with os_errors(f"map {address.base_url}"):
+                block = super().__new__(cls, fd, actual)
+        except BaseException:
+            os.close(fd)
+            raise
+        block._fd = fd
+        block._pid = os.getpid()
+        block.url = address.base_url
+        block.name = address.name
+        return block
+
+    def __init__(self, url: str, size: int | None = None, **_: Any) -> None:
+        pass  # everything happens in __new__ (mmap is initialised there)
+
+    def close(self) -> None:
+        """Unmap (idempotent); the block itself stays until ``unlink()``.
+
+        Raises:
+            BufferError: memoryviews or arrays made from the block are still alive.
+        """
+        if not self.closed:
+            try:
+                super().close()
+            except BufferError:
+                raise BufferError(
+                    f"{self.url}: cannot close while memoryviews or numpy arrays made from "
+                    "it are alive; delete them (or call .release() on the views) first"
+                ) from None
+        fd = getattr(self, "_fd", -1)
+        self._fd = -1
+        if fd >= 0:
+            os.close(fd)
+
+    def unlink(self) -> None:
+        """Remove the name; mappings that exist keep working."""
+        from osipc._api import unlink
+
+        unlink(self.url)
+
+    def __enter__(self) -> SharedMemory:
+        if self.closed:
+            raise Closed(f"{self.url}: the block is closed")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0 and not self.closed and self._pid == os.getpid():
+            try:
+                warnings.warn(
+                    f"unclosed osipc SharedMemory {self.url}; use 'with' or call close()",
+                    ResourceWarning,
+                    source=self,
+                    stacklevel=2,
+                )
+                self.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self)} bytes"
+        return f"<osipc.SharedMemory {getattr(self, 'url', '?')} {state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a SharedMemory block cannot be pickled; send its URL and attach")

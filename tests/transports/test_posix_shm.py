@@ -1,0 +1,650 @@
+"""shm:// rings, broadcast, SharedMemory, Semaphore and Lock: exactly-once across
+processes, crash safety under SIGKILL, robustness of locks, ownership and inventory."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import posix_ipc
+import pytest
+from _helpers import NOBODY, finish, need_root, peer, runtime_for, spawn
+
+import osipc
+
+Url = Callable[..., str]
+
+
+@pytest.fixture
+def ring(url: Url) -> Iterator[str]:
+    target = url("shm", capacity="64K")
+    yield target
+    osipc.unlink(target.split("?")[0], missing_ok=True)
+
+
+def shm_files(name: str) -> list[str]:
+    return sorted(f for f in os.listdir("/dev/shm") if name in f)
+
+
+# -- queue rings -------------------------------------------------------------------------
+
+
+def test_kernel_objects_of_a_ring(ring: str) -> None:
+    name = ring[len("shm://") :].split("?", maxsplit=1)[0]
+    with osipc.sender(ring, mode=0o640):
+        assert shm_files(name) == [f"sem.{name}:rx", f"sem.{name}:tx", name]
+        for entry in shm_files(name):
+            assert oct(os.stat(f"/dev/shm/{entry}").st_mode & 0o777) == "0o640", entry
+    osipc.unlink(ring)
+    assert shm_files(name) == [], "unlink removes the segment and its semaphores together"
+
+
+def test_messages_wrap_around_the_ring(url: Url) -> None:
+    target = url("shm", capacity="4096")
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        for round_ in range(50):
+            batch = [os.urandom(1 + (round_ * 97 + i * 31) % 1300) for i in range(3)]  # fits
+            tx.send_many(batch, timeout=5)
+            got = [rx.recv(timeout=5) for _ in batch]
+            assert got == batch, f"round {round_}"
+        big = os.urandom(tx.capabilities.max_message_size or 0)
+        for _ in range(3):
+            tx.send(big, timeout=5)
+            buffer = bytearray(len(big))
+            assert rx.recv_into(buffer, timeout=5) == len(big) and bytes(buffer) == big
+    osipc.unlink(target)
+
+
+def test_too_large_names_the_capacity(ring: str) -> None:
+    with osipc.sender(ring) as tx:
+        limit = tx.capabilities.max_message_size
+        assert limit == 65536 - 8
+        with pytest.raises(osipc.MessageTooLarge, match="capacity=65536") as info:
+            tx.send(b"x" * (limit + 1))
+        assert info.value.limit == limit
+
+
+def test_a_full_ring_times_out_and_counts_what_went(url: Url) -> None:
+    target = url("shm", capacity="4096")
+    with osipc.sender(target) as tx, osipc.receiver(target) as rx:
+        started = time.monotonic()
+        with pytest.raises(osipc.Timeout, match="full") as info:
+            tx.send_many([b"x" * 1000] * 10, timeout=0.3)
+        assert 0.29 <= time.monotonic() - started < 3
+        assert info.value.sent == 4  # 4 x 1008 bytes fit in 4096
+        assert len(rx.recv_many(10, timeout=1)) == 4
+    osipc.unlink(target)
+
+
+def test_recv_into_numpy_without_an_intermediate_copy(ring: str) -> None:
+    numpy = pytest.importorskip("numpy")
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        data = numpy.arange(1000, dtype=numpy.float64)
+        tx.send(memoryview(data))
+        out = numpy.zeros(2000, dtype=numpy.float64)
+        assert rx.recv_into(out, timeout=5) == 8000
+        assert (out[:1000] == data).all()
+
+
+def test_spin_receives(url: Url) -> None:
+    target = url("shm", spin=200)
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        timer = threading.Timer(0.05, lambda: tx.send(b"late"))
+        timer.start()
+        assert rx.recv(timeout=5) == b"late"
+        timer.join()
+    osipc.unlink(target)
+
+
+def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
+    sender = """
+        import os, sys, osipc
+        with osipc.sender(sys.argv[1]) as tx:
+            for i in range(2000):
+                tx.send(b"%s-%d:" % (sys.argv[2].encode(), i) + b"." * (i * 37 % 3000), timeout=30)
+    """
+    receiver = """
+        import sys, osipc
+        with osipc.receiver(sys.argv[1]) as rx:
+            got = [msg.split(b":")[0].decode() for msg in rx]
+        print(" ".join(got))
+    """
+    receivers = [spawn(receiver, ring) for _ in range(2)]
+    senders = [spawn(sender, ring, name) for name in ("a", "b")]
+    for proc in senders:
+        finish(proc)
+    with osipc.sender(ring) as tx:
+        tx.end(timeout=5)
+        tx.end(timeout=5)  # one end-of-stream per receiver
+    got = [item for proc in receivers for item in finish(proc).split()]
+    assert sorted(got) == sorted(f"{n}-{i}" for n in "ab" for i in range(2000))
+
+
+def test_a_sender_killed_holding_the_lock_is_taken_over(ring: str) -> None:
+    osipc.sender(ring).close()
+    done = peer(
+        """
+        import os, signal, sys, osipc
+        from osipc._deadline import Deadline
+        tx = osipc.sender(sys.argv[1])
+        tx._lock.acquire(Deadline(5))  # then die holding it, mid-send as it were
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        ring,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        started = time.monotonic()
+        tx.send(b"after", timeout=2)
+        assert time.monotonic() - started < 1, "the dead holder's lock was recovered slowly"
+        assert rx.recv(timeout=2) == b"after"
+
+
+def test_a_receiver_killed_holding_the_lock_is_taken_over(ring: str) -> None:
+    with osipc.sender(ring) as tx:
+        tx.send(b"one")
+        done = peer(
+            """
+            import os, signal, sys, osipc
+            from osipc._deadline import Deadline
+            rx = osipc.receiver(sys.argv[1])
+            rx._lock.acquire(Deadline(5))
+            os.kill(os.getpid(), signal.SIGKILL)
+            """,
+            ring,
+            check=False,
+        )
+        assert done.returncode == -signal.SIGKILL
+        with osipc.receiver(ring) as rx:
+            assert rx.recv(timeout=0) == b"one", "timeout=0 callers recover a dead holder too"
+
+
+@pytest.mark.slow
+def test_killed_writers_and_readers_never_tear_or_wedge(url: Url) -> None:
+    target = url("shm", capacity="1M")
+    writer = """
+        import hashlib, os, sys, osipc
+        with osipc.sender(sys.argv[1]) as tx:
+            n = 0
+            while True:
+                body = os.urandom(20000 + (n * 7919) % 300000)
+                tx.send(hashlib.sha256(body).digest() + body, timeout=30)
+                n += 1
+    """
+    reader = """
+        import hashlib, sys, osipc
+        with osipc.receiver(sys.argv[1]) as rx:
+            while True:
+                msg = rx.recv(timeout=30)
+                assert hashlib.sha256(msg[32:]).digest() == msg[:32], "torn"
+    """
+
+    def check(msg: bytes) -> None:
+        assert hashlib.sha256(msg[32:]).digest() == msg[:32], "a torn message was visible"
+
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        received = 0
+        for round_ in range(30):
+            victims = [spawn(writer, target) for _ in range(2)]
+            if round_ % 3 == 0:
+                victims.append(spawn(reader, target))
+            rx.recv(timeout=30)  # writers are up and writing
+            time.sleep(0.01 + round_ % 7 * 0.013)
+            for proc in victims:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                assert proc.returncode == -signal.SIGKILL, proc.returncode
+            while True:
+                try:
+                    check(rx.recv(timeout=0.05))
+                    received += 1
+                except osipc.Timeout:
+                    break
+            started = time.monotonic()
+            tx.send(b"probe", timeout=5)  # never wedged: a send and a recv get through
+            assert rx.recv(timeout=5) == b"probe"
+            assert time.monotonic() - started < 1
+        assert received > 0
+    osipc.unlink(target)
+
+
+def test_an_uninitialised_segment_is_reported(osipc_names: Callable[[str], str]) -> None:
+    name = osipc_names("raw")
+    segment = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=65536)
+    segment.close_fd()
+    try:
+        started = time.monotonic()
+        with pytest.raises(osipc.TransportError, match="never initialised"):
+            osipc.receiver(f"shm://{name}")
+        assert time.monotonic() - started >= 1.5
+        fd = os.open(f"/dev/shm/{name}", os.O_WRONLY)
+        os.pwrite(fd, b"garbage!", 0)
+        os.close(fd)
+        with pytest.raises(osipc.InvalidArgument, match="not an osipc ring"):
+            osipc.receiver(f"shm://{name}")
+    finally:
+        posix_ipc.unlink_shared_memory("/" + name)
+
+
+def test_slots_run_out_with_a_clear_error(url: Url) -> None:
+    target = url("shm", slots=2)
+    taken = pytest.raises(osipc.TransportError, match="all 2 slots")
+    with osipc.sender(target), osipc.receiver(target), taken:
+        osipc.receiver(target)
+    osipc.unlink(target)
+
+
+def test_a_queue_ring_is_not_a_broadcast_ring(ring: str) -> None:
+    osipc.sender(ring).close()
+    with pytest.raises(osipc.InvalidArgument, match=r"queue ring.*sender/receiver"):
+        osipc.subscriber(ring)
+
+
+# -- broadcast ---------------------------------------------------------------------------
+
+
+def test_every_subscriber_sees_every_message(url: Url) -> None:
+    target = url("shm", capacity="16K")
+    subscriber = """
+        import sys, osipc
+        with osipc.subscriber(sys.argv[1]) as rx:
+            print("ready", flush=True)
+            got = [int(m.split(b":")[0]) for m in rx]
+        print(got == list(range(500)), len(got))
+    """
+    with osipc.publisher(target) as pub:
+        subs = [spawn(subscriber, target) for _ in range(2)]
+        for proc in subs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for i in range(500):  # many more bytes than the ring: the slow one holds it back
+            pub.send(b"%d:" % i + b"x" * (i % 200), timeout=30)
+        pub.end(timeout=30)
+    assert [finish(proc) for proc in subs] == ["True 500\n", "True 500\n"]
+    osipc.unlink(target)
+
+
+def test_a_late_subscriber_sees_only_what_follows(url: Url) -> None:
+    target = url("shm")
+    with osipc.publisher(target) as pub:
+        pub.send(b"before")
+        with osipc.subscriber(target) as sub:
+            pub.send(b"after")
+            assert sub.recv(timeout=1) == b"after"
+            with pytest.raises(osipc.Timeout):
+                sub.recv(timeout=0)
+    osipc.unlink(target)
+
+
+def test_overflow_block_waits_for_the_slowest_and_ignores_the_dead(url: Url) -> None:
+    target = url("shm", capacity="4096")
+    with osipc.publisher(target) as pub, osipc.subscriber(target) as sub:
+        pub.send(b"x" * 3000, timeout=1)
+        with pytest.raises(osipc.Timeout, match="slowest subscriber"):
+            pub.send(b"y" * 3000, timeout=0.2)
+        assert len(sub.recv(timeout=1)) == 3000
+        pub.send(b"y" * 3000, timeout=1)
+        done = peer(
+            """
+            import os, signal, sys, osipc
+            sub = osipc.subscriber(sys.argv[1])
+            print("joined", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """,
+            target,
+            check=False,
+        )
+        assert done.stdout == "joined\n"
+        assert len(sub.recv(timeout=1)) == 3000
+        pub.send(b"z" * 3000, timeout=1)  # the dead subscriber never read: it must not block
+        assert len(sub.recv(timeout=1)) == 3000
+    osipc.unlink(target)
+
+
+def test_overflow_error_reports_how_many_were_missed(url: Url) -> None:
+    target = url("shm", capacity="4096", overflow="error")
+    with osipc.publisher(target) as pub, osipc.subscriber(target) as sub:
+        for i in range(5):
+            pub.send(b"%d" % i)
+        assert sub.recv(timeout=1) == b"0"
+        for i in range(5, 100):
+            pub.send(b"%d" % i + b"." * 200, timeout=0)  # never waits
+        with pytest.raises(osipc.Overrun) as info:
+            sub.recv(timeout=1)
+        assert info.value.missed == 99, "messages 1..99 went past it"
+        assert "missed 99" in str(info.value)
+        pub.send(b"next")
+        assert sub.recv(timeout=1) == b"next"
+        assert pickle.loads(pickle.dumps(info.value)).missed == 99
+    osipc.unlink(target)
+
+
+# -- SharedMemory ------------------------------------------------------------------------
+
+
+def test_a_block_outlives_processes_that_attach_and_exit(url: Url) -> None:
+    target = url("shm")
+    with osipc.SharedMemory(target, size=4096) as block:
+        block[:5] = b"hello"
+        peer(
+            """
+            import sys, osipc
+            with osipc.SharedMemory(sys.argv[1]) as block:
+                assert bytes(block[:5]) == b"hello"
+                block[5:11] = b" world"
+            """,
+            target,
+        )  # multiprocessing.shared_memory's tracker would unlink the segment here
+        assert bytes(block[:11]) == b"hello world"
+        assert osipc.info(target).kind == "shm-block"
+    with osipc.SharedMemory(target) as again:
+        assert bytes(again[:11]) == b"hello world" and len(again) == 4096
+    osipc.unlink(target)
+
+
+def test_a_block_is_a_buffer(url: Url) -> None:
+    target = url("shm")
+    with osipc.SharedMemory(target, size=64) as block:
+        view = memoryview(block)
+        view[0] = 7
+        with pytest.raises(BufferError, match="delete them"):
+            block.close()
+        view.release()
+        numpy = pytest.importorskip("numpy")
+        array = numpy.frombuffer(block, dtype=numpy.uint8)
+        array[1] = 9
+        assert block[:2] == b"\x07\x09"
+        del array
+        with pytest.raises(TypeError, match="send its URL"):
+            pickle.dumps(block)
+    osipc.unlink(target)
+
+
+def test_block_rules(url: Url, ring: str) -> None:
+    target = url("shm")
+    with pytest.raises(osipc.NotFound, match="pass size="):
+        osipc.SharedMemory(target)
+    old = os.umask(0o077)
+    try:
+        block = osipc.SharedMemory(target, size=100, mode=0o660)
+    finally:
+        os.umask(old)
+    with block:
+        assert osipc.info(target).mode == 0o660
+        with pytest.raises(osipc.InvalidArgument, match="has 100 bytes"):
+            osipc.SharedMemory(target, size=200)
+        with pytest.raises(osipc.AlreadyExists):
+            osipc.SharedMemory(target, size=100, exclusive=True)
+        with pytest.raises(osipc.InvalidArgument, match="not an osipc ring"):
+            osipc.receiver(target)
+    osipc.sender(ring).close()
+    with pytest.raises(osipc.InvalidArgument, match="ring channel, not a SharedMemory"):
+        osipc.SharedMemory(ring.split("?", maxsplit=1)[0])
+    with pytest.raises(osipc.InvalidURL, match="unknown option 'capacity'"):
+        osipc.SharedMemory(ring)
+    with pytest.raises(osipc.InvalidArgument, match="size must be"):
+        osipc.SharedMemory(target, size=0)
+    osipc.unlink(target)
+
+
+def test_a_full_dev_shm_is_a_clean_error_not_sigbus(tmp_path: os.PathLike[str]) -> None:
+    need_root("to mount a small tmpfs on /dev/shm in a private mount namespace")
+    code = textwrap.dedent(
+        """
+        import osipc
+        for url, make in (("shm://big", lambda: osipc.SharedMemory("shm://big", size=4 << 20)),
+                          ("shm://ring", lambda: osipc.sender("shm://ring?capacity=4M"))):
+            try:
+                make()
+            except osipc.TransportError as exc:
+                print(exc.errno, "MiB" in str(exc) and "/dev/shm" in str(exc))
+        """
+    )
+    script = f"mount -t tmpfs -o size=1m tmpfs /dev/shm && exec {sys.executable} -I -c '{code}'"
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, OSIPC_RUNTIME_DIR=str(tmp_path)),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == [f"{errno.ENOSPC} True"] * 2
+    shutil.rmtree(os.path.join(str(tmp_path), ".meta"), ignore_errors=True)
+
+
+def test_a_block_created_by_another_user_is_refused(url: Url) -> None:
+    need_root("to create a block as another user")
+    target = url("shm")
+    with runtime_for(NOBODY) as env:
+        peer(
+            "import sys, osipc; osipc.SharedMemory(sys.argv[1], size=64, mode=0o666).close()",
+            target,
+            user=NOBODY,
+            env=env,
+        )
+    try:
+        with pytest.raises(osipc.PermissionDenied, match="trust_existing"):
+            osipc.SharedMemory(target)
+        osipc.SharedMemory(target, trust_existing=True).close()
+    finally:
+        osipc.unlink(target)
+
+
+def test_an_unprivileged_user_cannot_attach_to_a_private_ring(ring: str) -> None:
+    need_root("to run a peer as nobody")
+    osipc.sender(ring).close()  # mode 0600, root's
+    with runtime_for(NOBODY) as env:
+        done = peer(
+            """
+            import sys, osipc
+            try:
+                osipc.receiver(sys.argv[1], trust_existing=True)
+            except osipc.OsipcError as exc:
+                print(type(exc).__name__, exc.errno)
+            """,
+            ring,
+            user=NOBODY,
+            env=env,
+        )
+    assert done.stdout.split() == ["PermissionDenied", str(errno.EACCES)]
+
+
+# -- Semaphore and Lock ------------------------------------------------------------------
+
+
+@pytest.fixture
+def sem_url(osipc_names: Callable[[str], str]) -> Iterator[str]:
+    target = f"sem://{osipc_names('s')}"
+    yield target
+    osipc.unlink(target, missing_ok=True)
+
+
+def test_semaphore_counts_across_processes(sem_url: str) -> None:
+    with osipc.Semaphore(sem_url, value=2) as sem:  # noqa: F841 - acquires one unit
+        other = osipc.Semaphore(sem_url)
+        assert other.value == 1
+        peer("import sys, osipc; osipc.Semaphore(sys.argv[1]).acquire(timeout=1)", sem_url)
+        assert other.value == 0
+        started = time.monotonic()
+        with pytest.raises(osipc.Timeout, match="not acquired"):
+            other.acquire(timeout=0.2)
+        assert time.monotonic() - started >= 0.19
+        timer = threading.Timer(0.1, lambda: peer(
+            "import sys, osipc; osipc.Semaphore(sys.argv[1]).release(2)", sem_url
+        ))  # fmt: skip
+        timer.start()
+        other.acquire(timeout=10)
+        timer.join()
+        assert other.value == 1
+        other.close()
+    assert osipc.Semaphore(sem_url).value == 2
+    info = osipc.info(sem_url)
+    assert (info.kind, info.value, info.mode) == ("semaphore", 2, 0o600)
+
+
+def test_semaphore_rules(sem_url: str) -> None:
+    with pytest.raises(osipc.NotFound):
+        osipc.Semaphore(sem_url, create=False)
+    sem = osipc.Semaphore(sem_url, value=0)
+    with pytest.raises(osipc.AlreadyExists):
+        osipc.Semaphore(sem_url, exclusive=True)
+    for bad in (-1, 2**31, 1.5):
+        with pytest.raises(osipc.InvalidArgument):
+            osipc.Semaphore(sem_url, value=bad)  # type: ignore[arg-type]
+    with pytest.raises(osipc.InvalidArgument):
+        sem.release(0)
+    with pytest.raises(osipc.Unsupported, match="semaphore, not a channel"):
+        osipc.sender(sem_url)
+    sem.close()
+    with pytest.raises(osipc.Closed):
+        sem.acquire(timeout=0)
+
+
+def test_a_signal_handler_gets_out_of_a_blocked_acquire(sem_url: str) -> None:
+    class Stop(Exception):
+        pass
+
+    def handler(*_: object) -> None:
+        raise Stop
+
+    sem = osipc.Semaphore(sem_url, value=0)
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(Stop):  # posix_ipc would swallow it and go on waiting
+            sem.acquire(timeout=5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        sem.close()
+
+
+def test_lock_excludes_processes(sem_url: str, url: Url) -> None:
+    counter = url("shm")
+    worker = """
+        import struct, sys, osipc
+        lock = osipc.Lock(sys.argv[1])
+        with osipc.SharedMemory(sys.argv[2]) as block:
+            for _ in range(300):
+                with lock:
+                    value = struct.unpack_from("q", block)[0]
+                    struct.pack_into("q", block, 0, value + 1)
+        lock.close()
+    """
+    with osipc.SharedMemory(counter, size=8) as block:
+        procs = [spawn(worker, sem_url, counter) for _ in range(3)]
+        for proc in procs:
+            finish(proc)
+        assert int.from_bytes(block[:8], "little") == 900
+    osipc.unlink(counter)
+
+
+def test_a_sigkilled_holder_never_leaves_the_lock_locked(sem_url: str) -> None:
+    holder = spawn(
+        """
+        import sys, time, osipc
+        lock = osipc.Lock(sys.argv[1])
+        lock.acquire()
+        print("holding", flush=True)
+        time.sleep(60)
+        """,
+        sem_url,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    lock = osipc.Lock(sem_url)
+    assert lock.holder == holder.pid and lock.locked()
+    with pytest.raises(osipc.Timeout, match=f"held by pid {holder.pid}"):
+        lock.acquire(timeout=0.1)
+    holder.kill()
+    holder.communicate()
+    started = time.monotonic()
+    lock.acquire(timeout=1)
+    assert time.monotonic() - started < 0.5
+    assert lock.holder == os.getpid()
+    lock.release()
+    with pytest.raises(osipc.InvalidArgument, match="does not hold"):
+        lock.release()
+    lock.close()
+
+
+def test_threads_sharing_a_lock_exclude_each_other(sem_url: str) -> None:
+    lock = osipc.Lock(sem_url)
+    inside: list[int] = []
+    clash: list[bool] = []
+
+    def work() -> None:
+        for _ in range(200):
+            with lock:
+                inside.append(1)
+                if len(inside) > 1:
+                    clash.append(True)
+                inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not clash
+    lock.close()
+
+
+# -- inventory ---------------------------------------------------------------------------
+
+
+def test_ls_info_gc_and_rm_know_rings_blocks_and_semaphores(
+    url: Url, osipc_names: Callable[[str], str]
+) -> None:
+    from _helpers import cli
+
+    queue, block, sem = url("shm", capacity="64K"), url("shm"), f"sem://{osipc_names('s')}"
+    assert cli("send", queue, "a", "b").returncode == 0  # created by a process that has exited
+    peer("import sys, osipc; osipc.SharedMemory(sys.argv[1], size=4096).close()", block)
+    peer("import sys, osipc; osipc.Semaphore(sys.argv[1]).close()", sem)
+    info = osipc.info(queue)
+    assert (info.kind, info.depth, info.capacity_bytes, info.used_bytes) == (
+        "shm-queue",
+        2,
+        65536,
+        32,
+    )
+    states = {obj.url: (obj.kind, obj.state) for obj in osipc.ls()}
+    assert states == {
+        queue.split("?")[0]: ("shm-queue", "stale"),
+        block: ("shm-block", "stale"),
+        sem: ("semaphore", "stale"),
+    }
+    actions = {a.url: a.action for a in osipc.gc()}
+    assert actions == {queue.split("?")[0]: "kept", block: "removed", sem: "removed"}
+    name = queue[len("shm://") :].split("?")[0]
+    assert shm_files(name), "a ring holding messages is kept"
+    assert cli("rm", queue).returncode == 0
+    assert shm_files(name) == [] and shm_files(block[len("shm://") :]) == []
+    assert osipc.ls() == []
+
+
+def test_ls_all_shows_what_osipc_did_not_create(osipc_names: Callable[[str], str]) -> None:
+    name = osipc_names("foreign")
+    segment = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096)
+    segment.close_fd()
+    sem = posix_ipc.Semaphore("/" + name, posix_ipc.O_CREX)
+    try:
+        found = {obj.url: (obj.kind, obj.state) for obj in osipc.ls(all=True)}
+        assert found[f"shm://{name}"] == ("shm-block", "foreign")
+        assert found[f"sem://{name}"] == ("semaphore", "foreign")
+        assert osipc.gc(force=True) == []
+    finally:
+        posix_ipc.unlink_shared_memory("/" + name)
+        sem.unlink()
