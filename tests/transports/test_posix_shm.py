@@ -353,21 +353,23 @@ def test_a_block_outlives_processes_that_attach_and_exit(url: Url) -> None:
 
 
 def test_a_block_is_a_buffer(url: Url) -> None:
+    numpy = pytest.importorskip("numpy")
     target = url("shm")
-    with osipc.SharedMemory(target, size=64) as block:
-        view = memoryview(block)
-        view[0] = 7
-        with pytest.raises(BufferError, match="delete them"):
-            block.close()
-        view.release()
-        numpy = pytest.importorskip("numpy")
-        array = numpy.frombuffer(block, dtype=numpy.uint8)
-        array[1] = 9
-        assert block[:2] == b"\x07\x09"
-        del array
-        with pytest.raises(TypeError, match="send its URL"):
-            pickle.dumps(block)
-    osipc.unlink(target)
+    try:
+        with osipc.SharedMemory(target, size=64) as block:
+            view = memoryview(block)
+            view[0] = 7
+            with pytest.raises(BufferError, match="delete them"):
+                block.close()
+            view.release()
+            array = numpy.frombuffer(block, dtype=numpy.uint8)  # no copy: same memory
+            array[1] = 9
+            assert block[:2] == b"\x07\x09"
+            del array
+            with pytest.raises(TypeError, match="send its URL"):
+                pickle.dumps(block)
+    finally:
+        osipc.unlink(target)
 
 
 def test_block_rules(url: Url, ring: str) -> None:
