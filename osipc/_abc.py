@@ -239,6 +239,7 @@ class Sender(Handle, Generic[T]):
         super().__init__(address, capabilities)
         self.codec = codec
         self._encode = _fast_encoder(codec)
+        self._plain = isinstance(codec, _codecs.BytesCodec)
 
     # -- public --------------------------------------------------------------------------
 
@@ -258,7 +259,8 @@ class Sender(Handle, Generic[T]):
         """
         if self._closed:
             raise self._raise_closed()
-        data = self._encode(obj)
+        # bytes through the bytes codec is the hot path: skip the call
+        data: Any = obj if self._plain and type(obj) is bytes else self._encode(obj)
         self._send(data, None if timeout is None else check_timeout(timeout))
 
     def send_many(self, objs: Iterable[T], *, timeout: float | None = None) -> int:

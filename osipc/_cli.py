@@ -29,6 +29,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: usage error: {message}\n")
 
 
+def _size(text: str) -> int:
+    from osipc._ring import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="osipc",
@@ -75,6 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would be removed")
 
     sub.add_parser("schemes", help="list the URL schemes and whether they work here")
+
+    p = sub.add_parser(
+        "bench", help="measure one endpoint: throughput and round trips with a child process"
+    )
+    p.add_argument("url")
+    p.add_argument("--size", type=_size, default=64, help="message bytes (K/M suffixes)")
+    p.add_argument("--seconds", type=float, default=1.0, help="how long to send")
+    p.add_argument("--round-trips", type=int, default=2000)
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("doctor", help="kernel limits, mounts and the runtime dir")
     p.add_argument("--json", action="store_true")
@@ -252,6 +270,49 @@ def _cmd_gc(args: argparse.Namespace) -> int:
 # -- schemes / doctor --------------------------------------------------------------------
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from osipc import _bench
+    from osipc._errors import NotFound
+
+    if args.seconds <= 0 or args.round_trips < 10:
+        print("osipc: usage error: --seconds must be > 0, --round-trips >= 10", file=sys.stderr)
+        return EXIT_USAGE
+    terminal = sys.stderr.isatty()
+
+    def show(what: str) -> None:
+        if terminal:
+            sys.stderr.write(f"\r  {args.url}: {what}   ")
+            sys.stderr.flush()
+
+    existed = []
+    for url in (args.url, _bench._pong_url(args.url)):
+        try:
+            info(url)
+            existed.append(url)
+        except NotFound:
+            pass
+    try:
+        result = _bench.bench_url(args.url, args.size, args.seconds, args.round_trips, show)
+    except RuntimeError as exc:
+        print(f"\nosipc: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if terminal:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+        for url in (args.url, _bench._pong_url(args.url)):
+            if url not in existed:
+                unlink(url, missing_ok=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{args.url}  {args.size} B messages: {result['msgs_per_s']:,.0f} msgs/s, "
+            f"{result['mb_per_s']:,.1f} MB/s; round trip p50 {result['p50_us']:.1f} us, "
+            f"p99 {result['p99_us']:.1f} us"
+        )
+    return EXIT_OK
+
+
 def _cmd_schemes(args: argparse.Namespace) -> int:
     rows = [["SCHEME", "STATUS", "WHAT"]]
     for scheme in _registry.schemes():
@@ -332,6 +393,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "bench": _cmd_bench,
     "doctor": _cmd_doctor,
     "gc": _cmd_gc,
     "info": _cmd_info,

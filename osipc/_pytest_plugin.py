@@ -81,9 +81,12 @@ def osipc_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+_session = os.urandom(3).hex()  # pids are recycled; a killed run's leftovers must not collide
+
+
 @pytest.fixture
 def osipc_names() -> NameFactory:
-    return NameFactory(f"t{os.getpid()}x{next(_counter)}-")
+    return NameFactory(f"t{os.getpid()}{_session}x{next(_counter)}-")
 
 
 @pytest.fixture

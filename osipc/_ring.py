@@ -39,6 +39,7 @@ cannot issue, so rings refuse them).
 
 from __future__ import annotations
 
+import os
 import platform
 import struct
 import time
@@ -405,6 +406,7 @@ class _RingHandle:
             while time.perf_counter() < until:
                 if unpack(mm, offset)[0] != seen:
                     return
+                os.sched_yield()  # a peer on this same CPU must get to run
         left = deadline.remaining()
         if left == 0:
             raise Timeout(f"{self.url}: {what} {deadline.describe()}")

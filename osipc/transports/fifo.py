@@ -388,11 +388,13 @@ class FifoSender(Sender[Any]):
     # -- Sender --------------------------------------------------------------------------
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        buf = _small(frame, self._lines, self.url)
         fd = self._fd.fd
-        if buf is not None and fd >= 0 and not self._abort_owed:
+        size = len(frame)
+        if fd >= 0 and size <= SMALL_MAX and not self._lines and not self._abort_owed:
+            # the common case: a small frame, room in the pipe, a receiver present
+            header = _SHORT.pack(DATA, size)
             try:
-                os.write(fd, buf)  # the common case: room in the pipe, a receiver present
+                os.write(fd, header + frame if type(frame) is bytes else b"".join((header, frame)))
                 return
             except (BlockingIOError, BrokenPipeError):
                 pass

@@ -415,7 +415,12 @@ class MqSender(Sender[Any]):
             escaped = True
         if size > self._msgsize:
             raise _too_large(self.url, size, self._msgsize, escaped)
-        self._write(frame, timeout, priority)
+        try:
+            self._mq.send(frame, 0, priority)  # the common case: room in the queue
+        except posix_ipc.BusyError:
+            self._write(frame, timeout, priority)
+        except Exception as exc:
+            raise _map(self, exc, "send to") from exc
 
     def _write(self, frame: Buffer, timeout: float | None, priority: int) -> None:
         # Never block inside posix_ipc: on EINTR it runs the signal handler itself and

@@ -1,0 +1,52 @@
+"""`osipc bench URL` and the benchmark suite run, verify what they carried, and clean up."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+from _helpers import cli
+
+BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench.py")
+
+
+@pytest.mark.parametrize("scheme", ["shm", "mq", "fifo"])
+def test_osipc_bench_measures_an_endpoint(osipc_names: Callable[[str], str], scheme: str) -> None:
+    url = f"{scheme}://{osipc_names('b')}" + ("?maxmsg=4&msgsize=256" if scheme == "mq" else "")
+    done = cli("bench", url, "--seconds", "0.1", "--round-trips", "50", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["msgs_per_s"] > 1000 and 0 < result["p50_us"] <= result["p99_us"]
+    assert done.stderr == "", "no progress output when stderr is not a terminal"
+    # bench removes what it created (the leak check would fail this test otherwise)
+
+
+def test_osipc_bench_rejects_bad_arguments() -> None:
+    assert cli("bench", "shm://x", "--seconds", "0").returncode == 2
+    assert cli("bench", "shm://x", "--size", "lots").returncode == 2
+
+
+@pytest.mark.slow
+def test_the_suite_runs_checks_and_cleans_up(tmp_path: os.PathLike[str]) -> None:
+    if not os.path.exists(BENCH):
+        pytest.skip("benchmarks/ is not next to the tests")
+    before = set(os.listdir("/dev/shm"))
+    done = subprocess.run(
+        [sys.executable, BENCH, "--quick", "--only", "osipc shm,osipc fifo,raw fifo",
+         "--sizes", "64,65536", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(os.path.join(str(tmp_path), "results.json")) as handle:
+        results = json.load(handle)["results"]
+    assert {r["mech"] for r in results} >= {"osipc shm", "osipc fifo", "raw fifo"}
+    assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
+    assert any(r["kind"] == "rtt" and r["p50_us"] for r in results)
+    with open(os.path.join(str(tmp_path), "RESULTS.md")) as handle:
+        report = handle.read()
+    assert "## Targets" in report and "osipc fifo >= 0.9x raw fifo at 64 B" in report
+    assert set(os.listdir("/dev/shm")) <= before, "the suite left objects in /dev/shm"
