@@ -1,7 +1,7 @@
 """osipc: unrelated Linux processes talking by name over the kernel's IPC objects.
 
-One sender/receiver protocol over FIFOs, POSIX message queues, POSIX shared-memory rings
-and in-process queues (and, as they land, System V IPC and ZeroMQ)::
+One sender/receiver protocol over FIFOs, POSIX and System V message queues, shared-memory
+rings and in-process queues (and, as it lands, ZeroMQ)::
 
     with osipc.sender("mq://jobs", codec="json") as tx:
         tx.send({"n": 1}, timeout=1.0)
@@ -14,6 +14,7 @@ surface for transport authors and ``osipc.testing`` the conformance suite.
 """
 
 from osipc._abc import Capabilities, ObjectInfo, Receiver, Sender
+from osipc._address import sysv_key
 from osipc._api import gc, info, ls, publisher, receiver, sender, subscriber, unlink
 from osipc._errors import (
     AlreadyExists,
@@ -76,5 +77,6 @@ __all__ = [
     "schemes",
     "sender",
     "subscriber",
+    "sysv_key",
     "unlink",
 ]

@@ -28,6 +28,9 @@ TRANSPORTS: dict[str, str] = {
     "mq": "osipc.transports.posix_mq:PosixMQTransport",
     "sem": "osipc.transports.posix_shm:SemTransport",
     "shm": "osipc.transports.posix_shm:ShmTransport",
+    "sysv+mq": "osipc.transports.sysv_mq:SysvMqTransport",
+    "sysv+sem": "osipc.transports.sysv_shm:SysvSemTransport",
+    "sysv+shm": "osipc.transports.sysv_shm:SysvShmTransport",
 }
 
 # What to install when a transport's backend is missing.
@@ -37,6 +40,9 @@ INSTALL_HINTS: dict[str, str] = {
     "mq": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
     "sem": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
     "shm": "pip install --force-reinstall 'posix-ipc>=1.0.5'",
+    "sysv+mq": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
+    "sysv+sem": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
+    "sysv+shm": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
 }
 
 _loaded: dict[str, Transport] = {}

@@ -39,6 +39,7 @@ cannot issue, so rings refuse them).
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import struct
@@ -46,13 +47,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from osipc import _futex
-from osipc._abc import Capabilities, Frame, Receiver, Sender
-from osipc._address import Address
+from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport
+from osipc._address import Address, CommonOptions, option, parse_choice, parse_int
 from osipc._codecs import Buffer, Codec
-from osipc._deadline import Deadline, check_timeout
+from osipc._deadline import Backoff, Deadline, check_timeout
 from osipc._errors import (
     Broken,
     EndOfStream,
@@ -96,6 +98,7 @@ BREC = struct.Struct("@IIQ")
 
 DEFAULT_CAPACITY = 1 << 20
 DEFAULT_SLOTS = 64
+INIT_WAIT = 2.0  # how long an attacher waits for a creator to finish initialising
 SLICE = 0.02  # longest sleep before re-checking state a lost wake-up could hide
 TAKEOVER_AFTER = 0.001  # a lock unchanged this long gets its holder's liveness checked
 
@@ -175,6 +178,50 @@ def slot_pids(mm: Any, slots: int) -> list[tuple[int, int]]:
         if pid:
             used.append((index, pid))
     return used
+
+
+# -- options and capabilities ------------------------------------------------------------
+
+
+def _parse_spin(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("expected microseconds to spin, e.g. 50")
+    try:
+        micros = float(value)
+    except ValueError:
+        raise ValueError("expected microseconds to spin, e.g. 50") from None
+    if not 0 <= micros <= 1_000_000:
+        raise ValueError("must be 0..1000000 microseconds")
+    return micros / 1e6
+
+
+def _parse_capacity(value: object) -> int:
+    size = parse_size(value)
+    if size < 4096:
+        raise ValueError("must be at least 4096 bytes")
+    if size > 1 << 40:
+        raise ValueError("must be at most 1 TiB")
+    return (size + 15) & ~15
+
+
+@dataclass(frozen=True)
+class RingOptions(CommonOptions):
+    capacity: int = option(DEFAULT_CAPACITY, _parse_capacity, "data bytes at creation")
+    slots: int = option(DEFAULT_SLOTS, parse_int(2, 4096), "most handles attached")
+    spin: float = option(0.0, _parse_spin, "microseconds to poll before sleeping")
+    overflow: str = option("block", parse_choice("block", "error"), "broadcast: block|error")
+
+
+def capabilities(kind: int, capacity: int) -> Capabilities:
+    return Capabilities(
+        ordered=True,
+        broadcast=kind == KIND_BROADCAST,
+        selectable=False,
+        max_message_size=max_message(capacity, kind),
+        timeouts="native",
+        end_of_stream=True,
+        persistent=True,
+    )
 
 
 # -- backends ----------------------------------------------------------------------------
@@ -314,6 +361,149 @@ class ClaimLock(RingLock):
             return True
 
 
+class SegmentBackend(RingBackend):
+    """The create/attach flow every segment-based backend shares (POSIX and SysV alike).
+
+    Subclasses provide the segment (``_segment``), the mapping (``_map``), the companion
+    semaphores (``_create_locks``/``_open_locks``/``_locks``), leases (``_claim_slot``,
+    ``alive``), ``admin`` and the release of it all (``_release``).
+    """
+
+    record_kind = "shm"
+
+    def __init__(self, address: Address, options: Any, codec: Any, kind: int, role: int) -> None:
+        require_support(address.url or address.base_url)
+        self._address = address
+        self.mm: Any = None
+        self.slot = -1
+        self._anchor: Any = None
+        try:
+            self._open(options, codec, kind, role)
+        except BaseException:
+            self.close(in_child=False)
+            raise
+
+    # -- for subclasses ------------------------------------------------------------------
+
+    @abstractmethod
+    def _segment(self, options: Any, size: int) -> tuple[bool, int]:
+        """Create (``size`` bytes) or attach: (created, actual size); owner checked."""
+
+    @abstractmethod
+    def _map(self, size: int) -> Any:
+        """A writable, sliceable buffer over the segment (slicing gives bytes)."""
+
+    @abstractmethod
+    def _create_locks(self, kind: int, options: Any) -> None:
+        """Create the ring's semaphores (any stale ones of the name replaced)."""
+
+    @abstractmethod
+    def _open_locks(self, kind: int) -> None:
+        """Open the semaphores of an existing ring."""
+
+    @abstractmethod
+    def _locks(self, kind: int) -> tuple[RingLock, RingLock | None]:
+        """(producers' lock, consumers' lock or None for broadcast), once attached."""
+
+    @abstractmethod
+    def _claim_slot(self, index: int) -> bool:
+        """Atomically take slot ``index`` if free; True if taken."""
+
+    @abstractmethod
+    def _release(self, in_child: bool) -> None:
+        """Unmap and close what the subclass opened."""
+
+    # -- the flow ------------------------------------------------------------------------
+
+    def _open(self, options: Any, codec: Any, kind: int, role: int) -> None:
+        from osipc import _inventory
+        from osipc._codecs import codec_name
+
+        size = segment_size(options.capacity, options.slots)
+        created, actual = self._segment(options, size)
+        if created:
+            self._create_locks(kind, options)
+            self.mm = self._map(size)
+            overflow = OVERFLOW_ERROR if options.overflow == "error" else OVERFLOW_BLOCK
+            write_header(self.mm, kind, options.capacity, options.slots, overflow)
+            _inventory.write_record(
+                self._address,
+                kind=f"{self.record_kind}-{KIND_NAMES[kind]}",
+                mode=options.mode,
+                codec=codec_name(codec),
+                max_message_size=max_message(options.capacity, kind),
+            )
+        else:
+            if actual < OFF_SLOTS:
+                raise self._not_a_ring()
+            self.mm = self._map(actual)
+            header = self._wait_for_header()
+            found = header[0]
+            if found != kind:
+                wanted = (
+                    "osipc.publisher/subscriber"
+                    if found == KIND_BROADCAST
+                    else "osipc.sender/receiver"
+                )
+                raise InvalidArgument(
+                    f"{self._address} is a {KIND_NAMES[found]} ring; open it with {wanted}"
+                )
+            if actual < segment_size(header[1], header[2]):
+                raise self._not_a_ring()
+            self._open_locks(kind)
+        self.kind, self.capacity, self.slots, self.overflow, self.data = read_header(self.mm)  # type: ignore[misc]
+        self._anchor, self.address = _futex.address_of(self.mm)
+        self.slot = self._take_slot(role)
+        self.tx, self.rx = self._locks(kind)
+
+    def _not_a_ring(self) -> InvalidArgument:
+        return InvalidArgument(
+            f"{self._address} exists but is not an osipc ring channel (an osipc.SharedMemory "
+            "block, or another program's segment); use another name"
+        )
+
+    def _wait_for_header(self) -> tuple[int, int, int, int, int]:
+        """An attacher may arrive while the creator is still initialising: wait for the
+        magic, which is written last; a creator that died half-way is reported."""
+        backoff = Backoff(0.0005, 0.05)
+        deadline = Deadline(INIT_WAIT)
+        while True:
+            header = read_header(self.mm)
+            if header is not None:
+                return header
+            if bytes(self.mm[0:8]) != b"\0" * 8:
+                raise self._not_a_ring()
+            if not backoff.wait(deadline):
+                raise TransportError(
+                    f"{self._address} exists but was never initialised (its creator died "
+                    f"while creating it?); remove it: osipc rm {self._address.base_url}"
+                )
+
+    def _take_slot(self, role: int) -> int:
+        import os
+
+        from osipc._inventory import proc_start_time
+
+        pid = os.getpid()
+        start = proc_start_time(pid) or 0
+        for index in range(self.slots):
+            if self._claim_slot(index):
+                SLOT.pack_into(self.mm, OFF_SLOTS + index * SLOT_SIZE, pid, 0, start, 0, 0, 0, role)
+                return index
+        raise TransportError(
+            f"{self._address}: all {self.slots} slots are in use (one per attached handle); "
+            "close handles, or create the channel with more slots=",
+            errno=errno.EUSERS,
+        )
+
+    def close(self, in_child: bool) -> None:
+        if self.mm is not None and self.slot >= 0 and not in_child:
+            SLOT.pack_into(self.mm, OFF_SLOTS + self.slot * SLOT_SIZE, 0, 0, 0, 0, 0, 0, 0)
+        self._anchor = None
+        self._release(in_child)
+        self.mm = None
+
+
 # -- handles -----------------------------------------------------------------------------
 
 
@@ -330,7 +520,7 @@ class _RingHandle:
     def _setup(self, backend: RingBackend, spin: float) -> None:
         self._backend = backend
         self._mm = backend.mm
-        self._view = memoryview(backend.mm)
+        self._view = memoryview(backend.mm).cast("B")  # ctypes arrays export format 'c'
         self._cap = backend.capacity
         self._data = backend.data
         self._hdr = record_header(backend.kind)
@@ -469,9 +659,11 @@ class RingSender(_RingHandle, Sender[Any]):
             return
         mm, claim_off = self._mm, self._claim_off
         need = (size + 15) & ~7
-        U32.pack_into(mm, claim_off, CLAIM_TX)
+        if claim_off >= 0:
+            U32.pack_into(mm, claim_off, CLAIM_TX)
         if not self._try(False):
-            U32.pack_into(mm, claim_off, 0)
+            if claim_off >= 0:
+                U32.pack_into(mm, claim_off, 0)
             self._put([frame], Deadline(timeout))
             return
         head, gen, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
@@ -488,7 +680,8 @@ class RingSender(_RingHandle, Sender[Any]):
         self._view[start + 8 : start + 8 + size] = frame
         PROD.pack_into(mm, OFF_HEAD, head + need, gen + 1, produced + 1, seq + 1, head + need)
         self._release()
-        U32.pack_into(mm, claim_off, 0)
+        if claim_off >= 0:
+            U32.pack_into(mm, claim_off, 0)
         flag_data, _, flag_tx, _ = FLAGS.unpack_from(mm, OFF_FLAGS)
         if flag_data or flag_tx:
             self._wake_after_release(producer=True)
@@ -604,7 +797,8 @@ class RingReceiver(_RingHandle, Receiver[Any]):
     ) -> None:  # fmt: skip
         super().__init__(address, capabilities, codec)
         self._setup(backend, spin)
-        self._head_seen = 0
+        self._head_seen = 0  # a lower bound of the head
+        self._tail_last = 0  # a lower bound of the tail: the last one this handle saw
         assert backend.rx is not None
         self._lock = backend.rx
         self._try, self._release, self._claim_off, _ = backend.rx.fast()
@@ -612,9 +806,16 @@ class RingReceiver(_RingHandle, Receiver[Any]):
     def _recv(self, timeout: float | None) -> Frame | None:
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, claim_off = self._mm, self._claim_off
-        U32.pack_into(mm, claim_off, CLAIM_RX)
+        if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
+            head = Q.unpack_from(mm, OFF_HEAD)[0]
+            if head <= self._tail_last:  # surely empty (the tail only grows): go and wait,
+                return self._take(1, Deadline(timeout))[0]  # without a lock round for nothing
+            self._head_seen = head
+        if claim_off >= 0:
+            U32.pack_into(mm, claim_off, CLAIM_RX)
         if not self._try(False):
-            U32.pack_into(mm, claim_off, 0)
+            if claim_off >= 0:
+                U32.pack_into(mm, claim_off, 0)
             return self._take(1, Deadline(timeout))[0]
         tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
         if self._head_seen <= tail:
@@ -628,9 +829,12 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         start += 8
         end = start + size
         payload = mm[start:end] if end <= self._data + cap else self._read(tail, size)
-        CONS.pack_into(mm, OFF_TAIL, tail + ((size + 15) & ~7), gen + 1, consumed + 1)
+        tail += (size + 15) & ~7
+        CONS.pack_into(mm, OFF_TAIL, tail, gen + 1, consumed + 1)
+        self._tail_last = tail
         self._release()
-        U32.pack_into(mm, claim_off, 0)
+        if claim_off >= 0:
+            U32.pack_into(mm, claim_off, 0)
         _, flag_space, _, flag_rx = FLAGS.unpack_from(mm, OFF_FLAGS)
         if flag_space or flag_rx:
             self._wake_after_release(producer=False)
@@ -662,6 +866,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                     else:
                         out.append(self._read(tail, size))
                     tail += (size + 15) & ~7
+                self._tail_last = tail
                 if out:
                     CONS.pack_into(mm, OFF_TAIL, tail, gen + 1, consumed + len(out))
                     committed = True
@@ -836,3 +1041,32 @@ def parse_size(value: object) -> int:
     if number <= 0:
         raise ValueError("must be a positive size")
     return number
+
+
+class RingTransport(Transport):
+    """A scheme whose channels are rings; ``backend`` is its SegmentBackend."""
+
+    backend: type[SegmentBackend]
+    options = RingOptions
+    capabilities = capabilities(KIND_QUEUE, DEFAULT_CAPACITY)
+
+    def _open(self, cls: Any, address: Address, options: Any, codec: Any, role: int) -> Any:
+        kind = KIND_BROADCAST if role in (ROLE_PUBLISHER, ROLE_SUBSCRIBER) else KIND_QUEUE
+        backend = self.backend(address, options, codec, kind, role)
+        try:
+            return cls(address, capabilities(kind, backend.capacity), codec, backend, options.spin)
+        except BaseException:
+            backend.close(in_child=False)
+            raise
+
+    def open_sender(self, address: Address, options: Any, codec: Any) -> Sender[Any]:
+        return self._open(RingSender, address, options, codec, ROLE_SENDER)  # type: ignore[no-any-return]
+
+    def open_receiver(self, address: Address, options: Any, codec: Any) -> Receiver[Any]:
+        return self._open(RingReceiver, address, options, codec, ROLE_RECEIVER)  # type: ignore[no-any-return]
+
+    def open_publisher(self, address: Address, options: Any, codec: Any) -> Sender[Any]:
+        return self._open(RingSender, address, options, codec, ROLE_PUBLISHER)  # type: ignore[no-any-return]
+
+    def open_subscriber(self, address: Address, options: Any, codec: Any) -> Receiver[Any]:
+        return self._open(RingSubscriber, address, options, codec, ROLE_SUBSCRIBER)  # type: ignore[no-any-return]

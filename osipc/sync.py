@@ -3,10 +3,10 @@
 * :class:`Semaphore` (``sem://NAME``): a counting semaphore. ``acquire(timeout=)`` follows
   osipc's timeout rule (``Timeout`` on expiry), and a signal handler's exception always
   gets out of a blocked ``acquire``.
-* :class:`Lock` (``sem://NAME``): a lock a SIGKILLed holder never leaves locked. The truth
-  is a ``flock`` on the semaphore's file, which the kernel drops with its holder; the
-  semaphore only wakes waiters, who also re-check every 50 ms, so a dead holder's lock is
-  taken by the next waiter within its timeout. ``holder`` names the pid holding it.
+* :class:`Lock` (``sem://NAME`` or ``sysv+sem://NAME``): a lock a SIGKILLed holder never
+  leaves locked -- a ``flock`` on the POSIX semaphore's file, or a SysV semaphore taken
+  with SEM_UNDO; either way the kernel releases it, and the next waiter takes it within
+  its timeout. ``holder`` names the pid holding it.
 * :class:`SharedMemory` (``shm://NAME``): a named block with the buffer protocol
   (``memoryview(block)``, ``numpy.frombuffer(block, ...)`` without copying). A process
   that attaches and exits never destroys it — unlike ``multiprocessing.shared_memory``,
@@ -20,7 +20,6 @@ refused unless ``trust_existing=True``. ``close()`` never destroys; ``unlink()``
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import threading
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 
 from osipc import _registry
 from osipc._abc import Capabilities, Handle
-from osipc._address import Address, CommonOptions, option, parse_int, resolve_options
+from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, resolve_options
 from osipc._deadline import Deadline, check_timeout
 from osipc._errors import (
     Closed,
@@ -47,13 +46,14 @@ from osipc._errors import (
 __all__ = ["Lock", "Semaphore", "SharedMemory"]
 
 SEM_VALUE_MAX = 0x7FFFFFFF
-LOCK_RECHECK = 0.05  # a waiter re-tries the flock at least this often: a dead holder's
-# lock is free at once, but nobody posts the semaphore to say so
 
 
 @dataclass(frozen=True)
 class _SemOptions(CommonOptions):
     value: int = option(1, parse_int(0, SEM_VALUE_MAX), "initial count, used when creating")
+    undo: bool | None = option(
+        None, parse_bool, "SysV: the kernel gives back what a dead process took"
+    )
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,13 @@ def _resolve(
 
 
 class Semaphore(Handle):
-    """A counting semaphore by name (``sem://NAME``), shared by unrelated processes.
+    """A counting semaphore by name, shared by unrelated processes: ``sem://NAME`` (POSIX)
+    or ``sysv+sem://NAME`` (System V; ``undo``, on by default, makes the kernel give back
+    what a dead process took -- turn it off when one process takes what another gives).
 
     ``value`` is the initial count, used only when this call creates it. ``with sem:``
     acquires and releases.
     """
-
-    _record_kind = "semaphore"
 
     def __init__(
         self,
@@ -94,6 +94,7 @@ class Semaphore(Handle):
         exclusive: bool | None = None,
         mode: int | None = None,
         trust_existing: bool | None = None,
+        undo: bool | None = None,
     ) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise InvalidArgument(f"value must be an integer 0..{SEM_VALUE_MAX}, got {value!r}")
@@ -108,21 +109,20 @@ class Semaphore(Handle):
                 "exclusive": exclusive,
                 "mode": mode,
                 "trust_existing": trust_existing,
+                "undo": undo,
             },
         )
-        self._sem, self._path = opener(
+        extra = {} if options.undo is None else {"undo": options.undo}
+        self._sem, _ = opener(
             address,
-            self._initial_value(options.value),
+            options.value,
             create=options.create,
             exclusive=options.exclusive,
             mode=options.mode,
             trust_existing=options.trust_existing,
-            record_kind=self._record_kind,
+            **extra,
         )
         super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
-
-    def _initial_value(self, value: int) -> int:
-        return value
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take one unit, waiting up to ``timeout`` (None: forever, 0: don't wait).
@@ -156,10 +156,16 @@ class Semaphore(Handle):
         for _ in range(n):
             try:
                 self._sem.release()
+            except ValueError:  # SemLock: "released too many times" (at its maxvalue)
+                raise InvalidArgument(
+                    f"{self.url}: releasing would take the count past its maximum, "
+                    f"SEM_VALUE_MAX ({SEM_VALUE_MAX})"
+                ) from None
             except OSError as exc:
                 if exc.errno == errno.EOVERFLOW:
+                    limit = exc.strerror or f"SEM_VALUE_MAX ({SEM_VALUE_MAX})"
                     raise InvalidArgument(
-                        f"{self.url}: releasing would pass SEM_VALUE_MAX ({SEM_VALUE_MAX})"
+                        f"{self.url}: releasing would take the count past its maximum, {limit}"
                     ) from None
                 raise map_os_error(exc, f"release {self.url}") from exc
 
@@ -192,15 +198,15 @@ class Semaphore(Handle):
         self._sem = None
 
 
-class Lock(Semaphore):
-    """A lock by name (``sem://NAME``) that a SIGKILLed holder never leaves locked.
+class Lock(Handle):
+    """A lock by name that a SIGKILLed holder never leaves locked.
 
-    The holder is the process holding a ``flock`` on the semaphore's file; the kernel
-    drops it when that process dies. Threads sharing one Lock object exclude each other
-    too. ``with lock:`` acquires and releases.
+    ``sem://NAME``: the holder is the process holding a ``flock`` on the semaphore's file,
+    dropped by the kernel when it dies (waiters notice within 50 ms).
+    ``sysv+sem://NAME``: a SysV semaphore taken with SEM_UNDO, released by the kernel.
+    Threads sharing one Lock object exclude each other too. ``with lock:`` acquires and
+    releases.
     """
-
-    _record_kind = "lock"
 
     def __init__(
         self,
@@ -211,25 +217,35 @@ class Lock(Semaphore):
         mode: int | None = None,
         trust_existing: bool | None = None,
     ) -> None:
-        super().__init__(
-            url, create=create, exclusive=exclusive, mode=mode, trust_existing=trust_existing
+        address, opener, options = _resolve(
+            url,
+            "Lock",
+            "open_lock",
+            CommonOptions,
+            {
+                "create": create,
+                "exclusive": exclusive,
+                "mode": mode,
+                "trust_existing": trust_existing,
+            },
         )
-        try:
-            with os_errors(f"open {self.url}"):
-                self._fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except BaseException:
-            self.close()
-            raise
+        self._lock = opener(
+            address,
+            create=options.create,
+            exclusive=options.exclusive,
+            mode=options.mode,
+            trust_existing=options.trust_existing,
+        )
         self._local = threading.Lock()
-
-    def _initial_value(self, value: int) -> int:
-        return 0  # the semaphore of a Lock only carries wake-ups
+        super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
 
     def acquire(self, timeout: float | None = None) -> None:
-        """Take the lock, waiting up to ``timeout``; a dead holder's lock is free.
+        """Take the lock, waiting up to ``timeout`` (None: forever, 0: don't wait).
 
         Raises:
-            Timeout: another live process (or thread) held it throughout.
+            Timeout: another live process (or thread) held it throughout; the message
+                names the holder's pid where the kernel tells it.
+            Closed: the handle is closed.
         """
         if self._closed:
             raise self._raise_closed()
@@ -238,26 +254,15 @@ class Lock(Semaphore):
         if not self._local.acquire(timeout=-1 if left is None else left):
             raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
         try:
-            while True:
-                try:
-                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise map_os_error(exc, f"lock {self.url}") from exc
-                left = deadline.remaining()
-                if left == 0:
-                    holder = self.holder
-                    who = f" by pid {holder}" if holder else ""
-                    raise Timeout(f"{self.url}: held{who} {deadline.describe()}")
-                # A release posts the semaphore; a dead holder does not, hence the re-check.
-                self._sem.acquire(True, LOCK_RECHECK if left is None else min(left, LOCK_RECHECK))
+            self._lock.acquire(deadline)
+        except Timeout as exc:
+            self._local.release()
+            raise Timeout(f"{self.url}: {exc}") from None
         except BaseException:
             self._local.release()
             raise
 
-    def release(self, n: int = 1) -> None:
+    def release(self) -> None:
         """Release the lock (held by this handle).
 
         Raises:
@@ -265,34 +270,45 @@ class Lock(Semaphore):
         """
         if self._closed:
             raise self._raise_closed()
-        if n != 1:
-            raise InvalidArgument("a Lock is released once per acquire")
         if not self._local.locked():
             raise InvalidArgument(f"{self.url}: release of a lock this handle does not hold")
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._lock.release()
         self._local.release()
-        if self._sem._get_value() < 1:
-            self._sem.release()  # wake one waiter
 
     def locked(self) -> bool:
         """True if some process holds the lock now."""
-        return self.holder is not None or self._local.locked()
+        return self._local.locked() or self.holder is not None
 
     @property
     def holder(self) -> int | None:
-        """The pid holding the lock (from /proc/locks), or None."""
-        from osipc.transports.posix_shm import _holders_from_locks
+        """The pid holding the lock, as far as the kernel tells, or None."""
+        if self._closed:
+            raise self._raise_closed()
+        return self._lock.holder()  # type: ignore[no-any-return]
 
-        st = os.fstat(self._fd)
-        pids = _holders_from_locks((st.st_dev, st.st_ino))
-        return pids[0] if pids else None
+    def unlink(self) -> None:
+        """Remove the name; handles that are open keep working."""
+        from osipc._api import unlink
+
+        unlink(self._address.base_url)
+
+    def __enter__(self) -> Lock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
     def _close(self) -> None:
-        fd = getattr(self, "_fd", -1)
-        self._fd = -1
-        if fd >= 0:
-            os.close(fd)  # drops the flock if this handle held it
-        super()._close()
+        lock = getattr(self, "_lock", None)
+        self._lock = None
+        if lock is not None:
+            lock.close()
 
 
 class SharedMemory(mmap.mmap):

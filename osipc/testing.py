@@ -297,7 +297,8 @@ class KernelSnapshot:
 
 
 def _sysv_entries(names: set[str]) -> set[str]:
-    keys = {_sysv_key(name) for name in names}
+    # a name's own key and its ring's companion semaphores (NAME:tx, NAME:rx)
+    keys = {_sysv_key(n) for name in names for n in (name, f"{name}:tx", f"{name}:rx")}
     found = set()
     for kind in ("msg", "sem", "shm"):
         try:
@@ -348,5 +349,18 @@ def remove_leftover(entry: str) -> None:
             import posix_ipc
 
             posix_ipc.unlink_message_queue("/" + name)
+        elif kind.startswith("sysv-"):
+            _remove_sysv(kind[5:], int(name, 16))
     except Exception:
         pass
+
+
+def _remove_sysv(kind: str, key: int) -> None:
+    import sysv_ipc
+
+    if kind == "msg":
+        sysv_ipc.MessageQueue(key).remove()
+    elif kind == "sem":
+        sysv_ipc.Semaphore(key).remove()
+    elif kind == "shm":
+        sysv_ipc.SharedMemory(key).remove()

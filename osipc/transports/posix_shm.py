@@ -39,31 +39,28 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import posix_ipc
 
-from osipc import _futex, _inventory, _ring
-from osipc._abc import Capabilities, ObjectInfo, Receiver, Sender, Transport
+from osipc import _inventory, _ring
+from osipc._abc import ObjectInfo, Receiver, Sender, Transport
 from osipc._address import (
     Address,
-    CommonOptions,
-    option,
-    parse_choice,
-    parse_int,
     validate_name,
 )
-from osipc._codecs import Codec, codec_name
-from osipc._deadline import Backoff, Deadline
+from osipc._codecs import Codec
+from osipc._deadline import Deadline
 from osipc._errors import (
     AlreadyExists,
     InvalidArgument,
     NotFound,
     OsipcError,
     PermissionDenied,
+    Timeout,
     TransportError,
     Unsupported,
+    map_os_error,
     os_errors,
 )
 from osipc.transports._posix_ipc import posix_ipc_errors
@@ -76,48 +73,6 @@ except ImportError:  # pragma: no cover - other interpreters
 SHM_DIR = "/dev/shm"
 LEASE_BASE = 1 << 40  # lease bytes live far past the end of any segment
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on 64-bit Linux
-INIT_WAIT = 2.0  # how long an attacher waits for a creator to finish initialising
-
-
-def _parse_spin(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError("expected microseconds to spin, e.g. 50")
-    try:
-        micros = float(value)
-    except ValueError:
-        raise ValueError("expected microseconds to spin, e.g. 50") from None
-    if not 0 <= micros <= 1_000_000:
-        raise ValueError("must be 0..1000000 microseconds")
-    return micros / 1e6
-
-
-def _parse_capacity(value: object) -> int:
-    size = _ring.parse_size(value)
-    if size < 4096:
-        raise ValueError("must be at least 4096 bytes")
-    if size > 1 << 40:
-        raise ValueError("must be at most 1 TiB")
-    return (size + 15) & ~15
-
-
-@dataclass(frozen=True)
-class ShmOptions(CommonOptions):
-    capacity: int = option(_ring.DEFAULT_CAPACITY, _parse_capacity, "data bytes at creation")
-    slots: int = option(_ring.DEFAULT_SLOTS, parse_int(2, 4096), "most handles attached")
-    spin: float = option(0.0, _parse_spin, "microseconds to poll before sleeping")
-    overflow: str = option("block", parse_choice("block", "error"), "broadcast: block|error")
-
-
-def _capabilities(kind: int, capacity: int) -> Capabilities:
-    return Capabilities(
-        ordered=True,
-        broadcast=kind == _ring.KIND_BROADCAST,
-        selectable=False,
-        max_message_size=_ring.max_message(capacity, kind),
-        timeouts="native",
-        end_of_stream=True,
-        persistent=True,
-    )
 
 
 # -- segments ----------------------------------------------------------------------------
@@ -283,133 +238,67 @@ def _unlink_semaphore(name: str) -> bool:
 # -- ring backend ------------------------------------------------------------------------
 
 
-class PosixRingBackend(_ring.RingBackend):
+class PosixRingBackend(_ring.SegmentBackend):
     """A ring in a POSIX segment, locked with POSIX semaphores made robust by claims."""
 
     def __init__(
-        self, address: Address, options: ShmOptions, codec: Codec[Any], kind: int, role: int
+        self, address: Address, options: _ring.RingOptions, codec: Codec[Any], kind: int, role: int
     ) -> None:
-        _ring.require_support(address.url or address.base_url)
-        self._address = address
         self._fd = -1
-        self._anchor: Any = None
-        self.mm: Any = None
-        self.slot = -1
         self._sems: list[Any] = []
         self._admin_lock = threading.Lock()
-        try:
-            self._open(options, codec, kind, role)
-        except BaseException:
-            self.close(in_child=False)
-            raise
+        super().__init__(address, options, codec, kind, role)
 
-    def _open(self, options: ShmOptions, codec: Codec[Any], kind: int, role: int) -> None:
-        address, name = self._address, "/" + self._address.name
-        size = _ring.segment_size(options.capacity, options.slots)
+    def _names(self, kind: int) -> list[str]:
+        name = "/" + self._address.name
+        return [name + ":tx"] + ([name + ":rx"] if kind == _ring.KIND_QUEUE else [])
+
+    def _segment(self, options: Any, size: int) -> tuple[bool, int]:
         self._fd, actual, created = open_segment(
-            address,
-            name,
+            self._address,
+            "/" + self._address.name,
             size,
             create=options.create,
             exclusive=options.exclusive,
             mode=options.mode,
             trust_existing=options.trust_existing,
         )
-        if created:
-            # Fresh semaphores: any left by an earlier channel of this name are stale.
-            sems = [name + ":tx"] + ([name + ":rx"] if kind == _ring.KIND_QUEUE else [])
-            for sem_name in sems:
-                _unlink_semaphore(sem_name)
-                self._sems.append(create_semaphore(address, sem_name, 1, options.mode, 1))
-            with os_errors(f"map {address}"):
-                self.mm = mmap.mmap(self._fd, size)
-            overflow = _ring.OVERFLOW_ERROR if options.overflow == "error" else _ring.OVERFLOW_BLOCK
-            _ring.write_header(self.mm, kind, options.capacity, options.slots, overflow)
-            _inventory.write_record(
-                address,
-                kind=f"shm-{_ring.KIND_NAMES[kind]}",
-                mode=options.mode,
-                codec=codec_name(codec),
-                max_message_size=_ring.max_message(options.capacity, kind),
-            )
-        else:
-            if actual < _ring.OFF_SLOTS:
-                raise self._not_a_ring()
-            with os_errors(f"map {address}"):
-                self.mm = mmap.mmap(self._fd, actual)
-            header = self._wait_for_header()
-            found = header[0]
-            if found != kind:
-                wanted = (
-                    "osipc.publisher/subscriber"
-                    if found == _ring.KIND_BROADCAST
-                    else ("osipc.sender/receiver")
-                )
-                raise InvalidArgument(
-                    f"{address} is a {_ring.KIND_NAMES[found]} ring; open it with {wanted}"
-                )
-            if actual < _ring.segment_size(header[1], header[2]):
-                raise self._not_a_ring()
-            sems = [name + ":tx"] + ([name + ":rx"] if kind == _ring.KIND_QUEUE else [])
-            self._sems = [attach_semaphore(address, sem_name, 1) for sem_name in sems]
-        self.kind, self.capacity, self.slots, self.overflow, self.data = _ring.read_header(self.mm)  # type: ignore[misc]
-        self._anchor, self.address = _futex.address_of(self.mm)
-        self.slot = self._take_slot(role)
-        self.tx = _ring.ClaimLock(
-            self._sems[0], self, _ring.OFF_TX_GEN, _ring.FLAG_TX, _ring.CLAIM_TX
-        )
-        self.rx = (
-            _ring.ClaimLock(self._sems[1], self, _ring.OFF_RX_GEN, _ring.FLAG_RX, _ring.CLAIM_RX)
-            if kind == _ring.KIND_QUEUE
-            else None
+        return created, actual
+
+    def _map(self, size: int) -> Any:
+        with os_errors(f"map {self._address}"):
+            return mmap.mmap(self._fd, size)
+
+    def _create_locks(self, kind: int, options: Any) -> None:
+        for name in self._names(kind):
+            _unlink_semaphore(name)  # a stale one from an earlier channel of this name
+            self._sems.append(create_semaphore(self._address, name, 1, options.mode, 1))
+
+    def _open_locks(self, kind: int) -> None:
+        self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
+
+    def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
+        tx = _ring.ClaimLock(self._sems[0], self, _ring.OFF_TX_GEN, _ring.FLAG_TX, _ring.CLAIM_TX)
+        if kind != _ring.KIND_QUEUE:
+            return tx, None
+        return tx, _ring.ClaimLock(
+            self._sems[1], self, _ring.OFF_RX_GEN, _ring.FLAG_RX, _ring.CLAIM_RX
         )
 
-    def _not_a_ring(self) -> InvalidArgument:
-        return InvalidArgument(
-            f"{self._address} exists but is not an osipc ring channel (an osipc.SharedMemory "
-            "block, or another program's segment); use another name"
-        )
-
-    def _wait_for_header(self) -> tuple[int, int, int, int, int]:
-        backoff = Backoff(0.0005, 0.05)
-        deadline = Deadline(INIT_WAIT)
-        while True:
-            header = _ring.read_header(self.mm)
-            if header is not None:
-                return header
-            if bytes(self.mm[0:8]) != b"\0" * 8:
-                raise self._not_a_ring()
-            if not backoff.wait(deadline):
-                raise TransportError(
-                    f"{self._address} exists but was never initialised (its creator died "
-                    f"while creating it?); remove it: osipc rm {self._address.base_url}"
-                )
-
-    # -- leases and slots ----------------------------------------------------------------
+    # -- leases: an OFD lock on one byte per slot, far past the end of the segment ------
 
     def _lease(self, command: int, kind: int, slot: int) -> bytes:
         request = _FLOCK.pack(kind, os.SEEK_SET, LEASE_BASE + slot, 1, 0)
         return fcntl.fcntl(self._fd, command, request)
 
-    def _take_slot(self, role: int) -> int:
-        pid = os.getpid()
-        start = _inventory.proc_start_time(pid) or 0
-        for index in range(self.slots):
-            try:
-                self._lease(fcntl.F_OFD_SETLK, fcntl.F_WRLCK, index)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EACCES):
-                    continue
-                raise
-            _ring.SLOT.pack_into(
-                self.mm, _ring.OFF_SLOTS + index * _ring.SLOT_SIZE, pid, 0, start, 0, 0, 0, role
-            )
-            return index
-        raise TransportError(
-            f"{self._address}: all {self.slots} slots are in use (one per attached handle); "
-            "close handles, or create the channel with more slots=",
-            errno=errno.EUSERS,
-        )
+    def _claim_slot(self, index: int) -> bool:
+        try:
+            self._lease(fcntl.F_OFD_SETLK, fcntl.F_WRLCK, index)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
 
     def alive(self, slot: int) -> bool:
         result = self._lease(fcntl.F_OFD_GETLK, fcntl.F_WRLCK, slot)
@@ -424,18 +313,12 @@ class PosixRingBackend(_ring.RingBackend):
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def close(self, in_child: bool) -> None:
-        if self.mm is not None and self.slot >= 0 and not in_child:
-            _ring.SLOT.pack_into(
-                self.mm, _ring.OFF_SLOTS + self.slot * _ring.SLOT_SIZE, 0, 0, 0, 0, 0, 0, 0
-            )
-        self._anchor = None
+    def _release(self, in_child: bool) -> None:
         if self.mm is not None:
             try:
                 self.mm.close()
             except BufferError:  # a view is still alive; the mapping goes with it
                 pass
-            self.mm = None
         self._sems = []
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
@@ -461,56 +344,10 @@ def _holders_from_locks(identity: tuple[int, int]) -> list[int]:
     return pids
 
 
-class ShmTransport(Transport):
+class ShmTransport(_ring.RingTransport):
     scheme = "shm"
     summary = "ring in POSIX shared memory: the fast path; queue or broadcast"
-    options = ShmOptions
-    capabilities = _capabilities(_ring.KIND_QUEUE, _ring.DEFAULT_CAPACITY)
-
-    def _open(
-        self, cls: Any, address: Address, options: Any, codec: Codec[Any], *, kind: int, role: int
-    ) -> Any:
-        backend = PosixRingBackend(address, options, codec, kind, role)
-        try:
-            return cls(address, _capabilities(kind, backend.capacity), codec, backend, options.spin)
-        except BaseException:
-            backend.close(in_child=False)
-            raise
-
-    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
-        return self._open(  # type: ignore[no-any-return]
-            _ring.RingSender, address, options, codec, kind=_ring.KIND_QUEUE, role=_ring.ROLE_SENDER
-        )
-
-    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
-        return self._open(  # type: ignore[no-any-return]
-            _ring.RingReceiver,
-            address,
-            options,
-            codec,
-            kind=_ring.KIND_QUEUE,
-            role=_ring.ROLE_RECEIVER,
-        )
-
-    def open_publisher(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
-        return self._open(  # type: ignore[no-any-return]
-            _ring.RingSender,
-            address,
-            options,
-            codec,
-            kind=_ring.KIND_BROADCAST,
-            role=_ring.ROLE_PUBLISHER,
-        )
-
-    def open_subscriber(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
-        return self._open(  # type: ignore[no-any-return]
-            _ring.RingSubscriber,
-            address,
-            options,
-            codec,
-            kind=_ring.KIND_BROADCAST,
-            role=_ring.ROLE_SUBSCRIBER,
-        )
+    backend = PosixRingBackend
 
     def open_block(
         self,
@@ -619,6 +456,51 @@ class ShmTransport(Transport):
         return found
 
 
+class PosixLock:
+    """osipc.Lock over a POSIX semaphore: the truth is a flock on the semaphore's file,
+    which the kernel drops with its holder; the semaphore only carries wake-ups, and
+    waiters re-check every LOCK_RECHECK seconds because a dead holder posts nothing."""
+
+    LOCK_RECHECK = 0.05
+
+    def __init__(self, sem: Any, path: str, address: Address) -> None:
+        self._sem = sem
+        with os_errors(f"open {address}"):
+            self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def acquire(self, deadline: Deadline) -> None:
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise map_os_error(exc, "lock") from exc
+            left = deadline.remaining()
+            if left == 0:
+                holder = self.holder()
+                who = f" by pid {holder}" if holder else ""
+                raise Timeout(f"held{who} {deadline.describe()}")
+            nap = self.LOCK_RECHECK if left is None else min(left, self.LOCK_RECHECK)
+            self._sem.acquire(True, nap)  # a release posts it; a dead holder does not
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._sem._get_value() < 1:
+            self._sem.release()  # wake one waiter
+
+    def holder(self) -> int | None:
+        st = os.fstat(self._fd)
+        pids = _holders_from_locks((st.st_dev, st.st_ino))
+        return pids[0] if pids else None
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)  # drops the flock if this handle held it
+
+
 class SemTransport(Transport):
     scheme = "sem"
     summary = "POSIX named semaphore: osipc.Semaphore and osipc.Lock (not a channel)"
@@ -644,10 +526,16 @@ class SemTransport(Transport):
         exclusive: bool,
         mode: int,
         trust_existing: bool,
-        record_kind: str,
+        record_kind: str = "semaphore",
+        undo: bool | None = None,
     ) -> tuple[Any, str]:
         """(semaphore with SemLock's API, path of its file) — open-or-create, mode exact,
         owner checked on attach."""
+        if undo:
+            raise Unsupported(
+                f"{address}: POSIX semaphores have no undo; use sysv+sem:// for a semaphore "
+                "the kernel gives back when its taker dies (or osipc.Lock for a lock)"
+            )
         name = "/" + address.name
         path = _sem_path(name)
         for _ in range(5):
@@ -679,6 +567,10 @@ class SemTransport(Transport):
                     continue
                 raise
         raise TransportError(f"{address}: it kept disappearing while being opened; try again")
+
+    def open_lock(self, address: Address, **common: Any) -> PosixLock:
+        sem, path = self.open_semaphore(address, 0, record_kind="lock", **common)
+        return PosixLock(sem, path, address)
 
     def unlink(self, address: Address) -> None:
         with posix_ipc_errors(f"remove {address}"):

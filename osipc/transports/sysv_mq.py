@@ -1,0 +1,365 @@
+"""sysv+mq://NAME — a System V message queue (sysv_ipc): typed messages, legacy peers.
+
+Features: queue semantics, message types (``send(obj, type=N)``, N >= 1; a receiver with
+``type=N`` takes only type N, with ``type=-N`` the lowest type <= N first, as msgrcv(2)
+defines), persistence, ``raw=True`` for C and sysv_ipc peers, end-of-stream.
+
+URL:     ``sysv+mq://NAME?type=0&maxbytes=16384&raw=0&mode=0600`` or ``sysv+mq://0x5a5a``
+
+Options: ``type``     senders: the type sent (default 1); receivers: which types to take
+                      (0, the default: any; N > 0: only N; N < 0: lowest type <= -N first).
+         ``maxbytes`` the queue's byte capacity when creating (msg_qbytes; default and at
+                      most kernel.msgmnb without CAP_SYS_RESOURCE).
+         ``raw``      exact bytes on the wire; zero-length messages are data, no end().
+         and the common ``create``, ``exclusive``, ``mode``, ``trust_existing``.
+
+Keys: ``osipc.sysv_key(NAME)``, or the literal ``0x...`` given (see ``_sysv``).
+
+Frame format: as mq://: the payload exactly, except that end-of-stream is a zero-length
+message and a payload that is empty or starts with 0xC1 gets one 0xC1 byte in front.
+The message type is the type given.
+
+Timeouts: sysv_ipc has only blocking and non-blocking calls, so a wait with a timeout
+polls with sleeps growing from 0.1 ms to 5 ms (a 1 s wait costs about 200 wake-ups, not a
+core; a message is seen at most 5 ms late). ``timeout=None`` blocks in the kernel.
+
+Limits: kernel.msgmax (largest message, 8192 here), kernel.msgmnb (bytes a queue holds,
+16384 here: two maximum-size messages), kernel.msgmni (queues in all). Exact modes:
+SysV ignores the umask, so the mode given is the mode set.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+import sysv_ipc
+
+from osipc import _inventory, _limits
+from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._address import Address, CommonOptions, option, parse_bool, parse_int
+from osipc._codecs import Buffer, Codec, codec_name
+from osipc._deadline import Backoff, Deadline, check_timeout
+from osipc._errors import (
+    AlreadyExists,
+    InvalidArgument,
+    InvalidURL,
+    MessageTooLarge,
+    NotFound,
+    OsipcError,
+    Timeout,
+    TransportError,
+)
+from osipc.transports import _sysv
+
+ESCAPE = 0xC1
+_ESCAPE_BYTE = b"\xc1"
+TYPE_MAX = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class SysvMqOptions(CommonOptions):
+    type: int = option(0, parse_int(-TYPE_MAX, TYPE_MAX), "send this type / take these types")
+    maxbytes: int = option(0, parse_int(1), "queue byte capacity at creation (msg_qbytes)")
+    raw: bool = option(False, parse_bool, "exact bytes; zero-length messages are data")
+
+
+def _msgmax() -> int:
+    return _limits.sysv("msgmax") or 8192
+
+
+def _capabilities(limit: int, raw: bool) -> Capabilities:
+    return Capabilities(
+        ordered=True,
+        priorities=False,
+        selectable=False,
+        max_message_size=limit,
+        timeouts="emulated",
+        end_of_stream=not raw,
+        persistent=True,
+    )
+
+
+def _open(address: Address, options: SysvMqOptions, codec: Codec[Any]) -> sysv_ipc.MessageQueue:
+    key = _sysv.key_of(address.name)
+    msgmax = _msgmax()
+    msgmnb = _limits.sysv("msgmnb") or 16384
+    if options.maxbytes > msgmnb and not _limits.has_cap_sys_resource():
+        raise InvalidURL(
+            f"{address}: maxbytes={options.maxbytes} exceeds kernel.msgmnb={msgmnb} "
+            "(/proc/sys/kernel/msgmnb); ask for at most that, or raise it as root"
+        )
+    for _ in range(5):  # create and open can race with another process's removal
+        if options.create:
+            try:
+                with _sysv.sysv_ipc_errors(f"create {address}"):
+                    queue = sysv_ipc.MessageQueue(
+                        key, sysv_ipc.IPC_CREX, mode=options.mode, max_message_size=msgmax
+                    )
+            except NotFound:  # ExistentialError under IPC_CREX: it exists
+                if options.exclusive:
+                    raise AlreadyExists(
+                        f"{address} exists (exclusive=True)", errno=errno.EEXIST
+                    ) from None
+            except TransportError as exc:
+                if exc.errno == errno.ENOSPC or "No space" in str(exc):
+                    raise TransportError(
+                        f"cannot create {address}: the system has kernel.msgmni="
+                        f"{_limits.sysv('msgmni')} queues already; remove unused ones "
+                        "(osipc gc, ipcrm) or raise /proc/sys/kernel/msgmni",
+                        errno=errno.ENOSPC,
+                    ) from exc
+                raise
+            else:
+                try:
+                    if options.maxbytes:
+                        with _sysv.sysv_ipc_errors(f"size {address}"):
+                            queue.max_size = options.maxbytes
+                    _inventory.write_record(
+                        address,
+                        kind="sysv-mq",
+                        mode=options.mode,
+                        codec=codec_name(codec),
+                        max_message_size=msgmax,
+                    )
+                except BaseException:
+                    queue.remove()
+                    raise
+                return queue
+        try:
+            with _sysv.sysv_ipc_errors(f"open {address}"):
+                queue = sysv_ipc.MessageQueue(key, 0, max_message_size=msgmax)
+        except NotFound:
+            if options.create:
+                continue
+            raise NotFound(f"{address} does not exist (create=False)", errno=errno.ENOENT) from None
+        _sysv.check_owner(queue.uid, address, options.trust_existing)
+        return queue
+    raise TransportError(f"{address}: it kept disappearing while being opened; try again")
+
+
+def _wait(deadline: Deadline, backoff: Backoff, url: str, what: str) -> None:
+    if not backoff.wait(deadline):
+        raise Timeout(f"{url}: {what} {deadline.describe()}", errno=errno.EAGAIN)
+
+
+class SysvMqSender(Sender[Any]):
+    def __init__(
+        self, address: Address, options: SysvMqOptions, codec: Codec[Any], queue: Any
+    ) -> None:
+        self._mq = queue
+        self._raw = options.raw
+        self._type = options.type or 1
+        self._limit = min(_msgmax(), int(queue.max_size))
+        super().__init__(address, _capabilities(self._limit, options.raw), codec)
+
+    def send(self, obj: Any, *, timeout: float | None = None, type: int | None = None) -> None:  # noqa: A002
+        """Send one object with message ``type`` (>= 1; default the URL's); see Sender.send."""
+        if self._closed:
+            raise self._raise_closed()
+        frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
+        if (  # the common case, as directly as it goes
+            timeout is None
+            and type is None
+            and 0 < len(frame) <= self._limit
+            and (self._raw or frame[0] != ESCAPE)
+        ):
+            try:
+                self._mq.send(frame, True, self._type)
+                return
+            except Exception:
+                pass  # _put says what went wrong, or retries an EINTR
+        self._put(
+            frame,
+            None if timeout is None else check_timeout(timeout),
+            self._type if type is None else _check_type(type),
+        )
+
+    def _send(self, frame: Buffer, timeout: float | None) -> None:
+        self._put(frame, timeout, self._type)
+
+    def end(self, *, timeout: float | None = None, type: int | None = None) -> None:  # noqa: A002
+        """End the stream for a receiver that takes ``type`` (default the URL's)."""
+        if self._closed:
+            raise self._raise_closed()
+        if self._raw:
+            super().end(timeout=timeout)  # raises Unsupported
+        self._write(b"", None if timeout is None else check_timeout(timeout),
+                    self._type if type is None else _check_type(type))  # fmt: skip
+
+    def _send_end(self, deadline: Deadline) -> None:
+        self._write(b"", deadline.remaining(), self._type)
+
+    def _put(self, frame: Buffer, timeout: float | None, mtype: int) -> None:
+        size = len(frame)
+        escaped = False
+        if not self._raw and (size == 0 or frame[0] == ESCAPE):
+            frame = _ESCAPE_BYTE + bytes(frame)
+            size += 1
+            escaped = True
+        if size > self._limit:
+            raise self._too_large(size, escaped)
+        try:  # no timeout: block in msgsnd; else try once, then wait in _write
+            self._mq.send(frame, timeout is None, mtype)
+            return
+        except sysv_ipc.BusyError:
+            pass
+        except Exception as exc:
+            if not _sysv.interrupted(exc):
+                raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+        self._write(frame, timeout, mtype)  # (outside the except: a handler's error is clean)
+
+    def _too_large(self, size: int, escaped: bool) -> MessageTooLarge:
+        why = " (with the 0xC1 escape byte)" if escaped else ""
+        msgmax = _msgmax()
+        if self._limit < msgmax:
+            limit = (
+                f"the queue's byte capacity msg_qbytes={self._limit}"
+                " (maxbytes=; at most kernel.msgmnb)"
+            )
+        else:
+            limit = f"kernel.msgmax={msgmax} (/proc/sys/kernel/msgmax)"
+        return MessageTooLarge(
+            f"{self.url}: a {size}-byte message{why} exceeds {limit}; raise it as root, or use "
+            "shm:// or fifo:// for large messages",
+            size=size,
+            limit=self._limit,
+        )
+
+    def _write(self, frame: Buffer, timeout: float | None, mtype: int) -> None:
+        deadline = Deadline(timeout)
+        backoff = Backoff(0.0001, 0.005)
+        while True:
+            try:
+                self._mq.send(frame, deadline.timeout is None, mtype)
+                return
+            except sysv_ipc.BusyError:
+                _wait(deadline, backoff, self.url, "the queue is full")
+            except sysv_ipc.Error as exc:
+                if not _sysv.interrupted(exc):
+                    raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+            except OsipcError:
+                raise
+            except Exception as exc:
+                raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+
+    def _close(self) -> None:
+        self._mq = None
+
+
+def _check_type(mtype: int) -> int:
+    if isinstance(mtype, bool) or not isinstance(mtype, int) or not 1 <= mtype <= TYPE_MAX:
+        raise InvalidArgument(f"a message type must be an integer >= 1, got {mtype!r}")
+    return mtype
+
+
+class SysvMqReceiver(Receiver[Any]):
+    type: int = 0
+    """The type of the last message received."""
+
+    def __init__(
+        self, address: Address, options: SysvMqOptions, codec: Codec[Any], queue: Any
+    ) -> None:
+        self._mq = queue
+        self._raw = options.raw
+        self._filter = options.type
+        super().__init__(
+            address, _capabilities(min(_msgmax(), int(queue.max_size)), options.raw), codec
+        )
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        try:  # no timeout: block in msgrcv; else try once, then wait in _wait_and_receive
+            data, self.type = self._mq.receive(timeout is None, self._filter)
+        except sysv_ipc.BusyError:
+            data = None
+        except Exception as exc:
+            if not _sysv.interrupted(exc):
+                raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+            data = None
+        if data is None:
+            data = self._wait_and_receive(timeout)
+        if self._raw:
+            return data  # type: ignore[no-any-return]
+        if not data:
+            return None
+        if data[0] == ESCAPE:
+            return data[1:]  # type: ignore[no-any-return]
+        return data  # type: ignore[no-any-return]
+
+    def _wait_and_receive(self, timeout: float | None) -> bytes:
+        deadline = Deadline(timeout)
+        backoff = Backoff(0.0001, 0.005)
+        while True:
+            if timeout == 0:
+                raise Timeout(f"{self.url}: no message {deadline.describe()}", errno=errno.EAGAIN)
+            try:
+                data, self.type = self._mq.receive(deadline.timeout is None, self._filter)
+                return data  # type: ignore[no-any-return]
+            except sysv_ipc.BusyError:
+                _wait(deadline, backoff, self.url, "no message")
+            except sysv_ipc.Error as exc:
+                if not _sysv.interrupted(exc):
+                    raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+            except OsipcError:
+                raise
+            except Exception as exc:
+                raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+
+    def _close(self) -> None:
+        super()._close()
+        self._mq = None
+
+
+class SysvMqTransport(Transport):
+    scheme = "sysv+mq"
+    summary = "System V message queue: typed messages, for legacy peers"
+    options = SysvMqOptions
+    capabilities = _capabilities(8192, raw=False)
+
+    def parse_name(self, url: str, netloc: str, path: str) -> str:
+        return _sysv.parse_name(url, netloc, path, self.scheme)
+
+    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
+        if options.type < 0:
+            raise InvalidURL(
+                f"{address}: a sender's type must be >= 1 (type={options.type} is a receiver's "
+                "filter: the lowest type <= -type first)"
+            )
+        return SysvMqSender(address, options, codec, _open(address, options, codec))
+
+    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
+        return SysvMqReceiver(address, options, codec, _open(address, options, codec))
+
+    def unlink(self, address: Address) -> None:
+        row = _sysv.proc_row("msg", _sysv.key_of(address.name))
+        if row is None:
+            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        with _sysv.sysv_ipc_errors(f"remove {address}"):
+            sysv_ipc.remove_message_queue(row["msqid"])
+
+    def info(self, address: Address) -> ObjectInfo:
+        row = _sysv.proc_row("msg", _sysv.key_of(address.name))
+        if row is None:
+            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        return _row_info(address.base_url, row)
+
+    def inventory(self) -> list[ObjectInfo]:
+        return [
+            _row_info(f"sysv+mq://{_sysv.key_name(row['key'])}", row)
+            for row in _sysv.proc_table("msg")
+            if row["key"] != 0
+        ]
+
+
+def _row_info(url: str, row: dict[str, int]) -> ObjectInfo:
+    return ObjectInfo(
+        url=url,
+        kind="sysv-mq",
+        path=f"key {_sysv.key_name(row['key'])}, id {row['msqid']}",
+        owner=row["uid"],
+        mode=row["perms"] & 0o777,
+        depth=row["qnum"],
+        used_bytes=row["cbytes"],
+        max_message_size=_msgmax(),
+    )
