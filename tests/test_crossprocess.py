@@ -28,12 +28,16 @@ SCHEMES = [
     ("mq", "?maxmsg=4&msgsize=128"),
     ("fifo", "?framing=frames&pipe_size=4096"),
     ("shm", "?capacity=4096"),
+    ("sysv+mq", "?maxbytes=1024"),
+    ("sysv+shm", "?capacity=4096"),
 ]
 
 
 @pytest.mark.parametrize("consumer_first", [True, False], ids=["consumer-first", "producer-first"])
 @pytest.mark.parametrize(
-    ("scheme", "query"), SCHEMES, ids=["fifo", "mq", "fifo-small-pipe", "shm-small-ring"]
+    ("scheme", "query"),
+    SCHEMES,
+    ids=["fifo", "mq", "fifo-small-pipe", "shm-small-ring", "sysv-mq", "sysv-shm"],
 )
 def test_producer_and_consumer_meet_by_name(
     osipc_names: Callable[[str], str], scheme: str, query: str, consumer_first: bool

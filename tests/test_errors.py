@@ -8,10 +8,12 @@ import pickle
 
 import posix_ipc
 import pytest
+import sysv_ipc
 
 import osipc
 from osipc._errors import map_os_error
 from osipc.transports._posix_ipc import POSIX_IPC_ERRORS, map_posix_ipc
+from osipc.transports._sysv import SYSV_IPC_ERRORS, map_sysv_ipc
 
 TREE = {
     osipc.InvalidArgument: (osipc.OsipcError, ValueError),
@@ -102,3 +104,21 @@ def test_posix_ipc_builtin_errors_are_mapped() -> None:
         OSError("This process already has the maximum number of files open"), "x"
     )
     assert isinstance(emfile, osipc.TransportError) and emfile.errno == errno.EMFILE
+
+
+def test_every_sysv_ipc_exception_class_is_mapped() -> None:
+    exported = [
+        value
+        for value in vars(sysv_ipc).values()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    ]
+    assert len(exported) >= 6, "sysv_ipc exports its exception classes"
+    missing = [cls.__name__ for cls in exported if cls not in SYSV_IPC_ERRORS]
+    assert not missing, f"sysv_ipc exceptions with no mapping: {missing}"
+    for cls in exported:
+        mapped = map_sysv_ipc(cls("detail"), "doing x")
+        assert isinstance(mapped, SYSV_IPC_ERRORS[cls]) and isinstance(mapped, osipc.OsipcError)
+        assert "doing x" in str(mapped) and "detail" in str(mapped)
+    assert map_sysv_ipc(sysv_ipc.PermissionsError("no"), "x").errno == errno.EACCES
+    assert isinstance(map_sysv_ipc(ValueError("bad"), "x"), osipc.InvalidArgument)
+    assert isinstance(map_sysv_ipc(OSError(errno.ENOSPC, "full"), "x"), osipc.TransportError)

@@ -15,7 +15,14 @@ from _helpers import peer
 import osipc
 
 Url = Callable[..., str]
-SCHEMES = [("mem", {}), ("fifo", {}), ("mq", {"maxmsg": 2, "msgsize": 64}), ("shm", {})]
+SCHEMES = [
+    ("mem", {}),
+    ("fifo", {}),
+    ("mq", {"maxmsg": 2, "msgsize": 64}),
+    ("shm", {}),
+    ("sysv+mq", {}),
+    ("sysv+shm", {}),
+]
 ids = [s for s, _ in SCHEMES]
 
 

@@ -27,6 +27,11 @@ SMALL_MQ = {"maxmsg": 8, "msgsize": 1024}  # tox envs run in parallel: share RLI
         ("mq", {**SMALL_MQ, "raw": 1}),
         ("shm", {"capacity": "64K"}),
         ("shm", {"capacity": "4096"}),
+        ("sysv+mq", {}),
+        ("sysv+mq", {"raw": 1}),
+        ("sysv+mq", {"maxbytes": 2048}),
+        ("sysv+shm", {"capacity": "64K"}),
+        ("sysv+shm", {"capacity": "4096"}),
     ],
     ids=lambda v: v if isinstance(v, str) else "&".join(f"{k}={x}" for k, x in v.items()),
 )

@@ -1,0 +1,319 @@
+"""The ring channels of shm:// and sysv+shm:// (one implementation, two backends):
+exactly-once across processes, wrap-around, crash safety under SIGKILL, broadcast."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from _helpers import NOBODY, finish, need_root, peer, runtime_for, spawn
+
+import osipc
+
+Url = Callable[..., str]
+
+
+@pytest.fixture(params=["shm", "sysv+shm"])
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def ring(url: Url, scheme: str) -> Iterator[str]:
+    target = url(scheme, capacity="64K")
+    yield target
+    osipc.unlink(target.split("?")[0], missing_ok=True)
+
+
+# -- queue rings -------------------------------------------------------------------------
+
+
+def test_messages_wrap_around_the_ring(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="4096")
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        for round_ in range(50):
+            batch = [os.urandom(1 + (round_ * 97 + i * 31) % 1300) for i in range(3)]  # fits
+            tx.send_many(batch, timeout=5)
+            got = [rx.recv(timeout=5) for _ in batch]
+            assert got == batch, f"round {round_}"
+        big = os.urandom(tx.capabilities.max_message_size or 0)
+        for _ in range(3):
+            tx.send(big, timeout=5)
+            buffer = bytearray(len(big))
+            assert rx.recv_into(buffer, timeout=5) == len(big) and bytes(buffer) == big
+    osipc.unlink(target)
+
+
+def test_too_large_names_the_capacity(ring: str) -> None:
+    with osipc.sender(ring) as tx:
+        limit = tx.capabilities.max_message_size
+        assert limit == 65536 - 8
+        with pytest.raises(osipc.MessageTooLarge, match="capacity=65536") as info:
+            tx.send(b"x" * (limit + 1))
+        assert info.value.limit == limit
+
+
+def test_a_full_ring_times_out_and_counts_what_went(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="4096")
+    with osipc.sender(target) as tx, osipc.receiver(target) as rx:
+        started = time.monotonic()
+        with pytest.raises(osipc.Timeout, match="full") as info:
+            tx.send_many([b"x" * 1000] * 10, timeout=0.3)
+        assert 0.29 <= time.monotonic() - started < 3
+        assert info.value.sent == 4  # 4 x 1008 bytes fit in 4096
+        assert len(rx.recv_many(10, timeout=1)) == 4
+    osipc.unlink(target)
+
+
+def test_recv_into_numpy_without_an_intermediate_copy(ring: str) -> None:
+    numpy = pytest.importorskip("numpy")
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        data = numpy.arange(1000, dtype=numpy.float64)
+        tx.send(memoryview(data))
+        out = numpy.zeros(2000, dtype=numpy.float64)
+        assert rx.recv_into(out, timeout=5) == 8000
+        assert (out[:1000] == data).all()
+
+
+def test_spin_receives(url: Url, scheme: str) -> None:
+    target = url(scheme, spin=200)
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        timer = threading.Timer(0.05, lambda: tx.send(b"late"))
+        timer.start()
+        assert rx.recv(timeout=5) == b"late"
+        timer.join()
+    osipc.unlink(target)
+
+
+def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
+    sender = """
+        import os, sys, osipc
+        with osipc.sender(sys.argv[1]) as tx:
+            for i in range(2000):
+                tx.send(b"%s-%d:" % (sys.argv[2].encode(), i) + b"." * (i * 37 % 3000), timeout=30)
+    """
+    receiver = """
+        import sys, osipc
+        with osipc.receiver(sys.argv[1]) as rx:
+            got = [msg.split(b":")[0].decode() for msg in rx]
+        print(" ".join(got))
+    """
+    receivers = [spawn(receiver, ring) for _ in range(2)]
+    senders = [spawn(sender, ring, name) for name in ("a", "b")]
+    for proc in senders:
+        finish(proc)
+    with osipc.sender(ring) as tx:
+        tx.end(timeout=5)
+        tx.end(timeout=5)  # one end-of-stream per receiver
+    got = [item for proc in receivers for item in finish(proc).split()]
+    assert sorted(got) == sorted(f"{n}-{i}" for n in "ab" for i in range(2000))
+
+
+def test_a_sender_killed_holding_the_lock_is_taken_over(ring: str) -> None:
+    osipc.sender(ring).close()
+    done = peer(
+        """
+        import os, signal, sys, osipc
+        from osipc._deadline import Deadline
+        tx = osipc.sender(sys.argv[1])
+        tx._lock.acquire(Deadline(5))  # then die holding it, mid-send as it were
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        ring,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        started = time.monotonic()
+        tx.send(b"after", timeout=2)
+        assert time.monotonic() - started < 1, "the dead holder's lock was recovered slowly"
+        assert rx.recv(timeout=2) == b"after"
+
+
+def test_a_receiver_killed_holding_the_lock_is_taken_over(ring: str) -> None:
+    with osipc.sender(ring) as tx:
+        tx.send(b"one")
+        done = peer(
+            """
+            import os, signal, sys, osipc
+            from osipc._deadline import Deadline
+            rx = osipc.receiver(sys.argv[1])
+            rx._lock.acquire(Deadline(5))
+            os.kill(os.getpid(), signal.SIGKILL)
+            """,
+            ring,
+            check=False,
+        )
+        assert done.returncode == -signal.SIGKILL
+        with osipc.receiver(ring) as rx:
+            # A reaped process's mapping (and with it its lease) can outlive it by a moment
+            # when another process holds its mm (reading /proc/PID/stat, as `osipc ls` in a
+            # parallel env does); until then the lock is rightly busy. Poll, never block.
+            give_up = time.monotonic() + 5
+            while True:
+                try:
+                    got = rx.recv(timeout=0)
+                    break
+                except osipc.Timeout:
+                    assert time.monotonic() < give_up, "timeout=0 never recovered the dead holder"
+                    time.sleep(0.01)
+            assert got == b"one"
+
+
+@pytest.mark.slow
+def test_killed_writers_and_readers_never_tear_or_wedge(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="1M")
+    writer = """
+        import hashlib, os, sys, osipc
+        with osipc.sender(sys.argv[1]) as tx:
+            n = 0
+            while True:
+                body = os.urandom(20000 + (n * 7919) % 300000)
+                tx.send(hashlib.sha256(body).digest() + body, timeout=30)
+                n += 1
+    """
+    reader = """
+        import hashlib, sys, osipc
+        with osipc.receiver(sys.argv[1]) as rx:
+            while True:
+                msg = rx.recv(timeout=30)
+                assert hashlib.sha256(msg[32:]).digest() == msg[:32], "torn"
+    """
+
+    def check(msg: bytes) -> None:
+        assert hashlib.sha256(msg[32:]).digest() == msg[:32], "a torn message was visible"
+
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        received = 0
+        for round_ in range(30):
+            victims = [spawn(writer, target) for _ in range(2)]
+            if round_ % 3 == 0:
+                victims.append(spawn(reader, target))
+            rx.recv(timeout=30)  # writers are up and writing
+            time.sleep(0.01 + round_ % 7 * 0.013)
+            for proc in victims:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                assert proc.returncode == -signal.SIGKILL, proc.returncode
+            while True:
+                try:
+                    check(rx.recv(timeout=0.05))
+                    received += 1
+                except osipc.Timeout:
+                    break
+            started = time.monotonic()
+            tx.send(b"probe", timeout=5)  # never wedged: a send and a recv get through
+            assert rx.recv(timeout=5) == b"probe"
+            assert time.monotonic() - started < 1
+        assert received > 0
+    osipc.unlink(target)
+
+
+def test_a_queue_ring_is_not_a_broadcast_ring(ring: str) -> None:
+    osipc.sender(ring).close()
+    with pytest.raises(osipc.InvalidArgument, match=r"queue ring.*sender/receiver"):
+        osipc.subscriber(ring)
+
+
+# -- broadcast ---------------------------------------------------------------------------
+
+
+def test_every_subscriber_sees_every_message(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="16K")
+    subscriber = """
+        import sys, osipc
+        with osipc.subscriber(sys.argv[1]) as rx:
+            print("ready", flush=True)
+            got = [int(m.split(b":")[0]) for m in rx]
+        print(got == list(range(500)), len(got))
+    """
+    with osipc.publisher(target) as pub:
+        subs = [spawn(subscriber, target) for _ in range(2)]
+        for proc in subs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        for i in range(500):  # many more bytes than the ring: the slow one holds it back
+            pub.send(b"%d:" % i + b"x" * (i % 200), timeout=30)
+        pub.end(timeout=30)
+    assert [finish(proc) for proc in subs] == ["True 500\n", "True 500\n"]
+    osipc.unlink(target)
+
+
+def test_a_late_subscriber_sees_only_what_follows(url: Url, scheme: str) -> None:
+    target = url(scheme)
+    with osipc.publisher(target) as pub:
+        pub.send(b"before")
+        with osipc.subscriber(target) as sub:
+            pub.send(b"after")
+            assert sub.recv(timeout=1) == b"after"
+            with pytest.raises(osipc.Timeout):
+                sub.recv(timeout=0)
+    osipc.unlink(target)
+
+
+def test_overflow_block_waits_for_the_slowest_and_ignores_the_dead(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="4096")
+    with osipc.publisher(target) as pub, osipc.subscriber(target) as sub:
+        pub.send(b"x" * 3000, timeout=1)
+        with pytest.raises(osipc.Timeout, match="slowest subscriber"):
+            pub.send(b"y" * 3000, timeout=0.2)
+        assert len(sub.recv(timeout=1)) == 3000
+        pub.send(b"y" * 3000, timeout=1)
+        done = peer(
+            """
+            import os, signal, sys, osipc
+            sub = osipc.subscriber(sys.argv[1])
+            print("joined", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """,
+            target,
+            check=False,
+        )
+        assert done.stdout == "joined\n"
+        assert len(sub.recv(timeout=1)) == 3000
+        pub.send(b"z" * 3000, timeout=1)  # the dead subscriber never read: it must not block
+        assert len(sub.recv(timeout=1)) == 3000
+    osipc.unlink(target)
+
+
+def test_overflow_error_reports_how_many_were_missed(url: Url, scheme: str) -> None:
+    target = url(scheme, capacity="4096", overflow="error")
+    with osipc.publisher(target) as pub, osipc.subscriber(target) as sub:
+        for i in range(5):
+            pub.send(b"%d" % i)
+        assert sub.recv(timeout=1) == b"0"
+        for i in range(5, 100):
+            pub.send(b"%d" % i + b"." * 200, timeout=0)  # never waits
+        with pytest.raises(osipc.Overrun) as info:
+            sub.recv(timeout=1)
+        assert info.value.missed == 99, "messages 1..99 went past it"
+        assert "missed 99" in str(info.value)
+        pub.send(b"next")
+        assert sub.recv(timeout=1) == b"next"
+        assert pickle.loads(pickle.dumps(info.value)).missed == 99
+    osipc.unlink(target)
+
+
+def test_an_unprivileged_user_cannot_attach_to_a_private_ring(ring: str) -> None:
+    need_root("to run a peer as nobody")
+    osipc.sender(ring).close()  # mode 0600, root's
+    with runtime_for(NOBODY) as env:
+        done = peer(
+            """
+            import sys, osipc
+            try:
+                osipc.receiver(sys.argv[1], trust_existing=True)
+            except osipc.OsipcError as exc:
+                print(type(exc).__name__, exc.errno)
+            """,
+            ring,
+            user=NOBODY,
+            env=env,
+        )
+    assert done.stdout.split() == ["PermissionDenied", str(errno.EACCES)]
