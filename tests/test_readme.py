@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import tempfile
 import time
+from collections.abc import Iterator
 
 import pytest
 from _helpers import finish, peer, spawn
@@ -12,6 +15,19 @@ from _helpers import finish, peer, spawn
 import osipc
 
 README = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+
+
+@pytest.fixture(autouse=True)
+def one_at_a_time() -> Iterator[None]:
+    """The examples use fixed names (mq://jobs, ...) that are global to the machine, and
+    tox runs envs in parallel: take turns across processes."""
+    path = os.path.join(tempfile.gettempdir(), "osipc-readme-examples.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def blocks() -> dict[str, str]:
@@ -51,9 +67,13 @@ def test_sync_example() -> None:
         osipc.unlink(url)
 
 
+def test_sysv_mq_example() -> None:
+    assert peer(blocks()["sysv+mq://"]).stdout == "b'refund'\nb'buy' 1\n"
+
+
 def test_mem_example() -> None:
     assert peer(blocks()["mem://"]).stdout == "[{'n': 0}, {'n': 1}, {'n': 2}]\n"
 
 
 def test_every_example_is_tested() -> None:
-    assert set(blocks()) == {"mq://", "fifo://", "shm://", "SharedMemory,", "mem://"}
+    assert set(blocks()) == {"mq://", "fifo://", "shm://", "SharedMemory,", "sysv+mq://", "mem://"}
