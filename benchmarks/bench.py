@@ -220,6 +220,32 @@ class RawMq(Mechanism):
             posix_ipc.unlink_message_queue("/" + name)
 
 
+class RawSysvMq(Mechanism):
+    """sysv_ipc.MessageQueue send/receive, blocking, type 1, at osipc's key for the name."""
+
+    key, family, transport, max_size = "raw sysv mq", "raw", "sysv+mq", 8192
+
+    def _open(self, name: str) -> Any:
+        import sysv_ipc
+
+        return sysv_ipc.MessageQueue(
+            osipc.sysv_key(name), sysv_ipc.IPC_CREAT, mode=0o600, max_message_size=8192
+        )
+
+    def receiver(self, name: str, size: int, mode: str) -> Side:
+        receive = self._open(name).receive
+        return Side(recv=lambda: receive()[0])
+
+    def sender(self, name: str, size: int, mode: str) -> Side:
+        return Side(send=self._open(name).send)
+
+    def cleanup(self, name: str) -> None:
+        import sysv_ipc
+
+        with contextlib.suppress(sysv_ipc.ExistentialError):
+            sysv_ipc.MessageQueue(osipc.sysv_key(name)).remove()
+
+
 class RawShmRing(Mechanism):
     """A plain posix_ipc ring: one producer, one consumer, fixed slots, two counting
     semaphores (items, space) -- the simplest correct thing, no crash safety, no MPMC."""
@@ -423,15 +449,24 @@ MECHANISMS: list[Mechanism] = [
     Osipc(
         "osipc shm spin=100", "shm://{name}?capacity={capacity}&spin=100", "shm", None, ("stream",)
     ),
+    Osipc("osipc sysv+mq", "sysv+mq://{name}", "sysv+mq", 8192, ("stream", "batch")),
+    Osipc(
+        "osipc sysv+shm",
+        "sysv+shm://{name}?capacity={capacity}",
+        "sysv+shm",
+        None,
+        ("stream", "batch"),
+    ),
     RawShmRing(),
     RawFifo(),
     RawMq(),
+    RawSysvMq(),
     MpQueue(),
     FasterFifo(),
     Iceoryx2(),
 ]
-MECHANISMS[3].rtt_only = True  # spin=100: the low-latency round trip
 BY_KEY = {m.key: m for m in MECHANISMS}
+BY_KEY["osipc shm spin=100"].rtt_only = True  # the low-latency round trip
 
 
 # -- one side, in its own process --------------------------------------------------------
@@ -773,6 +808,16 @@ def _ok_rate(result: Result | None) -> float | None:
     return result.msgs_per_s if result is not None and result.status == "ok" else None
 
 
+# (osipc transport, what it is measured against, the factor it must reach)
+COMPARED = [
+    ("fifo", "raw fifo", 0.9),
+    ("mq", "raw mq", 0.9),
+    ("shm", "raw shm ring", 0.9),
+    ("sysv+mq", "raw sysv mq", 0.9),
+    ("sysv+shm", "osipc shm", 0.8),
+]
+
+
 def targets(results: list[Result], cross: str) -> list[tuple[str, str, bool | None]]:
     """(target, what was measured, met?) for every target DESIGN §7 and the issues set."""
     rows: list[tuple[str, str, bool | None]] = []
@@ -782,8 +827,7 @@ def targets(results: list[Result], cross: str) -> list[tuple[str, str, bool | No
             _find(results, mech=mech, kind="throughput", size=size, mode=mode, placement=cross)
         )
 
-    for transport in ("fifo", "mq", "shm"):
-        raw = {"fifo": "raw fifo", "mq": "raw mq", "shm": "raw shm ring"}[transport]
+    for transport, raw, factor in COMPARED:
         for size in SIZES:
             ours, base = rate(f"osipc {transport}", size), rate(raw, size)
             if ours is None or base is None:
@@ -791,9 +835,9 @@ def targets(results: list[Result], cross: str) -> list[tuple[str, str, bool | No
             ratio = ours / base
             rows.append(
                 (
-                    f"osipc {transport} >= 0.9x {raw} at {_human(size)}",
+                    f"osipc {transport} >= {factor:g}x {raw} at {_human(size)}",
                     f"{ratio:.2f}x",
-                    ratio >= 0.9,
+                    ratio >= factor,
                 )
             )
     one, many = rate("osipc shm", 64), rate("osipc shm", 64, "batch")
@@ -960,10 +1004,11 @@ def write_markdown(
         "",
         "## osipc against the raw binding and the best peer",
         "",
-        "| transport | size | osipc / raw | osipc / best peer |",
+        "| transport | size | osipc / base (the raw binding; for sysv+shm, osipc shm) "
+        "| osipc / best peer |",
         "|---|---|---|---|",
     ]
-    for transport, raw in (("fifo", "raw fifo"), ("mq", "raw mq"), ("shm", "raw shm ring")):
+    for transport, raw, _ in COMPARED:
         for size in SIZES:
             ours = _ok_rate(
                 _find(
