@@ -1,0 +1,1 @@
+"""multiprocessing look-alikes by name (placeholder)."""

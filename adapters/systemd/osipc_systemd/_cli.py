@@ -1,0 +1,5 @@
+"""The osipc-systemd command (placeholder)."""
+
+
+def main() -> int:
+    return 0
