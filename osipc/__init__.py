@@ -1,7 +1,8 @@
 """osipc: unrelated Linux processes talking by name over the kernel's IPC objects.
 
 One sender/receiver protocol over FIFOs, POSIX and System V message queues, shared-memory
-rings and in-process queues (and, as it lands, ZeroMQ)::
+rings, ZeroMQ (zmq+ipc, zmq+tcp) and in-process queues; broadcast with publisher() /
+subscriber(), request/reply with client() / server()::
 
     with osipc.sender("mq://jobs", codec="json") as tx:
         tx.send({"n": 1}, timeout=1.0)
@@ -15,7 +16,18 @@ surface for transport authors and ``osipc.testing`` the conformance suite.
 
 from osipc._abc import Capabilities, ObjectInfo, Receiver, Sender
 from osipc._address import sysv_key
-from osipc._api import gc, info, ls, publisher, receiver, sender, subscriber, unlink
+from osipc._api import (
+    client,
+    gc,
+    info,
+    ls,
+    publisher,
+    receiver,
+    sender,
+    server,
+    subscriber,
+    unlink,
+)
 from osipc._errors import (
     AlreadyExists,
     Broken,
@@ -38,6 +50,7 @@ from osipc._errors import (
 )
 from osipc._inventory import GcAction
 from osipc._registry import schemes
+from osipc._reqrep import Client, Request, Server
 from osipc._version import __version__
 from osipc.sync import Lock, Semaphore, SharedMemory
 
@@ -45,6 +58,7 @@ __all__ = [
     "AlreadyExists",
     "Broken",
     "Capabilities",
+    "Client",
     "Closed",
     "DecodeError",
     "EncodeError",
@@ -60,8 +74,10 @@ __all__ = [
     "Overrun",
     "PermissionDenied",
     "Receiver",
+    "Request",
     "Semaphore",
     "Sender",
+    "Server",
     "SharedMemory",
     "Timeout",
     "TransportError",
@@ -69,6 +85,7 @@ __all__ = [
     "UnknownScheme",
     "Unsupported",
     "__version__",
+    "client",
     "gc",
     "info",
     "ls",
@@ -76,6 +93,7 @@ __all__ = [
     "receiver",
     "schemes",
     "sender",
+    "server",
     "subscriber",
     "sysv_key",
     "unlink",

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from osipc import _codecs
 from osipc._address import Address, CommonOptions, validate_name
@@ -38,6 +38,9 @@ from osipc._errors import (
     Timeout,
     Unsupported,
 )
+
+if TYPE_CHECKING:
+    from osipc._reqrep import Client, Server
 
 T = TypeVar("T")
 Frame = bytes  # what transports move: the codec's output, without any framing
@@ -604,6 +607,18 @@ class Transport(ABC):
         """Open a broadcast receiver (``osipc.subscriber``)."""
         raise Unsupported(
             f"{address.base_url}: {self.scheme}:// has no broadcast; use shm:// or zmq+ipc://"
+        )
+
+    def open_client(self, address: Address, options: Any, codec: _codecs.Codec[Any]) -> Client[Any]:
+        """Open a request/reply client (``osipc.client``)."""
+        raise Unsupported(
+            f"{address.base_url}: {self.scheme}:// has no request/reply; use mq:// or zmq+ipc://"
+        )
+
+    def open_server(self, address: Address, options: Any, codec: _codecs.Codec[Any]) -> Server[Any]:
+        """Open a request/reply server (``osipc.server``)."""
+        raise Unsupported(
+            f"{address.base_url}: {self.scheme}:// has no request/reply; use mq:// or zmq+ipc://"
         )
 
     def inventory(self) -> list[ObjectInfo]:

@@ -1,4 +1,5 @@
-"""The functions users call: sender(), receiver(), unlink(), info(), ls(), gc()."""
+"""The functions users call: sender(), receiver(), publisher(), subscriber(), client(),
+server(), unlink(), info(), ls(), gc()."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from osipc import _codecs, _inventory, _registry
 from osipc._abc import ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, resolve_options
 from osipc._errors import InvalidURL, NotFound
+from osipc._reqrep import Client, Server
 
 T = TypeVar("T")
 
@@ -84,6 +86,21 @@ def subscriber(url: str, *, codec: Any = None, **options: Any) -> Receiver[Any]:
     """Open a broadcast receiver: it sees messages published from now on."""
     transport, address, parsed, chosen = _prepare(url, codec, options)
     return transport.open_subscriber(address, parsed, chosen)
+
+
+def client(url: str, *, codec: Any = None, **options: Any) -> Client[Any]:
+    """Open a request/reply client (zmq+ipc://, zmq+tcp://, mq://): ``request(obj,
+    timeout=)`` sends ``obj`` to a server and returns its reply. Arguments and errors as
+    :func:`sender`; Unsupported where the scheme has no request/reply."""
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_client(address, parsed, chosen)
+
+
+def server(url: str, *, codec: Any = None, **options: Any) -> Server[Any]:
+    """Open a request/reply server: iterate it for requests, answer each with
+    ``request.reply(obj)``. Arguments and errors as :func:`sender`."""
+    transport, address, parsed, chosen = _prepare(url, codec, options)
+    return transport.open_server(address, parsed, chosen)
 
 
 def unlink(url: str, *, missing_ok: bool = False) -> None:

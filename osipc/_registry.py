@@ -31,6 +31,8 @@ TRANSPORTS: dict[str, str] = {
     "sysv+mq": "osipc.transports.sysv_mq:SysvMqTransport",
     "sysv+sem": "osipc.transports.sysv_shm:SysvSemTransport",
     "sysv+shm": "osipc.transports.sysv_shm:SysvShmTransport",
+    "zmq+ipc": "osipc.transports.zeromq:ZmqIpcTransport",
+    "zmq+tcp": "osipc.transports.zeromq:ZmqTcpTransport",
 }
 
 # What to install when a transport's backend is missing.
@@ -43,6 +45,8 @@ INSTALL_HINTS: dict[str, str] = {
     "sysv+mq": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
     "sysv+sem": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
     "sysv+shm": "pip install --force-reinstall 'sysv-ipc>=1.1.0'",
+    "zmq+ipc": "pip install 'osipc[zmq]'",
+    "zmq+tcp": "pip install 'osipc[zmq]'",
 }
 
 _loaded: dict[str, Transport] = {}

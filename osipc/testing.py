@@ -130,16 +130,13 @@ def _check_codecs(make_url: Callable[[], str]) -> None:
             assert rx.recv(timeout=5) == obj, "json codec round trip"
             _expect(osipc.EncodeError, lambda: tx.send({1, 2}), "json codec given a set")
             _expect(osipc.Timeout, lambda: rx.recv(timeout=0), "after a failed encode")
-        with osipc.sender(url) as tx:
-            with osipc.receiver(url) as rx:
-                _expect(osipc.EncodeError, lambda: tx.send({"a": 1}), "bytes codec given a dict")  # type: ignore[arg-type]
-                _expect(osipc.Timeout, lambda: rx.recv(timeout=0), "nothing sent on EncodeError")
-                tx.send(b"\xff\xfe", timeout=5)
-            # (the sender keeps a FIFO's buffer alive between the two receivers)
-            with osipc.receiver(url, codec="json") as jrx:
-                exc = _expect(osipc.DecodeError, lambda: jrx.recv(timeout=5), "json given \\xff")
-                assert getattr(exc, "codec", None) == "json", "DecodeError must name the codec"
-                assert getattr(exc, "data", None) == b"\xff\xfe", "DecodeError must carry the data"
+        with osipc.receiver(url, codec="json") as jrx, osipc.sender(url) as tx:
+            _expect(osipc.EncodeError, lambda: tx.send({"a": 1}), "bytes codec given a dict")  # type: ignore[arg-type]
+            _expect(osipc.Timeout, lambda: jrx.recv(timeout=0), "nothing sent on EncodeError")
+            tx.send(b"\xff\xfe", timeout=5)
+            exc = _expect(osipc.DecodeError, lambda: jrx.recv(timeout=5), "json given \\xff")
+            assert getattr(exc, "codec", None) == "json", "DecodeError must name the codec"
+            assert getattr(exc, "data", None) == b"\xff\xfe", "DecodeError must carry the data"
         with osipc.receiver(url, codec="str") as srx, osipc.sender(url, codec="str") as stx:
             stx.send("héllo", timeout=5)
             assert srx.recv(timeout=5) == "héllo", "str codec round trip"
@@ -192,7 +189,9 @@ def _check_capabilities(make_url: Callable[[], str]) -> None:
         assert isinstance(caps, osipc.Capabilities)
         if caps.selectable:
             fd = rx.fileno()
-            assert not select.select([fd], [], [], 0)[0], "readable before anything was sent"
+            if select.select([fd], [], [], 0)[0]:  # spurious readiness is allowed, once
+                _expect(osipc.Timeout, lambda: rx.recv(timeout=0), "recv with nothing sent")
+                assert not select.select([fd], [], [], 0)[0], "readable with nothing to receive"
             tx.send(b"x", timeout=5)
             assert select.select([fd], [], [], 5)[0], "fileno() not readable with a message"
             assert rx.recv(timeout=5) == b"x"

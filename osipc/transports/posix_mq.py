@@ -37,20 +37,23 @@ import os
 import resource
 import select
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar, cast
 
 import posix_ipc
 
 from osipc import _inventory, _limits
 from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, validate_name
-from osipc._codecs import Buffer, Codec, codec_name
+from osipc._codecs import Buffer, Codec, codec_name, get_codec
 from osipc._deadline import Deadline, check_timeout
 from osipc._errors import (
     AlreadyExists,
+    Broken,
     Closed,
+    EndOfStream,
     InvalidArgument,
     InvalidURL,
     MessageTooLarge,
@@ -62,6 +65,7 @@ from osipc._errors import (
     map_os_error,
     os_errors,
 )
+from osipc._reqrep import Client, Request, Server
 from osipc.transports._posix_ipc import map_posix_ipc, posix_ipc_errors
 
 ESCAPE = 0xC1
@@ -543,6 +547,13 @@ class MqReceiver(Receiver[Any]):
 H = TypeVar("H", MqSender, MqReceiver)
 
 
+def _check_reqrep(address: Address, options: MqOptions) -> None:
+    if options.raw or options.fd >= 0:
+        raise InvalidURL(
+            f"{address}: request/reply frames its messages; raw= and fd= are for plain queues"
+        )
+
+
 def _handle(cls: type[H], address: Address, options: MqOptions, codec: Codec[Any]) -> H:
     queue = _open(address, options, codec, "sender" if cls is MqSender else "receiver")
     try:
@@ -550,6 +561,151 @@ def _handle(cls: type[H], address: Address, options: MqOptions, codec: Codec[Any
     except BaseException:
         queue.close()
         raise
+
+
+# -- request/reply -----------------------------------------------------------------------
+#
+# Requests go to the queue the URL names; each client creates its own reply queue
+# ``/NAME.reply-PID-RANDOM`` (exclusive, removed when the client closes; a client that
+# dies leaves it to ``osipc gc``, which sees its creator gone). A request frame is
+# ``C7 len:u8 reply-queue-name id:u64 payload``; a reply frame is ``id:u64 payload``.
+
+REQUEST_TAG = 0xC7
+_REQUEST = b"\xc7"
+_ID = struct.Struct("<Q")
+REPLY_DEPTH = 4  # a client waits for one reply at a time; room for a few late ones
+
+
+def _reply_name(name: str) -> str:
+    return f"{name[:200]}.reply-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+class MqClient(Client[Any]):
+    def __init__(self, address: Address, options: MqOptions, codec: Codec[Any]) -> None:
+        self._tx: MqSender | None = None
+        self._rx: MqReceiver | None = None
+        self._next_id = int.from_bytes(os.urandom(4), "little") << 32
+        self._reply_address = Address("mq", _reply_name(address.name))
+        self._tx = _handle(MqSender, address, options, get_codec("bytes"))
+        msgsize = self._tx.capabilities.max_message_size or 8192
+        depth = min(REPLY_DEPTH, _limits.mqueue("msg_max") or REPLY_DEPTH)
+        reply_options = replace(options, maxmsg=depth, msgsize=msgsize, exclusive=True, create=True)
+        try:
+            self._rx = _handle(MqReceiver, self._reply_address, reply_options, get_codec("bytes"))
+        except BaseException:
+            self._tx.close()
+            raise
+        name = self._reply_address.name.encode()
+        self._header = _REQUEST + bytes([len(name)]) + name
+        super().__init__(address, Capabilities(max_message_size=msgsize - 9 - len(name)), codec)
+
+    def _request(self, frame: Buffer, deadline: Deadline) -> bytes:
+        assert self._tx is not None
+        assert self._rx is not None
+        self._next_id += 1
+        rid = _ID.pack(self._next_id)
+        self._tx._send(self._header + rid + bytes(frame), deadline.remaining())
+        while True:
+            try:
+                reply = self._rx._recv(deadline.remaining())
+            except Timeout:
+                raise Timeout(
+                    f"{self.url}: no reply {deadline.describe()} (no server, or it is slow; "
+                    "a late reply is discarded)",
+                    errno=errno.ETIMEDOUT,
+                ) from None
+            if reply is not None and reply[:8] == rid:
+                return reply[8:]
+            # a late reply to a request that timed out: nobody waits for it any more
+
+    def _close(self) -> None:
+        if self._tx is not None:
+            self._tx.close()
+        if self._rx is not None:
+            self._rx.close()
+            if not self._in_child:
+                try:
+                    posix_ipc.unlink_message_queue("/" + self._reply_address.name)
+                except posix_ipc.ExistentialError:
+                    pass
+                _inventory.remove_record(self._reply_address)
+
+
+class MqServer(Server[Any]):
+    def __init__(self, address: Address, options: MqOptions, codec: Codec[Any]) -> None:
+        self._options = options
+        self._replies: dict[str, MqSender] = {}  # reply queue name -> sender, most recent last
+        self._rx = _handle(MqReceiver, address, options, get_codec("bytes"))
+        super().__init__(address, self._rx.capabilities, codec)
+
+    def _next(self, timeout: float | None) -> tuple[object, bytes]:
+        deadline = Deadline(timeout)
+        while True:
+            frame = self._rx._recv(deadline.remaining())
+            if frame is None:
+                raise EndOfStream(f"{self.url}: end of stream")
+            size = frame[1] if len(frame) > 1 else 0
+            if frame[:1] == _REQUEST and len(frame) >= 10 + size:
+                name = frame[2 : 2 + size].decode("ascii", "replace")
+                return (name, frame[2 + size : 10 + size]), frame[10 + size :]
+            # not a request (someone sent plain data to the request queue): skip it
+
+    def __iter__(self) -> Iterator[Request[Any]]:
+        """Yield requests until the handle is closed or end-of-stream is sent to it."""
+        try:
+            yield from super().__iter__()
+        except EndOfStream:
+            return
+
+    def _reply(self, token: object, frame: Buffer, deadline: Deadline) -> None:
+        name, rid = cast("tuple[str, bytes]", token)
+        gone = Broken(
+            f"{self.url}: the client that sent this request is gone (its reply queue "
+            f"/{name} no longer exists); nobody waits for the reply",
+            errno=errno.ENOENT,
+        )
+        tx = self._replies.pop(name, None)
+        if tx is None:
+            try:
+                validate_name(name, f"mq://{name}")
+                tx = _handle(
+                    MqSender, Address("mq", name),
+                    replace(self._options, create=False, exclusive=False, maxmsg=0, msgsize=0),
+                    get_codec("bytes"),
+                )  # fmt: skip
+            except (NotFound, InvalidURL):
+                raise gone from None
+        self._replies[name] = tx
+        while len(self._replies) > 16:  # keep the recent clients' queues open
+            self._replies.pop(next(iter(self._replies))).close()
+        data = rid + bytes(frame)
+        pid = int(name.rsplit("-", 2)[-2]) if name.count("-") >= 2 else 0
+        while True:  # a full reply queue: wait, but not for a client that died
+            left = deadline.remaining()
+            try:
+                tx._send(data, 0.1 if left is None else min(left, 0.1))
+                return
+            except Timeout:
+                if left is not None and left <= 0.1:
+                    raise
+            if pid and not _pid_alive(pid):
+                raise gone
+
+    def _close(self) -> None:
+        self._rx.close()
+        for tx in self._replies.values():
+            tx.close()
+        self._replies.clear()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- transport ---------------------------------------------------------------------------
@@ -566,6 +722,14 @@ class PosixMQTransport(Transport):
 
     def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
         return _handle(MqReceiver, address, options, codec)
+
+    def open_client(self, address: Address, options: Any, codec: Codec[Any]) -> Client[Any]:
+        _check_reqrep(address, options)
+        return MqClient(address, options, codec)
+
+    def open_server(self, address: Address, options: Any, codec: Codec[Any]) -> Server[Any]:
+        _check_reqrep(address, options)
+        return MqServer(address, options, codec)
 
     def unlink(self, address: Address) -> None:
         with posix_ipc_errors(f"remove {address}"):

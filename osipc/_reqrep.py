@@ -1,0 +1,138 @@
+"""Request/reply: ``osipc.client(url).request(obj)`` and ``osipc.server(url)``.
+
+A server yields :class:`Request` objects (``.data``, ``.reply(obj)``); a client sends one
+request at a time and waits for the reply that answers *that* request. Every request
+carries an id, so a client whose request timed out is never wedged: a late reply to it
+is recognised and dropped when the next request runs, and the next request works as
+soon as a server is there again.
+
+Transports fill in four methods that move frames (codec output):
+``Client._request(frame, deadline) -> frame`` and
+``Server._next(timeout) -> (token, frame)`` / ``Server._reply(token, frame, deadline)``.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
+
+from osipc import _codecs
+from osipc._abc import Capabilities, Handle
+from osipc._address import Address
+from osipc._deadline import Deadline, check_timeout
+from osipc._errors import Closed, InvalidArgument
+
+T = TypeVar("T")
+
+
+class Client(Handle, Generic[T]):
+    """Sends requests and returns their replies (both through the handle's codec)."""
+
+    def __init__(
+        self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
+    ) -> None:
+        super().__init__(address, capabilities)
+        self.codec = codec
+        self._plain = isinstance(codec, _codecs.BytesCodec)
+
+    def request(self, obj: T, *, timeout: float | None = None) -> T:
+        """Send ``obj`` to a server and return its reply.
+
+        ``timeout`` bounds the whole exchange: reaching a server, and its answer.
+
+        Raises:
+            Timeout: no server took the request, or none replied in time. The client
+                stays usable; a late reply to this request is discarded.
+            EncodeError, DecodeError: the codec refused the request or the reply.
+            MessageTooLarge, Broken, Closed: as for ``Sender.send``.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        frame: Any = obj if self._plain and type(obj) is bytes else _codecs.encode(self.codec, obj)
+        reply = self._request(frame, Deadline(check_timeout(timeout)))
+        if self._plain:
+            return reply  # type: ignore[return-value]
+        return _codecs.decode(self.codec, reply, self.url)  # type: ignore[no-any-return]
+
+    @abstractmethod
+    def _request(self, frame: _codecs.Buffer, deadline: Deadline) -> bytes:
+        """Send one request frame and return the reply frame that answers it."""
+
+
+class Request(Generic[T]):
+    """One request a server received: ``data`` and a way to answer it, once."""
+
+    __slots__ = ("_replied", "_server", "_token", "data")
+
+    def __init__(self, server: Server[T], token: object, data: T) -> None:
+        self.data = data
+        self._server = server
+        self._token = token
+        self._replied = False
+
+    def reply(self, obj: T, *, timeout: float | None = None) -> None:
+        """Send ``obj`` back to the client that asked.
+
+        Raises:
+            Broken: the client is gone (closed or dead); nobody waits for this reply.
+            Timeout: the client's reply path stayed full for ``timeout``.
+            InvalidArgument: this request was already answered.
+        """
+        if self._replied:
+            raise InvalidArgument("this request was already answered; reply once per request")
+        server = self._server
+        if server._closed:
+            raise server._raise_closed()
+        codec = server.codec
+        frame: Any = obj if server._plain and type(obj) is bytes else _codecs.encode(codec, obj)
+        server._reply(self._token, frame, Deadline(check_timeout(timeout)))
+        self._replied = True
+
+    def __repr__(self) -> str:
+        return f"<Request {self.data!r} from {self._server.url}>"
+
+
+class Server(Handle, Generic[T]):
+    """Receives requests; iterate it, or call ``recv``, and answer each with ``reply``."""
+
+    def __init__(
+        self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
+    ) -> None:
+        super().__init__(address, capabilities)
+        self.codec = codec
+        self._plain = isinstance(codec, _codecs.BytesCodec)
+
+    def recv(self, *, timeout: float | None = None) -> Request[T]:
+        """The next request.
+
+        Raises:
+            Timeout: none arrived within ``timeout``.
+            DecodeError: the request is not valid for the codec (``exc.data`` holds it);
+                it cannot be answered.
+            Closed: the handle is closed.
+        """
+        if self._closed:
+            raise self._raise_closed()
+        token, frame = self._next(check_timeout(timeout))
+        data: Any = frame if self._plain else _codecs.decode(self.codec, frame, self.url)
+        return Request(self, token, data)
+
+    def __iter__(self) -> Iterator[Request[T]]:
+        """Yield requests until the handle is closed (also by another thread)."""
+        while not self._closed:
+            try:
+                request = self.recv()
+            except Closed:
+                if self.closed:
+                    return
+                raise
+            yield request
+
+    @abstractmethod
+    def _next(self, timeout: float | None) -> tuple[object, bytes]:
+        """(token that ``_reply`` needs, request frame). Raise Timeout when none comes."""
+
+    @abstractmethod
+    def _reply(self, token: object, frame: _codecs.Buffer, deadline: Deadline) -> None:
+        """Deliver a reply frame to the client ``token`` names."""

@@ -1,0 +1,1050 @@
+"""zmq+ipc://NAME and zmq+tcp://HOST:PORT — ZeroMQ through pyzmq (the ``zmq`` extra).
+
+The way past one machine, and the three patterns on one socket library:
+
+==================  ===========================  ==================  ===============
+pattern             osipc                        ZeroMQ sockets      binds by default
+==================  ===========================  ==================  ===============
+queue               sender / receiver            PUSH / PULL         the receiver
+broadcast           publisher / subscriber       XPUB / SUB          the publisher
+request/reply       client / server              DEALER / ROUTER     the server
+==================  ===========================  ==================  ===============
+
+**Who binds.** Exactly one role of a pattern binds, everyone else connects, and ZeroMQ
+connects in the background and reconnects, so processes started in any order meet.
+``bind=sender`` (or ``subscriber``, ``client``...) names another role as the binder,
+e.g. one sender handing work to many competing receivers, or a bridge on a remote host
+that serves its receivers: put it in the URL both sides use.
+
+**Addresses.** ``zmq+ipc://NAME`` is a socket file ``RUNTIME/NAME.zmq`` (the whole path
+must stay under 108 bytes); ``zmq+tcp://HOST:PORT`` binds on HOST and connects to it.
+An empty host (``zmq+tcp://:5555``) binds to 127.0.0.1 only; ``*`` or ``0.0.0.0`` binds
+every interface (connectors then use 127.0.0.1). **TCP without CURVE is unauthenticated
+and unencrypted**: anyone who can reach the port can send and read. Use ``curve=``.
+
+**No endpoint stealing.** libzmq lets a second process bind an ``ipc://`` path that is in
+use, silently taking it over. osipc holds an ``flock`` on ``NAME.zmq.lock`` for as long
+as a handle is bound, so a second binder gets :class:`~osipc.AlreadyExists`; a socket
+file left by a binder that closed or died is reclaimed (the kernel dropped its lock).
+Like every osipc name, the socket file stays after ``close()`` until ``osipc.unlink``
+(or ``osipc gc`` once its creator is gone). TCP refuses a second bind natively
+(EADDRINUSE, also AlreadyExists).
+
+**Delivery.** Connecting senders and clients set ZMQ_IMMEDIATE: with no peer connected,
+``send`` waits (``Timeout`` after its timeout) instead of queueing for nobody. Publishers
+use XPUB with ZMQ_XPUB_NODROP, so a slow subscriber makes ``send`` wait (``hwm`` messages
+per subscriber) instead of losing messages silently. ``close()`` of a sender or publisher
+waits up to ``linger`` seconds (default 5) for queued messages to reach their peer, then
+drops what is left — never hangs; receivers close at once. ZeroMQ keeps nothing when every
+process has gone: messages in flight to a receiver that exits are lost with it
+(``capabilities.persistent`` is False; use mq:// or shm:// to survive that).
+
+**Known gap (libzmq 4.3.5):** when a sender closes while its receiver is still behind, the
+receiver can lose the last few hundred messages of a fast burst (the connection is torn
+down with them in its pipe; plain pyzmq PUSH/PULL with linger does the same, measured).
+Until osipc acknowledges a close, keep the sender open until the receiver has confirmed
+(e.g. by request/reply), or use mq:// or shm:// where a sender's exit loses nothing.
+
+**Slow joiners.** A subscriber receives what is published after its subscription reached
+the publisher, which takes a moment after ``subscriber()`` returns; what is published
+before is not for it. ``wait_for_subscribers=N`` on the publisher makes each ``send`` wait
+(within its timeout) until N subscribers are connected and subscribed, so the first
+messages are not lost.
+
+**Wire format**, for plain pyzmq peers: queue data is one frame holding exactly the user's
+bytes; broadcast is two frames ``[topic, payload]`` (a pyzmq SUB subscribes by topic
+prefix); a request is ``[b"", id:8 bytes, payload]`` from a DEALER (a plain REQ socket's
+``[b"", payload]`` is answered too). End-of-stream is the two-frame message
+``[b"\\xffosipc", b"end"]`` (broadcast: topic ``\\xffosipc:end``); topics starting with
+byte 0xff are reserved.
+
+Options: ``bind``, ``hwm``, ``linger``, ``curve`` (this side's key file from ``osipc
+keygen``; on the binding side it turns CURVE on), ``curve_server`` (connecting side: the
+binder's public key file), ``curve_allow`` (binding side: a directory of the public keys
+allowed to connect; others are refused), ``wait_for_subscribers``, ``topics``
+(subscriber), and the common ``mode`` (the ipc socket file's permission bits, exact).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import re
+import socket
+import stat
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import zmq
+
+from osipc import _inventory
+from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._address import (
+    Address,
+    CommonOptions,
+    option,
+    parse_choice,
+    parse_int,
+    runtime_dir,
+    runtime_dir_path,
+    validate_name,
+)
+from osipc._codecs import Buffer, Codec, codec_name
+from osipc._deadline import Deadline, check_timeout
+from osipc._errors import (
+    AlreadyExists,
+    Broken,
+    Closed,
+    DecodeError,
+    InvalidArgument,
+    InvalidURL,
+    NotFound,
+    OsipcError,
+    PermissionDenied,
+    Timeout,
+    TransportError,
+    TransportUnavailable,
+    Unsupported,
+    map_os_error,
+    os_errors,
+)
+from osipc._reqrep import Client, Server
+
+MAX_IPC_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+CONTROL = b"\xffosipc"
+END_FRAME = b"end"
+END_TOPIC = b"\xffosipc:end"
+HELLO = b"\xffosipc:hello:"  # a subscriber's unique topic: the publisher counts them
+SLICE = 0.1  # waits are sliced so an EINTR (which pyzmq restarts in full) costs little
+_ZMQ_HAUSNUMERO = 156384712  # libzmq's own error numbers start here
+_COPY_THRESHOLD = 65536  # bytes: larger frames go zero-copy
+
+# Every exception class pyzmq exports in zmq.error; a test fails if one is missing here.
+ZMQ_ERRORS: dict[type[BaseException], type[OsipcError]] = {
+    zmq.error.Again: Timeout,
+    zmq.error.ContextTerminated: Closed,
+    zmq.error.DraftFDWarning: TransportError,
+    zmq.error.InterruptedSystemCall: TransportError,
+    zmq.error.NotDone: Timeout,
+    zmq.error.ZMQBaseError: TransportError,
+    zmq.error.ZMQBindError: AlreadyExists,
+    zmq.error.ZMQError: TransportError,
+    zmq.error.ZMQVersionError: TransportUnavailable,
+}
+
+
+def map_zmq(exc: BaseException, what: str) -> OsipcError:
+    """The osipc error for anything pyzmq raised while doing ``what``."""
+    if isinstance(exc, OsipcError):
+        return exc
+    text = f"{what}: {exc}"
+    if isinstance(exc, zmq.error.ZMQVersionError):
+        return TransportUnavailable(text, hint="pip install --upgrade 'osipc[zmq]'")
+    if isinstance(exc, zmq.error.ContextTerminated):
+        return Closed(f"{what}: the handle was closed")
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, zmq.error.Again) or code == errno.EAGAIN:
+        return Timeout(text, errno=errno.EAGAIN)
+    if code == errno.EADDRINUSE:
+        return AlreadyExists(f"{text} (another process binds it)", errno=code)
+    if code == zmq.EHOSTUNREACH:
+        return Broken(f"{what}: the peer is gone", errno=errno.EHOSTUNREACH)
+    if code == errno.EADDRNOTAVAIL:
+        return TransportError(
+            f"{text} (the host is not an address of this machine: the binding side must "
+            "run where HOST is, or name another binder with bind=)",
+            errno=code,
+        )
+    if code == errno.EINVAL:
+        return InvalidArgument(text)
+    if isinstance(code, int) and 0 < code < _ZMQ_HAUSNUMERO:
+        return map_os_error(OSError(code, str(exc)), what)
+    for cls in type(exc).__mro__:
+        target = ZMQ_ERRORS.get(cls)
+        if target is not None:
+            if issubclass(target, TransportError):
+                return target(text, errno=code if isinstance(code, int) else None)
+            return target(text)
+    return TransportError(text)
+
+
+# -- options -----------------------------------------------------------------------------
+
+_ROLES = ("sender", "receiver", "publisher", "subscriber", "client", "server")
+_DEFAULT_BINDER = {
+    "sender": "receiver",
+    "receiver": "receiver",
+    "publisher": "publisher",
+    "subscriber": "publisher",
+    "client": "server",
+    "server": "server",
+}
+
+
+def _parse_seconds(value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("expected seconds, e.g. 5 or 0.5") from None
+    if isinstance(value, bool) or not 0 <= seconds <= 3600:
+        raise ValueError("must be 0..3600 seconds")
+    return seconds
+
+
+def _parse_path(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a file path")
+    return value
+
+
+def _parse_topics(value: object) -> tuple[bytes, ...]:
+    items: Iterable[object]
+    if isinstance(value, (str, bytes)):
+        items = value.split(",") if isinstance(value, str) else [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        raise ValueError("expected a list of topics (str or bytes)")
+    topics = []
+    for item in items:
+        topic = _topic_bytes(item)
+        topics.append(topic)
+    return tuple(topics) or (b"",)
+
+
+def _topic_bytes(topic: object) -> bytes:
+    if isinstance(topic, str):
+        data = topic.encode()
+    elif isinstance(topic, bytes):
+        data = topic
+    else:
+        raise ValueError(f"a topic is str or bytes, got {type(topic).__name__}")
+    if data.startswith(b"\xff"):
+        raise ValueError("topics starting with byte 0xff are reserved for osipc")
+    return data
+
+
+@dataclass(frozen=True)
+class ZmqOptions(CommonOptions):
+    bind: str = option("", parse_choice("", *_ROLES), "the role that binds (default: see docs)")
+    hwm: int = option(1000, parse_int(1, 10_000_000), "messages queued per peer before waiting")
+    linger: float = option(5.0, _parse_seconds, "close(): seconds to flush queued messages")
+    curve: str = option("", _parse_path, "this side's key file (osipc keygen)")
+    curve_server: str = option("", _parse_path, "connecting side: the binder's public key file")
+    curve_allow: str = option("", _parse_path, "binding side: directory of allowed public keys")
+    wait_for_subscribers: int = option(0, parse_int(0), "publisher: wait for N subscribers")
+    topics: tuple[bytes, ...] = option((b"",), _parse_topics, "subscriber: topic prefixes")
+
+
+def _capabilities(broadcast: bool = False, selectable: bool = True) -> Capabilities:
+    return Capabilities(
+        ordered=True,
+        broadcast=broadcast,
+        selectable=selectable,
+        max_message_size=None,
+        timeouts="native",
+        end_of_stream=True,
+        persistent=False,
+    )
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+def ipc_path(address: Address) -> str:
+    return os.path.join(runtime_dir_path(), address.name + ".zmq")
+
+
+def _lock_path(path: str) -> str:
+    return path + ".lock"
+
+
+def _binder_pid(path: str) -> int | None:
+    """The pid of the live process bound at ``path``, or None if nobody holds it."""
+    try:
+        fd = os.open(_lock_path(path), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _claim_ipc(address: Address, path: str) -> int:
+    """Take the binder's lock of an ipc endpoint (AlreadyExists if a live process has it)
+    and clear a socket file a dead binder left. Returns the lock's fd."""
+    lock = _lock_path(path)
+    while True:
+        with os_errors(f"lock {lock}"):
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                raise AlreadyExists(
+                    f"{address.base_url} is already bound by process {holder or '?'} ({path}); "
+                    "only one process binds an endpoint: connect to it instead (see bind=), "
+                    "or stop that process",
+                    errno=errno.EADDRINUSE,
+                ) from None
+            try:
+                same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # a closing binder removed it between our open and our lock
+                os.close(fd)
+                continue
+            with os_errors(f"claim {path}"):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    pass
+                else:
+                    if not stat.S_ISSOCK(st.st_mode):
+                        raise TransportError(
+                            f"{path} exists and is not a socket; remove it or choose another name",
+                            errno=errno.EEXIST,
+                        )
+                    os.unlink(path)  # its binder is dead (we hold the lock): reclaim it
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+def _check_ipc_peer(address: Address, path: str, options: ZmqOptions) -> None:
+    """Before connecting: refuse a socket file another user made, and honour create=False."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not options.create:
+            raise NotFound(
+                f"{address.base_url}: nothing is bound at {path} (create=False)",
+                errno=errno.ENOENT,
+            ) from None
+        return  # the binder is not up yet: ZeroMQ connects when it is
+    if not stat.S_ISSOCK(st.st_mode):
+        raise TransportError(f"{path} exists and is not a socket", errno=errno.EEXIST)
+    if st.st_uid != os.geteuid() and not options.trust_existing:
+        raise PermissionDenied(
+            f"{path} was created by uid {st.st_uid}, not by you (uid {os.geteuid()}); "
+            "refusing to connect (pass trust_existing=True if that user is trusted)",
+            errno=errno.EPERM,
+        )
+    if options.exclusive and _binder_pid(path) is not None:
+        raise AlreadyExists(
+            f"{address.base_url} is bound by process {_binder_pid(path)} (exclusive=True)",
+            errno=errno.EEXIST,
+        )
+    if not options.create and _binder_pid(path) is None:
+        raise NotFound(
+            f"{address.base_url}: its binder is gone ({path} is stale; create=False)",
+            errno=errno.ENOENT,
+        )
+
+
+def _load_cert(path: str, what: str, need_secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(
+            f"{what}={path!r}: cannot read a ZeroMQ key file ({exc}); "
+            "make one with: osipc keygen NAME"
+        ) from None
+    if need_secret and not secret:
+        raise InvalidArgument(
+            f"{what}={path!r} holds only a public key; this side needs its secret key file "
+            "(NAME.key_secret from osipc keygen)"
+        )
+    return public, secret
+
+
+class _Endpoint:
+    """One ZeroMQ socket in its own context, bound or connected per the rules above."""
+
+    def __init__(
+        self, address: Address, options: ZmqOptions, role: str, kind: int, codec: Codec[Any]
+    ) -> None:
+        self.address = address
+        self.lock_fd = -1
+        self.path = ""
+        self.linger = options.linger if role in ("sender", "publisher") else 0.0
+        self.context: Any = zmq.Context(io_threads=1)
+        self.socket: Any = None
+        self.auth: Any = None
+        self.binds = (options.bind or _DEFAULT_BINDER[role]) == role
+        try:
+            self._open(options, role, kind, codec)
+        except BaseException:
+            self.close(in_child=False)
+            raise
+
+    def _open(self, options: ZmqOptions, role: str, kind: int, codec: Codec[Any]) -> None:
+        address = self.address
+        with _zmq_errors(f"open {address}"):
+            sock = self.socket = self.context.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, options.hwm)
+            sock.setsockopt(zmq.RCVHWM, options.hwm)
+            if not self.binds:  # meet a binder that comes up later quickly
+                sock.setsockopt(zmq.RECONNECT_IVL, 10)
+                sock.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
+                if role in ("sender", "client"):
+                    sock.setsockopt(zmq.IMMEDIATE, 1)
+            if role == "publisher":
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+                sock.setsockopt(zmq.XPUB_VERBOSE, 1)
+            if role == "server":
+                sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self._curve(options)
+        if address.scheme == "zmq+ipc":
+            self.path = ipc_path(address)
+            runtime_dir()
+            if len(self.path.encode()) > MAX_IPC_PATH:
+                raise InvalidURL(
+                    f"{address}: the socket path {self.path} is {len(self.path.encode())} "
+                    f"bytes; ZeroMQ allows {MAX_IPC_PATH}: use a shorter name or "
+                    "OSIPC_RUNTIME_DIR"
+                )
+            endpoint = "ipc://" + self.path
+            if self.binds and not options.create:
+                raise NotFound(
+                    f"{address}: create=False, but the {role} is the side that binds (creates) "
+                    "the endpoint; drop create=False, or name another binder with bind=",
+                    errno=errno.ENOENT,
+                )
+            if self.binds:
+                self.lock_fd = _claim_ipc(address, self.path)
+                with _zmq_errors(f"bind {address} at {self.path}"):
+                    sock.bind(endpoint)
+                with os_errors(f"set the mode of {self.path}"):
+                    os.chmod(self.path, options.mode)
+                _inventory.write_record(
+                    address, kind="zmq+ipc", mode=options.mode, codec=codec_name(codec)
+                )
+            else:
+                _check_ipc_peer(address, self.path, options)
+                with _zmq_errors(f"connect to {address}"):
+                    sock.connect(endpoint)
+        else:
+            host, port = _split_tcp(address.name)
+            if ":" in host:
+                sock.setsockopt(zmq.IPV6, 1)
+            if self.binds:
+                bind_host = "127.0.0.1" if host == "" else "*" if host == "0.0.0.0" else host
+                what = f"bind {address}"
+                try:
+                    sock.bind(f"tcp://{_bracket(bind_host)}:{port}")
+                except zmq.ZMQError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise AlreadyExists(
+                            f"{address}: port {port} is in use (another process binds it); "
+                            "connect to it instead (see bind=) or choose another port",
+                            errno=errno.EADDRINUSE,
+                        ) from None
+                    raise map_zmq(exc, what) from None
+            else:
+                target = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host
+                target = "::1" if target == "::" else target
+                with _zmq_errors(f"connect to {address}"):
+                    sock.connect(f"tcp://{_bracket(target)}:{port}")
+
+    def _curve(self, options: ZmqOptions) -> None:
+        if not (options.curve or options.curve_server or options.curve_allow):
+            return
+        if not zmq.has("curve"):
+            raise TransportUnavailable(
+                "this libzmq was built without CURVE security",
+                hint="pip install --force-reinstall pyzmq",
+            )
+        sock = self.socket
+        if self.binds:
+            if options.curve_server:
+                raise InvalidURL(
+                    f"{self.address}: curve_server= is for the connecting side; the binding "
+                    "side gives its own key file with curve="
+                )
+            if not options.curve:
+                raise InvalidURL(f"{self.address}: curve_allow= needs curve= (this side's key)")
+            public, secret = _load_cert(options.curve, "curve", need_secret=True)
+            sock.curve_secretkey = secret
+            sock.curve_publickey = public
+            sock.curve_server = True
+            if options.curve_allow:
+                self._allow(options.curve_allow)
+        else:
+            if not options.curve_server:
+                raise InvalidURL(
+                    f"{self.address}: a connecting side with CURVE needs curve_server= (the "
+                    "binder's public key file)"
+                )
+            server_public, _ = _load_cert(options.curve_server, "curve_server", False)
+            if options.curve:
+                public, secret = _load_cert(options.curve, "curve", need_secret=True)
+            else:
+                public, secret = zmq.curve_keypair()  # anonymous: fine unless curve_allow
+            sock.curve_serverkey = server_public
+            sock.curve_publickey = public
+            sock.curve_secretkey = secret
+
+    def _allow(self, directory: str) -> None:
+        from zmq.auth.thread import ThreadAuthenticator
+
+        if not os.path.isdir(directory):
+            raise InvalidArgument(
+                f"curve_allow={directory!r} is not a directory of public key files"
+            )
+        self.auth = ThreadAuthenticator(self.context)
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=directory)
+
+    def close(self, in_child: bool) -> None:
+        sock, self.socket = self.socket, None
+        context, self.context = self.context, None
+        if in_child:  # not ours to close: the parent's ZeroMQ threads did not fork
+            return
+        try:
+            if sock is not None:
+                sock.close(linger=int(self.linger * 1000))
+            if self.auth is not None:
+                self.auth.stop()
+            if context is not None:
+                context.term()  # waits at most the linger for queued messages
+        except zmq.ZMQError:
+            pass
+        if self.lock_fd >= 0:
+            # The socket file stays, like every osipc name, until osipc.unlink or gc
+            # (connectors keep trying it; the next binder reclaims it). The lock goes.
+            fd, self.lock_fd = self.lock_fd, -1
+            try:
+                os.unlink(_lock_path(self.path))
+            except OSError:
+                pass
+            os.close(fd)
+
+
+class _zmq_errors:
+    """``with _zmq_errors("what"):`` maps pyzmq's exceptions at the boundary."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, cls: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is not None and isinstance(exc, (zmq.ZMQBaseError, zmq.error.DraftFDWarning)):
+            raise map_zmq(exc, self.what) from None
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}\Z")
+
+
+def _split_tcp(name: str) -> tuple[str, int]:
+    host, _, port = name.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _poll(sock: Any, event: int, deadline: Deadline) -> bool:
+    """Wait for ``event`` until the deadline, in slices; True when it came."""
+    while True:
+        left = deadline.remaining()
+        slice_ms = 100 if left is None else max(0, min(SLICE, left) * 1000)
+        if sock.poll(int(slice_ms + 0.999), event):
+            return True
+        if left is not None and deadline.expired():
+            return False
+
+
+# -- queue -------------------------------------------------------------------------------
+
+
+class ZmqSender(Sender[Any]):
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "sender", zmq.PUSH, codec)
+        self._sock = self._end.socket
+        super().__init__(address, _capabilities(selectable=False), codec)
+
+    def send(self, obj: Any, *, timeout: float | None = None) -> None:
+        """Send one object; see Sender.send (waits while no receiver is connected)."""
+        if self._closed:
+            raise self._raise_closed()
+        frame: Any = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
+        if timeout is None:
+            try:
+                self._sock.send(frame, copy=len(frame) < _COPY_THRESHOLD)
+                return
+            except zmq.ZMQError as exc:
+                raise map_zmq(exc, f"send to {self.url}") from None
+        self._send(frame, check_timeout(timeout))
+
+    def _send(self, frame: Buffer, timeout: float | None) -> None:
+        _send_parts(self._sock, (frame,), Deadline(timeout), self.url, "receiver")
+
+    def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
+        sock = self._sock
+        for index, frame in enumerate(frames):
+            try:
+                if deadline.end is None:
+                    sock.send(frame, copy=len(frame) < _COPY_THRESHOLD)
+                else:
+                    _send_parts(sock, (frame,), deadline, self.url, "receiver")
+            except Timeout as exc:
+                exc.sent = index
+                raise
+            except zmq.ZMQError as exc:
+                raise map_zmq(exc, f"send to {self.url}") from None
+
+    def _send_end(self, deadline: Deadline) -> None:
+        _send_parts(self._sock, (CONTROL, END_FRAME), deadline, self.url, "receiver")
+
+    def _close(self) -> None:
+        self._end.close(self._in_child)
+
+
+def _send_parts(
+    sock: Any, parts: tuple[Buffer, ...], deadline: Deadline, url: str, peer: str
+) -> None:
+    """Send one (multipart) message whole within the deadline, or Timeout with nothing sent."""
+    last = len(parts) - 1
+    try:
+        while True:
+            try:
+                sock.send(parts[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0))
+                break
+            except zmq.Again:
+                if deadline.remaining() == 0 or not _poll(sock, zmq.POLLOUT, deadline):
+                    raise Timeout(
+                        f"{url}: no {peer} took the message {deadline.describe()} (none "
+                        "connected, or they are not keeping up)",
+                        errno=errno.EAGAIN,
+                    ) from None
+        for index in range(1, last + 1):  # the rest of a message is never refused
+            sock.send(parts[index], zmq.SNDMORE if index < last else 0)
+    except zmq.ZMQError as exc:
+        raise map_zmq(exc, f"send to {url}") from None
+
+
+class ZmqReceiver(Receiver[Any]):
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "receiver", zmq.PULL, codec)
+        self._sock = self._end.socket
+        super().__init__(address, _capabilities(), codec)
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        sock = self._sock
+        try:
+            if timeout is None:
+                frame = sock.recv()
+            else:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    deadline = Deadline(timeout)
+                    if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
+                        raise Timeout(
+                            f"{self.url}: nothing arrived {deadline.describe()}",
+                            errno=errno.EAGAIN,
+                        ) from None
+                    frame = sock.recv(zmq.NOBLOCK)
+            if sock.getsockopt(zmq.RCVMORE):
+                return self._multipart(frame)
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"receive from {self.url}") from None
+        return frame  # type: ignore[no-any-return]
+
+    def _multipart(self, first: bytes) -> Frame | None:
+        parts = [first, *self._sock.recv_multipart(zmq.NOBLOCK)]
+        if parts == [CONTROL, END_FRAME]:
+            return None
+        raise DecodeError(
+            f"{self.url}: a {len(parts)}-frame message arrived; osipc queue messages are "
+            "one frame (send the parts joined, or use a pyzmq socket)",
+            codec="zmq",
+            data=b"".join(parts),
+        )
+
+    def _raw_fileno(self) -> int:
+        with _zmq_errors(f"fileno of {self.url}"):
+            return int(self._sock.getsockopt(zmq.FD))
+
+    def _buffered(self) -> bool:
+        if self._pending:
+            return True
+        if self._closed:
+            return False
+        # ZeroMQ's fd is edge-triggered: messages it already holds do not make it readable
+        return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+    def _close(self) -> None:
+        super()._close()
+        self._end.close(self._in_child)
+
+
+# -- broadcast ---------------------------------------------------------------------------
+
+
+class ZmqPublisher(Sender[Any]):
+    """XPUB with NODROP: a slow subscriber makes ``send`` wait, never loses messages."""
+
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "publisher", zmq.XPUB, codec)
+        self._sock = self._end.socket
+        self._want = options.wait_for_subscribers
+        self._subscribers: set[bytes] = set()
+        super().__init__(address, _capabilities(broadcast=True, selectable=False), codec)
+
+    @property
+    def subscribers(self) -> int:
+        """Subscribers connected and subscribed now (as far as this publisher has heard)."""
+        self._drain()
+        return len(self._subscribers)
+
+    def send(self, obj: Any, *, timeout: float | None = None, topic: str | bytes = "") -> None:
+        """Publish one object under ``topic`` (subscribers filter by topic prefix)."""
+        if self._closed:
+            raise self._raise_closed()
+        try:
+            head = _topic_bytes(topic)
+        except ValueError as exc:
+            raise InvalidArgument(f"topic {topic!r}: {exc}") from None
+        frame: Any = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
+        self._publish(head, frame, Deadline(timeout))
+
+    def _publish(self, head: bytes, frame: Buffer, deadline: Deadline) -> None:
+        self._drain()
+        if len(self._subscribers) < self._want:
+            self._await_subscribers(deadline)
+        _send_parts(self._sock, (head, frame), deadline, self.url, "subscriber")
+
+    def _await_subscribers(self, deadline: Deadline) -> None:
+        while len(self._subscribers) < self._want:
+            if deadline.remaining() == 0 or not _poll(self._sock, zmq.POLLIN, deadline):
+                raise Timeout(
+                    f"{self.url}: {len(self._subscribers)} of the {self._want} subscribers "
+                    f"it waits for (wait_for_subscribers) joined {deadline.describe()}",
+                    errno=errno.EAGAIN,
+                )
+            self._drain()
+
+    def _drain(self) -> None:
+        """Read subscription messages: a subscriber's hello topic says it is there."""
+        sock = self._sock
+        try:
+            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                message = sock.recv(zmq.NOBLOCK)
+                if message[1:].startswith(HELLO):
+                    if message[0] == 1:
+                        self._subscribers.add(message[1:])
+                    else:
+                        self._subscribers.discard(message[1:])
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"publish on {self.url}") from None
+
+    def _send(self, frame: Buffer, timeout: float | None) -> None:
+        self._publish(b"", frame, Deadline(timeout))
+
+    def _send_end(self, deadline: Deadline) -> None:
+        self._publish(END_TOPIC, b"", deadline)
+
+    def _close(self) -> None:
+        self._end.close(self._in_child)
+
+
+class ZmqSubscriber(Receiver[Any]):
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "subscriber", zmq.SUB, codec)
+        self._sock = sock = self._end.socket
+        self._topic = b""
+        with _zmq_errors(f"subscribe to {address}"):
+            for topic in options.topics:
+                sock.setsockopt(zmq.SUBSCRIBE, topic)
+            sock.setsockopt(zmq.SUBSCRIBE, END_TOPIC)
+            # Sorted last (0xff), so it reaches the publisher after the real topics.
+            sock.setsockopt(zmq.SUBSCRIBE, HELLO + os.urandom(8).hex().encode())
+        super().__init__(address, _capabilities(broadcast=True), codec)
+
+    @property
+    def topic(self) -> str:
+        """The topic of the message the last ``recv`` returned."""
+        return self._topic.decode("utf-8", "backslashreplace")
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        sock = self._sock
+        try:
+            if timeout is None:
+                head = sock.recv()
+            else:
+                try:
+                    head = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    deadline = Deadline(timeout)
+                    if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
+                        raise Timeout(
+                            f"{self.url}: nothing was published {deadline.describe()}",
+                            errno=errno.EAGAIN,
+                        ) from None
+                    head = sock.recv(zmq.NOBLOCK)
+            parts = sock.recv_multipart(zmq.NOBLOCK) if sock.getsockopt(zmq.RCVMORE) else []
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"receive from {self.url}") from None
+        if head == END_TOPIC:
+            return None
+        if len(parts) != 1:
+            raise DecodeError(
+                f"{self.url}: a {len(parts) + 1}-frame message arrived; osipc broadcasts "
+                "are [topic, payload]",
+                codec="zmq",
+                data=head + b"".join(parts),
+            )
+        self._topic = head
+        return parts[0]  # type: ignore[no-any-return]
+
+    def _raw_fileno(self) -> int:
+        with _zmq_errors(f"fileno of {self.url}"):
+            return int(self._sock.getsockopt(zmq.FD))
+
+    def _buffered(self) -> bool:
+        if self._pending:
+            return True
+        if self._closed:
+            return False
+        return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+
+    def _close(self) -> None:
+        super()._close()
+        self._end.close(self._in_child)
+
+
+# -- request/reply -----------------------------------------------------------------------
+
+
+class ZmqClient(Client[Any]):
+    """DEALER: requests carry an id, so a timed-out request never wedges the client."""
+
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "client", zmq.DEALER, codec)
+        self._sock = self._end.socket
+        self._next_id = int.from_bytes(os.urandom(4), "little") << 32
+        super().__init__(address, _capabilities(selectable=False), codec)
+
+    def _request(self, frame: Buffer, deadline: Deadline) -> bytes:
+        self._next_id += 1
+        rid = self._next_id.to_bytes(8, "little")
+        sock = self._sock
+        _send_parts(sock, (b"", rid, frame), deadline, self.url, "server")
+        try:
+            while True:
+                if not sock.poll(0, zmq.POLLIN) and (
+                    deadline.remaining() == 0 or not _poll(sock, zmq.POLLIN, deadline)
+                ):
+                    raise Timeout(
+                        f"{self.url}: no reply {deadline.describe()} (the server is slow or "
+                        "gone; a late reply is discarded)",
+                        errno=errno.EAGAIN,
+                    )
+                parts = sock.recv_multipart(zmq.NOBLOCK)
+                if len(parts) == 3 and parts[1] == rid:
+                    return parts[2]  # type: ignore[no-any-return]
+                # a late reply to a request that timed out: nobody waits for it any more
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"request on {self.url}") from None
+
+    def _close(self) -> None:
+        self._end.close(self._in_child)
+
+
+class ZmqServer(Server[Any]):
+    """ROUTER with ROUTER_MANDATORY: a reply to a client that is gone raises Broken."""
+
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "server", zmq.ROUTER, codec)
+        self._sock = self._end.socket
+        self._lock = threading.Lock()
+        super().__init__(address, _capabilities(), codec)
+
+    def _next(self, timeout: float | None) -> tuple[object, bytes]:
+        sock = self._sock
+        deadline = Deadline(timeout)
+        try:
+            while True:
+                if (
+                    timeout is not None
+                    and not sock.poll(0, zmq.POLLIN)
+                    and (timeout == 0 or not _poll(sock, zmq.POLLIN, deadline))
+                ):
+                    raise Timeout(
+                        f"{self.url}: no request arrived {deadline.describe()}",
+                        errno=errno.EAGAIN,
+                    )
+                parts = sock.recv_multipart()
+                if len(parts) == 4 and parts[1] == b"":  # osipc client: id, "", rid, data
+                    return (parts[0], parts[2]), parts[3]
+                if len(parts) == 3 and parts[1] == b"":  # a plain REQ socket
+                    return (parts[0], None), parts[2]
+                # anything else is not a request this server can answer: skip it
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"receive from {self.url}") from None
+
+    def _reply(self, token: object, frame: Buffer, deadline: Deadline) -> None:
+        identity, rid = cast("tuple[bytes, bytes | None]", token)
+        parts = (identity, b"", frame) if rid is None else (identity, b"", rid, frame)
+        with self._lock:
+            try:
+                _send_parts(self._sock, parts, deadline, self.url, "client")
+            except Broken:
+                raise Broken(
+                    f"{self.url}: the client that sent this request is gone; nobody waits "
+                    "for the reply",
+                    errno=errno.EHOSTUNREACH,
+                ) from None
+
+    def _close(self) -> None:
+        self._end.close(self._in_child)
+
+
+# -- transports --------------------------------------------------------------------------
+
+
+class _ZmqTransport(Transport):
+    options = ZmqOptions
+    capabilities = _capabilities()
+
+    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
+        return ZmqSender(address, options, codec)
+
+    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
+        return ZmqReceiver(address, options, codec)
+
+    def open_publisher(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
+        return ZmqPublisher(address, options, codec)
+
+    def open_subscriber(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
+        return ZmqSubscriber(address, options, codec)
+
+    def open_client(self, address: Address, options: Any, codec: Codec[Any]) -> Client[Any]:
+        return ZmqClient(address, options, codec)
+
+    def open_server(self, address: Address, options: Any, codec: Codec[Any]) -> Server[Any]:
+        return ZmqServer(address, options, codec)
+
+
+class ZmqIpcTransport(_ZmqTransport):
+    scheme = "zmq+ipc"
+    summary = "ZeroMQ over a unix socket in the runtime dir; queue, broadcast, request/reply"
+
+    def unlink(self, address: Address) -> None:
+        path = ipc_path(address)
+        holder = _binder_pid(path)
+        if holder is not None:
+            raise TransportError(
+                f"{address.base_url} is bound by live process {holder}; it goes away when "
+                "that process closes it",
+                errno=errno.EBUSY,
+            )
+        with os_errors(f"remove {address.base_url} ({path})"):
+            st = os.lstat(path)
+            if not stat.S_ISSOCK(st.st_mode):
+                raise TransportError(f"{path} is not a socket; osipc will not remove it")
+            os.unlink(path)
+        try:
+            os.unlink(_lock_path(path))
+        except OSError:
+            pass
+
+    def info(self, address: Address) -> ObjectInfo:
+        path = ipc_path(address)
+        with os_errors(f"{address.base_url} ({path})"):
+            st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise NotFound(f"{path} is not a socket", errno=errno.ENOENT)
+        holder = _binder_pid(path)
+        return ObjectInfo(
+            url=address.base_url,
+            kind="zmq+ipc",
+            path=path,
+            owner=st.st_uid,
+            mode=stat.S_IMODE(st.st_mode),
+            holder=holder or None,
+            attached=(holder,) if holder else (),
+        )
+
+    def inventory(self) -> list[ObjectInfo]:
+        try:
+            entries = os.listdir(runtime_dir_path())
+        except OSError:
+            return []
+        found = []
+        for entry in sorted(entries):
+            if not entry.endswith(".zmq"):
+                continue
+            try:
+                validate_name(entry[: -len(".zmq")], entry)
+                found.append(self.info(Address("zmq+ipc", entry[: -len(".zmq")])))
+            except (InvalidURL, NotFound):
+                continue
+        return found
+
+
+class ZmqTcpTransport(_ZmqTransport):
+    scheme = "zmq+tcp"
+    summary = "ZeroMQ over TCP (HOST:PORT): reaches other machines; use curve= off-host"
+
+    def parse_name(self, url: str, netloc: str, path: str) -> str:
+        if path:
+            raise InvalidURL(f"{url!r}: zmq+tcp URLs are zmq+tcp://HOST:PORT, without a path")
+        host, colon, port = netloc.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidURL(
+                f"{url!r}: give a port 1..65535, as zmq+tcp://HOST:PORT (an empty HOST binds "
+                "127.0.0.1; * or 0.0.0.0 binds every interface)"
+            )
+        if host.startswith("["):
+            try:
+                ipaddress.IPv6Address(host.strip("[]"))
+            except ValueError:
+                raise InvalidURL(f"{url!r}: {host} is not an IPv6 address") from None
+        elif host not in ("", "*") and not _HOST.match(host):
+            raise InvalidURL(f"{url!r}: {host!r} is not a host name or IP address")
+        return f"{'0.0.0.0' if host == '*' else host}:{int(port)}"
+
+    def unlink(self, address: Address) -> None:
+        raise Unsupported(
+            f"{address.base_url}: a TCP endpoint is not a kernel object; it goes away when "
+            "its binder closes"
+        )
+
+    def info(self, address: Address) -> ObjectInfo:
+        host, port = _split_tcp(address.name)
+        target = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        try:
+            with socket.create_connection((target, port), timeout=1):
+                pass
+        except OSError as exc:
+            raise NotFound(
+                f"{address.base_url}: nothing listens there ({exc.strerror or exc})",
+                errno=errno.ENOENT,
+            ) from None
+        return ObjectInfo(url=address.base_url, kind="zmq+tcp", path=f"{target}:{port}")
