@@ -94,6 +94,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--round-trips", type=int, default=2000)
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser(
+        "bridge",
+        help="forward every message from SRC (received) to DST (sent); Ctrl-C stops it",
+        description="Forward SRC to DST. Holds at most --buffer messages while DST is "
+        "away (then stops reading SRC); forwards end-of-stream; counters on stderr at "
+        "exit and on SIGUSR1.",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--buffer", type=int, default=1000, help="messages held while DST is away")
+    p.add_argument(
+        "--drain", type=float, default=5.0, metavar="S", help="at stop: seconds to deliver"
+    )
+
+    p = sub.add_parser(
+        "keygen", help="make a CURVE key pair for zmq+tcp:// (curve=, curve_server=)"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--dir", default=".", help="where to write NAME.key and NAME.key_secret")
+    p.add_argument("--force", action="store_true", help="replace existing files")
+
     p = sub.add_parser("doctor", help="kernel limits, mounts and the runtime dir")
     p.add_argument("--json", action="store_true")
     return parser
@@ -267,6 +288,45 @@ def _cmd_gc(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from osipc import _bridge
+
+    if args.buffer < 1 or args.drain < 0:
+        print("osipc: usage error: --buffer must be >= 1 and --drain >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    counts = _bridge.run(args.src, args.dst, buffer=args.buffer, drain=args.drain)
+    return EXIT_ERROR if counts.lost else EXIT_OK
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from osipc._errors import AlreadyExists, TransportUnavailable
+
+    try:
+        import zmq.auth
+    except ImportError:
+        raise TransportUnavailable(
+            "osipc keygen needs pyzmq", hint="pip install 'osipc[zmq]'"
+        ) from None
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        print("osipc: usage error: NAME is a plain file name, e.g. server", file=sys.stderr)
+        return EXIT_USAGE
+    public = os.path.join(args.dir, args.name + ".key")
+    secret = public + "_secret"
+    if not args.force and (os.path.exists(public) or os.path.exists(secret)):
+        raise AlreadyExists(f"{public} or {secret} exists; pass --force to replace them")
+    os.makedirs(args.dir, exist_ok=True)
+    old = os.umask(0o077)
+    try:
+        zmq.auth.create_certificates(args.dir, args.name)
+    finally:
+        os.umask(old)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
+    print(f"public key: {public}   (give it to connecting sides: curve_server={public})")
+    print(f"secret key: {secret}   (keep it; the binding side uses curve={secret})")
+    return EXIT_OK
+
+
 # -- schemes / doctor --------------------------------------------------------------------
 
 
@@ -394,6 +454,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "bench": _cmd_bench,
+    "bridge": _cmd_bridge,
+    "keygen": _cmd_keygen,
     "doctor": _cmd_doctor,
     "gc": _cmd_gc,
     "info": _cmd_info,
