@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import osipc_mp
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated(osipc_leak_check: None) -> None:
+    """Every test: a private runtime dir, unique names, and a failure if it leaks."""
+
+
+@pytest.fixture
+def name(osipc_names: Callable[[str], str]) -> Iterator[str]:
+    """A fresh name; whatever osipc_mp made under it is removed after the test (before
+    the leak check looks), so a failing test leaves nothing behind either."""
+    fresh = osipc_names("mp")
+    yield fresh
+    osipc_mp.unlink(fresh)

@@ -1,0 +1,5 @@
+import sys
+
+from osipc_systemd._cli import main
+
+sys.exit(main())

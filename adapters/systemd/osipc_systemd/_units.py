@@ -1,0 +1,416 @@
+"""Unit files for osipc endpoints: one .socket per endpoint, one Type=notify .service.
+
+One socket unit per endpoint because FileDescriptorName= names every descriptor of a
+socket unit alike; with one unit each, ``endpoints()`` tells them apart by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import osipc
+from osipc_systemd._activation import is_valid_name
+
+DEFAULT_RUNTIME_DIR = "%t/osipc"  # %t: /run for the system manager, $XDG_RUNTIME_DIR for --user
+_SCHEMES = ("fifo", "mq")
+_UNIT_OPTIONS = {"fifo": ("mode", "pipe_size"), "mq": ("maxmsg", "mode", "msgsize")}
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_PATH_CHARS = _KEY_CHARS | frozenset("._-+/")
+_TMP = ("/tmp/", "/var/tmp/")  # PrivateTmp= hides both
+_TRUE = ("1", "yes", "y", "true", "t", "on")
+_LISTS = ("Environment", "RuntimeDirectory")  # keys whose assignments add up
+
+
+@dataclass(frozen=True)
+class Listen:
+    """One ``--listen [FDNAME=]URL``: what the socket unit creates and how it is named."""
+
+    fdname: str
+    scheme: str
+    name: str  # the osipc name, or an absolute path for fifo:///path
+    options: Mapping[str, int] = field(default_factory=dict)
+    text: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.name}"
+
+
+def split_listen(text: str) -> tuple[str | None, str]:
+    """``"jobs=mq://q?maxmsg=4"`` -> ("jobs", "mq://q?maxmsg=4"); no prefix -> (None, text)."""
+    eq, sep = text.find("="), text.find("://")
+    if 0 <= eq < sep:
+        return text[:eq], text[eq + 1 :]
+    return None, text
+
+
+def _positive(key: str, value: str, where: str) -> int:
+    try:
+        number = int(value, 10)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise osipc.InvalidArgument(f"{where}: {key}={value!r} must be a positive integer")
+    return number
+
+
+def parse_mode(value: str, where: str) -> int:
+    text = value[2:] if value[:2] in ("0o", "0O") else value
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise osipc.InvalidArgument(
+            f"{where}: mode {value!r} is not an octal file mode between 0000 and 0777"
+        )
+    return mode
+
+
+def parse_listen(text: str) -> Listen:
+    """Parse ``[FDNAME=]fifo://NAME|fifo:///PATH|mq://NAME[?options]``.
+
+    Raises:
+        osipc.InvalidArgument: a scheme systemd cannot create, a bad name or path, an
+            option a unit cannot express, or only one of maxmsg/msgsize.
+    """
+    fdname, url = split_listen(text)
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise osipc.InvalidArgument(f"--listen {text!r} is not of the form [FDNAME=]SCHEME://NAME")
+    if scheme not in _SCHEMES:
+        raise osipc.InvalidArgument(
+            f"--listen {text!r}: systemd can create only fifo:// (ListenFIFO=) and mq:// "
+            f"(ListenMessageQueue=) endpoints, not {scheme}://; open that one by name "
+            "in the service"
+        )
+    location, _, query = rest.partition("?")
+    if scheme == "fifo" and location.startswith("/"):
+        name = location
+        if os.path.normpath(name) != name or not set(name) <= _PATH_CHARS:
+            raise osipc.InvalidArgument(
+                f"--listen {text!r}: the FIFO path must be absolute, normalised and made "
+                "of A-Z a-z 0-9 . _ - + / characters"
+            )
+        default_fdname = stem(name)
+    else:
+        name = location
+        if not is_valid_name(name):
+            raise osipc.InvalidArgument(
+                f"--listen {text!r}: the name {name!r} breaks osipc's rule: names are 1-200 "
+                "characters of A-Z a-z 0-9 . _ - and do not start with '.'"
+            )
+        default_fdname = name
+    options: dict[str, int] = {}
+    for item in query.split("&") if query else []:
+        key, eq, value = item.partition("=")
+        where = f"--listen {text!r}"
+        if not eq:
+            raise osipc.InvalidArgument(f"{where}: {item!r} is not of the form option=value")
+        if key not in _UNIT_OPTIONS[scheme]:
+            known = ", ".join(_UNIT_OPTIONS[scheme])
+            raise osipc.InvalidArgument(
+                f"{where}: option {key!r} is not one a unit can set for {scheme}:// "
+                f"(those are: {known}); the service chooses the rest when it opens the "
+                "endpoint, e.g. osipc_systemd.endpoints(options=...)"
+            )
+        options[key] = parse_mode(value, where) if key == "mode" else _positive(key, value, where)
+    if scheme == "mq" and ("maxmsg" in options) != ("msgsize" in options):
+        raise osipc.InvalidArgument(
+            f"--listen {text!r}: give both maxmsg and msgsize or neither: systemd's "
+            "MessageQueueMaxMessages= and MessageQueueMessageSize= work only together"
+        )
+    fdname = default_fdname if fdname is None else fdname
+    if not fdname or not is_valid_name(fdname):
+        raise osipc.InvalidArgument(
+            f"--listen {text!r}: the descriptor name {fdname!r} must be 1-200 characters of "
+            "A-Z a-z 0-9 . _ - not starting with '.' (it names the socket unit too)"
+        )
+    return Listen(fdname, scheme, name, options, text)
+
+
+def stem(path: str) -> str:
+    base = os.path.basename(path)
+    return base[: -len(".fifo")] if base.endswith(".fifo") else base
+
+
+def _check_value(what: str, value: str) -> str:
+    if not value or any(c in value for c in "\n\r\0"):
+        raise osipc.InvalidArgument(f"{what} {value!r} must be one non-empty line")
+    return value
+
+
+def _check_word(what: str, value: str) -> str:
+    if not value or not set(value) <= _KEY_CHARS | frozenset("._-"):
+        raise osipc.InvalidArgument(
+            f"{what} {value!r} must be a user or group name or number (A-Z a-z 0-9 . _ -)"
+        )
+    return value
+
+
+def parse_property(text: str, what: str) -> tuple[str, str]:
+    key, eq, value = text.partition("=")
+    if not eq or not key or not key[0].isalpha() or not set(key) <= _KEY_CHARS:
+        raise osipc.InvalidArgument(f"{what} {text!r} is not of the form Key=value")
+    return key, _check_value(what, value) if value else value
+
+
+@dataclass
+class UnitSpec:
+    """Everything ``osipc-systemd unit`` turns into files."""
+
+    name: str
+    exec_start: str
+    listens: Sequence[Listen]
+    user: str | None = None
+    group: str | None = None
+    mode: int = 0o600
+    runtime_dir: str = DEFAULT_RUNTIME_DIR
+    description: str | None = None
+    watchdog: float | None = None
+    properties: Sequence[tuple[str, str]] = ()
+    socket_properties: Sequence[tuple[str, str]] = ()
+
+    def validate(self) -> None:
+        """Raises osipc.InvalidArgument naming the first rule broken."""
+        if not is_valid_name(self.name):
+            raise osipc.InvalidArgument(
+                f"unit name {self.name!r} must be 1-200 characters of A-Z a-z 0-9 . _ - "
+                "not starting with '.'"
+            )
+        _check_value("--exec", self.exec_start)
+        if not self.listens:
+            raise osipc.InvalidArgument("give at least one --listen URL")
+        fdnames = [listen.fdname for listen in self.listens]
+        urls = [listen.url for listen in self.listens]
+        for values, what in ((fdnames, "descriptor name"), (urls, "endpoint")):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise osipc.InvalidArgument(
+                    f"the {what} {dupes[0]!r} is given twice; every --listen needs its own "
+                    "(name one with --listen FDNAME=URL)"
+                )
+        for value, what in ((self.user, "--user"), (self.group, "--group")):
+            if value is not None:
+                _check_word(what, value)
+        if self.description is not None:
+            _check_value("--description", self.description)
+        runtime = self.runtime_dir
+        if (
+            not runtime.startswith(("/", "%"))
+            or any(c.isspace() or c in "\"'\\" for c in runtime)
+            or runtime.endswith("/")
+        ):
+            raise osipc.InvalidArgument(
+                f"--runtime-dir {runtime!r} must be an absolute path (systemd specifiers "
+                "such as %t allowed) without spaces, quotes or a trailing '/'"
+            )
+        if self.watchdog is not None and not self.watchdog > 0:
+            raise osipc.InvalidArgument(f"--watchdog {self.watchdog!r} must be > 0 seconds")
+
+    def socket_unit(self, listen: Listen) -> str:
+        return f"{self.name}-{listen.fdname}.socket"
+
+    def command(self) -> str:
+        """The command line that regenerates these files (without --output)."""
+        words = ["osipc-systemd", "unit", self.name, "--exec", self.exec_start]
+        for listen in self.listens:
+            words += ["--listen", listen.text]
+        if self.user is not None:
+            words += ["--user", self.user]
+        if self.group is not None:
+            words += ["--group", self.group]
+        words += ["--mode", f"{self.mode:04o}"]
+        if self.runtime_dir != DEFAULT_RUNTIME_DIR:
+            words += ["--runtime-dir", self.runtime_dir]
+        if self.description is not None:
+            words += ["--description", self.description]
+        if self.watchdog is not None:
+            words += ["--watchdog", f"{self.watchdog:g}"]
+        for key, value in self.properties:
+            words += ["--property", f"{key}={value}"]
+        for key, value in self.socket_properties:
+            words += ["--socket-property", f"{key}={value}"]
+        return shlex.join(words)
+
+
+def _header(spec: UnitSpec) -> list[str]:
+    return [
+        f"# Generated by: {spec.command()}",
+        "# Regenerate rather than edit; local changes belong in `systemctl edit`.",
+    ]
+
+
+def render(spec: UnitSpec) -> dict[str, str]:
+    """File name -> contents for ``spec`` (validated first).
+
+    Raises:
+        osipc.InvalidArgument: as :meth:`UnitSpec.validate`.
+    """
+    spec.validate()
+    files: dict[str, str] = {}
+    service = f"{spec.name}.service"
+    for listen in spec.listens:
+        mode = listen.options.get("mode", spec.mode)
+        lines = [
+            *_header(spec),
+            "[Unit]",
+            f"Description=osipc endpoint {listen.fdname}={listen.url} of {service}",
+            "",
+            "[Socket]",
+        ]
+        if listen.scheme == "fifo":
+            path = listen.name if listen.name.startswith("/") else None
+            lines.append(f"ListenFIFO={path or f'{spec.runtime_dir}/{listen.name}.fifo'}")
+            if "pipe_size" in listen.options:
+                lines.append(f"PipeSize={listen.options['pipe_size']}")
+        else:
+            lines.append(f"ListenMessageQueue=/{listen.name}")
+            if "maxmsg" in listen.options:
+                lines.append(f"MessageQueueMaxMessages={listen.options['maxmsg']}")
+                lines.append(f"MessageQueueMessageSize={listen.options['msgsize']}")
+        lines += [
+            f"FileDescriptorName={listen.fdname}",
+            f"Service={service}",
+            f"SocketMode={mode:04o}",
+        ]
+        if spec.user is not None:
+            if listen.scheme == "mq":
+                lines.append(
+                    "# SocketUser= does not chown queues: the queue belongs to the manager's user"
+                )
+            lines.append(f"SocketUser={spec.user}")
+        if spec.group is not None:
+            lines.append(f"SocketGroup={spec.group}")
+        lines.append("# Remove the FIFO or queue when the socket stops (systemd keeps queues).")
+        lines.append("RemoveOnStop=yes")
+        lines += [f"{key}={value}" for key, value in spec.socket_properties]
+        lines += ["", "[Install]", "WantedBy=sockets.target", ""]
+        files[spec.socket_unit(listen)] = "\n".join(lines)
+    endpoints = ", ".join(f"{listen.fdname}={listen.url}" for listen in spec.listens)
+    sockets = " ".join(spec.socket_unit(listen) for listen in spec.listens)
+    lines = [
+        *_header(spec),
+        "[Unit]",
+        f"Description={spec.description or f'{spec.name} (osipc endpoints {endpoints})'}",
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+        f"ExecStart={spec.exec_start}",
+        f"Sockets={sockets}",
+        "# fifo://NAME resolves to the directory the socket units create FIFOs in",
+        f"Environment=OSIPC_RUNTIME_DIR={spec.runtime_dir}",
+    ]
+    if spec.user is not None:
+        lines.append(f"User={spec.user}")
+    if spec.group is not None:
+        lines.append(f"Group={spec.group}")
+    if spec.watchdog is not None:
+        lines.append(f"WatchdogSec={spec.watchdog:g}")
+    lines += [f"{key}={value}" for key, value in spec.properties]
+    lines.append("")
+    files[service] = "\n".join(lines)
+    return files
+
+
+def _enabled(settings: Mapping[str, str], key: str) -> bool:
+    return settings.get(key, "").strip().lower() in _TRUE
+
+
+def hazards(
+    service: Mapping[str, str], runtime_dir: str | None, unit: str = "the service"
+) -> list[str]:
+    """Warnings for [Service] settings that delete or hide osipc's kernel objects.
+
+    ``service`` maps each key to its last value; ``runtime_dir`` is where the service's
+    FIFOs live (OSIPC_RUNTIME_DIR), if known.
+    """
+    warnings: list[str] = []
+    user = service.get("User", "").strip()
+    if _enabled(service, "DynamicUser"):
+        warnings.append(
+            f"DynamicUser=yes in {unit} implies RemoveIPC=yes and PrivateTmp=yes: queues, "
+            "shm:// rings and semaphores the service creates are deleted whenever it stops, "
+            "and its uid (owner of what it creates) changes with every start"
+        )
+    elif _enabled(service, "RemoveIPC") and user not in ("", "root", "0"):
+        warnings.append(
+            f"RemoveIPC=yes in {unit}: when it stops, systemd deletes every System V and "
+            f"POSIX IPC object owned by User={user}: queues, shm:// rings and semaphores "
+            "the service created by name vanish (the socket units' queues belong to the "
+            "manager and survive)"
+        )
+    if _enabled(service, "PrivateIPC"):
+        warnings.append(
+            f"PrivateIPC=yes in {unit}: the service gets its own IPC namespace; inherited "
+            "queues still work, but mq://, shm:// and sysv+ endpoints it opens by name are "
+            "invisible to every other process"
+        )
+    private_tmp = _enabled(service, "PrivateTmp") or _enabled(service, "DynamicUser")
+    if private_tmp and runtime_dir is not None and f"{runtime_dir}/".startswith(_TMP):
+        warnings.append(
+            f"PrivateTmp=yes in {unit}: it sees its own /tmp, so FIFOs it creates in "
+            f"{runtime_dir} are invisible to clients"
+        )
+    if runtime_dir is not None and not _enabled(service, "RuntimeDirectoryPreserve"):
+        for entry in service.get("RuntimeDirectory", "").split():
+            if runtime_dir in (f"%t/{entry}", f"/run/{entry}") or runtime_dir.startswith(
+                (f"%t/{entry}/", f"/run/{entry}/")
+            ):
+                warnings.append(
+                    f"RuntimeDirectory={entry} in {unit}: systemd deletes that directory "
+                    "whenever the service stops, and with it the FIFOs the socket units "
+                    "still listen on; leave it out (the socket units create the directory) "
+                    "or add RuntimeDirectoryPreserve=yes"
+                )
+                break
+    return warnings
+
+
+def read_unit(text: str) -> dict[str, dict[str, str]]:
+    """Section -> key -> last value of a unit file (comments and continuations handled)."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    pending = ""
+    for raw in text.splitlines():
+        line = pending + raw.strip() if pending else raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, eq, value = line.partition("=")
+        if eq and current is not None:
+            key, value = key.strip(), value.strip()
+            if key in _LISTS and value and key in current:
+                value = f"{current[key]} {value}"
+            current[key] = value
+    return sections
+
+
+def check_files(paths: Iterable[str]) -> list[str]:
+    """The :func:`hazards` of each .service file among ``paths``, prefixed by its name."""
+    warnings: list[str] = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            sections = read_unit(handle.read())
+        service = sections.get("Service")
+        if service is None:
+            continue
+        runtime = None
+        environment = service.get("Environment", "")
+        for word in shlex.split(environment) if environment else []:
+            if word.startswith("OSIPC_RUNTIME_DIR="):
+                runtime = word.partition("=")[2]
+        name = os.path.basename(path)
+        warnings += hazards(service, runtime or DEFAULT_RUNTIME_DIR, name)
+    return warnings

@@ -1,0 +1,325 @@
+"""Fixtures for the systemd adapter's tests.
+
+``manager``: a real ``systemd --user`` for the session (it starts in ~0.1 s). As root it
+runs in a private mount namespace (a tmpfs on /run/systemd holding /run/systemd/system,
+so it believes it was booted with systemd) and a private PID namespace, whose init is a
+shell: when that shell dies the kernel kills every process the manager started, so
+nothing outlives the session, even when the test process is killed. Its default target
+is empty, so no stock user unit starts. It does not answer processes outside its PID
+namespace (systemctl gets "Transport endpoint is not connected"), so ``systemctl`` and
+``systemd-run`` run there through ``nsenter``. Without root, systemd, unshare or nsenter
+those tests skip with the reason.
+
+``systemd``: one test's view of the manager; it stops every unit the test started (their
+RemoveOnStop= removes the FIFOs and queues) before the leak check runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+
+SYSTEMD = "/usr/lib/systemd/systemd"
+START_TIMEOUT = 10.0
+COMMAND_TIMEOUT = 20.0
+_PASSED = ("PYTHONPATH",)  # what services need from the test's environment
+
+# Run by `sh` as init of the new PID namespace. systemd must not be PID 1 there (it would
+# take itself for the system manager), so the shell stays. Its stdin is a pipe whose other
+# end only the test process holds: when that closes (the session ends, or the test process
+# dies) the manager gets SIGTERM and stops every unit cleanly (RemoveOnStop= runs); when
+# the shell exits the kernel kills whatever is left in the namespace.
+_MANAGER_SCRIPT = """
+mount -t tmpfs -o mode=0755 tmpfs /run/systemd || exit 97
+mkdir /run/systemd/system || exit 97
+umask 0000
+"$0" --user --unit=osipc-test.target </dev/null &
+manager=$!
+read -r _ || true
+kill -TERM "$manager" 2>/dev/null
+wait "$manager"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated(osipc_leak_check: None) -> None:
+    """Every test: a private runtime dir, unique names, and a failure if it leaks."""
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``osipc-systemd ARGS`` as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "osipc_systemd", *args],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli
+
+
+class UserManager:
+    """A ``systemd --user`` in private mount and PID namespaces; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.root = tempfile.mkdtemp(prefix="osipc-sd-")
+        self.runtime = os.path.join(self.root, "run")
+        self.config = os.path.join(self.root, "config")
+        self.unit_dir = os.path.join(self.config, "systemd", "user")
+        for path in (self.runtime, self.unit_dir, os.path.join(self.root, "home")):
+            os.makedirs(path, mode=0o700)
+        self.env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": os.path.join(self.root, "home"),
+            "XDG_CONFIG_HOME": self.config,
+            "XDG_DATA_HOME": os.path.join(self.root, "data"),
+            "XDG_RUNTIME_DIR": self.runtime,
+            "LANG": "C.UTF-8",
+        }
+        self.log = os.path.join(self.root, "manager.log")
+        # an empty default target: none of the stock user units (dbus.socket, gpg-agent
+        # sockets, ...) start, so parallel managers sharing the cgroup tree never meet
+        with open(os.path.join(self.unit_dir, "osipc-test.target"), "w") as target:
+            target.write("[Unit]\nDescription=osipc-systemd tests\n")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lifeline = -1
+        self.init_pid = 0
+
+    def start(self) -> None:
+        lifeline, self._lifeline = os.pipe()
+        with open(self.log, "wb") as log:
+            self._proc = subprocess.Popen(
+                [
+                    "unshare",
+                    "--mount",
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    _MANAGER_SCRIPT,
+                    SYSTEMD,
+                ],
+                env=self.env,
+                stdin=lifeline,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        os.close(lifeline)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self.init_pid:
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the namespace did not start: {self.log_tail()}")
+            self.init_pid = _child_of(self._proc.pid)
+            time.sleep(0.01)
+        while True:
+            done = self.systemctl("show", "-p", "SystemState", "--value", check=False)
+            if done.stdout.strip() in ("running", "degraded"):
+                return
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"systemd --user did not come up within {START_TIMEOUT:g} s "
+                    f"({done.stdout.strip() or done.stderr.strip()}): {self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as handle:
+                return " | ".join(handle.read().strip().splitlines()[-5:]) or "no output"
+        except OSError:
+            return "no output"
+
+    def command(
+        self, *argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` inside the manager's namespaces, with its environment."""
+        done = subprocess.run(
+            ["nsenter", "-t", str(self.init_pid), "-m", "-p", "--", *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}"
+            )
+        return done
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.command("systemctl", "--user", "--no-pager", *args, check=check)
+
+    def show(self, unit: str) -> dict[str, str]:
+        keys = "ActiveState,SubState,Result,StatusText,MainPID,LoadState"
+        out = self.systemctl("show", "-p", keys, unit).stdout
+        return dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+
+    def wait_for(
+        self, unit: str, ready: Callable[[dict[str, str]], bool], timeout: float = 10.0
+    ) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.show(unit)
+            if ready(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{unit} did not get there within {timeout:g} s: {state}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if self._lifeline >= 0:
+            os.close(self._lifeline)  # SIGTERM: a clean exit stops every unit
+            self._lifeline = -1
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is None:
+            # killing the namespace's init kills everything in it
+            for pid in (self.init_pid, proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            proc.wait(timeout=10)
+        self._proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _child_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            children = handle.read().split()
+    except OSError:
+        return 0
+    return int(children[0]) if children else 0
+
+
+def _manager_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: a systemd --user manager in private mount and PID namespaces"
+    if not os.access(SYSTEMD, os.X_OK):
+        return f"needs systemd ({SYSTEMD} is missing)"
+    for tool in ("unshare", "nsenter", "systemctl", "systemd-run"):
+        if shutil.which(tool) is None:
+            return f"needs {tool} on PATH"
+    if not os.path.isdir("/run/systemd"):
+        return "needs /run/systemd to mount a tmpfs on"
+    return None
+
+
+@pytest.fixture(scope="session")
+def manager() -> Iterator[UserManager]:
+    missing = _manager_missing()
+    if missing:
+        pytest.skip(missing)
+    instance = UserManager()
+    try:
+        try:
+            instance.start()
+        except (RuntimeError, OSError) as exc:
+            pytest.skip(f"cannot start systemd --user here: {exc}")
+        yield instance
+    finally:
+        instance.close()
+
+
+class Session:
+    """One test's units on the shared manager: installed, started, and always stopped."""
+
+    def __init__(self, manager: UserManager, log_dir: str) -> None:
+        self.manager = manager
+        self.log = os.path.join(log_dir, "services.log")
+        # services start from the manager's clean environment: let them import what we do
+        self.environment = [f"{key}={os.environ[key]}" for key in _PASSED if key in os.environ]
+        self._units: list[str] = []
+        self._files: list[str] = []
+
+    def install(self, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            path = os.path.join(self.manager.unit_dir, name)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            self._files.append(path)
+            self._units.append(name)
+        self.manager.systemctl("daemon-reload")
+
+    def install_dir(self, directory: str) -> list[str]:
+        files = {}
+        for name in sorted(os.listdir(directory)):
+            with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                files[name] = handle.read()
+        self.install(files)
+        return list(files)
+
+    def run(self, unit: str, argv: Sequence[str], *options: str) -> None:
+        """``systemd-run --user --unit UNIT OPTIONS ARGV`` (options: -p ..., --socket-property)."""
+        self._units += [f"{unit}.service", f"{unit}.socket"]
+        passed = [f"--setenv={item}" for item in self.environment]
+        try:
+            self.manager.command(
+                "systemd-run",
+                "--user",
+                "--quiet",
+                "--unit",
+                unit,
+                "-p",
+                f"StandardOutput=append:{self.log}",
+                "-p",
+                f"StandardError=append:{self.log}",
+                *passed,
+                *options,
+                *argv,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- service output\n{self.service_log()}") from None
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.manager.systemctl(*args, check=check)
+
+    def service_log(self) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def close(self) -> None:
+        if self._units:
+            self.manager.systemctl("stop", *self._units, check=False)
+            self.manager.systemctl("reset-failed", *self._units, check=False)
+        for path in self._files:
+            os.unlink(path)
+        if self._files:
+            self.manager.systemctl("daemon-reload", check=False)
+
+
+@pytest.fixture
+def systemd(manager: UserManager, tmp_path: object) -> Iterator[Session]:
+    session = Session(manager, str(tmp_path))
+    try:
+        yield session
+    finally:
+        session.close()

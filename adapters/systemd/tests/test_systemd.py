@@ -1,0 +1,263 @@
+"""Against a real ``systemd --user`` (see conftest.py): generated units, systemd-run,
+activation on the first message, descriptor names, READY/STATUS, the watchdog,
+RemoveOnStop= and the manager's refusal of objects another user planted."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _helpers import peer, runtime_for
+from osipc_systemd._units import UnitSpec, parse_listen, render
+
+import osipc
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cmdqueue.py"
+NOBODY = 65534
+
+Names = Callable[[str], str]
+
+
+def _gone(url: str) -> bool:
+    try:
+        osipc.info(url)
+    except osipc.NotFound:
+        return True
+    return False
+
+
+def _units(name: str, runtime: str, session: Any, *listen: str, **spec: Any) -> dict[str, str]:
+    """The files `osipc-systemd unit` writes, logging the service to the test's tmp dir."""
+    properties = [
+        ("StandardOutput", f"append:{session.log}"),
+        ("StandardError", f"append:{session.log}"),
+        *(("Environment", item) for item in session.environment),
+        *spec.pop("properties", []),
+    ]
+    return render(
+        UnitSpec(
+            name=name,
+            listens=[parse_listen(text) for text in listen],
+            runtime_dir=runtime,
+            properties=properties,
+            **spec,
+        )
+    )
+
+
+def test_example_daemon_is_activated_by_its_first_command(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    unit, commands, status = osipc_names("cmdq"), osipc_names("cmd"), osipc_names("st")
+    files = _units(
+        unit,
+        osipc_runtime,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+        watchdog=5,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    manager = systemd.manager
+    assert manager.show(f"{unit}.service")["ActiveState"] == "inactive"
+    # the manager made both objects where osipc looks for them, with SocketMode=0600
+    fifo = osipc.info(f"fifo://{status}")
+    assert fifo.path == os.path.join(osipc_runtime, f"{status}.fifo")
+    assert stat.S_ISFIFO(os.lstat(fifo.path).st_mode) and fifo.mode == 0o600
+    queue = osipc.info(f"mq://{commands}")
+    assert (queue.capacity, queue.max_message_size, queue.mode) == (4, 1024, 0o600)
+
+    with (
+        osipc.sender(f"mq://{commands}", codec="json") as tx,
+        osipc.receiver(f"fifo://{status}", codec="json") as rx,
+    ):
+        tx.send({"cmd": "push", "job": "first"})  # starts the service
+        state = manager.wait_for(f"{unit}.service", lambda s: s["ActiveState"] != "inactive")
+        tx.send({"cmd": "status", "id": 1})
+        answer = rx.recv(timeout=10)
+        assert answer["id"] == 1 and answer["jobs"] == ["first"], systemd.service_log()
+        # READY came (Type=notify: "active" only after it), then STATUS lines
+        state = manager.wait_for(
+            f"{unit}.service",
+            lambda s: s["StatusText"] == "2 commands handled, 1 jobs queued",
+        )
+        assert state["ActiveState"] == "active" and state["SubState"] == "running"
+        assert int(state["MainPID"]) == answer["pid"]  # both counted in the manager's PID ns
+
+    systemd.systemctl("stop", f"{unit}.service", f"{unit}-commands.socket", f"{unit}-status.socket")
+    state = manager.show(f"{unit}.service")
+    assert (state["ActiveState"], state["Result"]) == ("inactive", "success"), systemd.service_log()
+    # RemoveOnStop=yes: the manager removed both objects
+    assert _gone(f"fifo://{status}") and _gone(f"mq://{commands}")
+
+
+PROBE = """
+import json, os, sys
+import osipc_systemd
+listen = osipc_systemd.listen_fds(unset_environment=False)
+eps = osipc_systemd.endpoints()
+report = {
+    "listen": [[item.name, item.fd, item.kind, item.readable, item.writable] for item in listen],
+    "types": {name: type(ep).__name__ for name, ep in eps.items()},
+    "env": sorted(key for key in os.environ if key.startswith("LISTEN_")),
+    "watchdog": osipc_systemd.watchdog_timeout(),
+    "messages": {name: eps.receiver(name).recv(timeout=5).decode() for name in eps},
+}
+with open(sys.argv[1], "w") as out:
+    json.dump(report, out)
+osipc_systemd.ready(status="probed")
+eps.close()
+"""
+
+
+@pytest.mark.parametrize("kind", ["mq", "fifo"])
+def test_systemd_run_socket_properties_name_the_descriptor(
+    systemd: Any, osipc_names: Names, osipc_runtime: str, tmp_path: Path, kind: str
+) -> None:
+    unit, name = osipc_names("run"), osipc_names("ep")
+    report = tmp_path / "report.json"
+    if kind == "mq":
+        url, access = f"mq://{name}", [True, False]  # a read-only queue, as documented
+        listen = [
+            f"--socket-property=ListenMessageQueue=/{name}",
+            "--socket-property=MessageQueueMaxMessages=2",
+            "--socket-property=MessageQueueMessageSize=64",
+        ]
+    else:
+        url, access = f"fifo://{name}", [True, True]  # systemd opens FIFOs read-write
+        listen = [f"--socket-property=ListenFIFO={osipc_runtime}/{name}.fifo"]
+    systemd.run(
+        unit,
+        [sys.executable, "-c", PROBE, str(report)],
+        *listen,
+        "--socket-property=FileDescriptorName=jobs",
+        "--socket-property=RemoveOnStop=yes",
+        "-p",
+        "Type=notify",
+        "-p",
+        "WatchdogSec=30",
+    )
+    assert systemd.manager.show(f"{unit}.service")["ActiveState"] == "inactive"
+    with osipc.sender(url) as tx:
+        tx.send(b"hello", timeout=5)  # the first message starts the service
+        state = systemd.manager.wait_for(
+            f"{unit}.service", lambda s: report.exists() and s["ActiveState"] == "inactive"
+        )
+    assert state["Result"] == "success", systemd.service_log()
+    got = json.loads(report.read_text())
+    assert got["listen"] == [["jobs", 3, kind, *access]]
+    assert got["types"]["jobs"].endswith("Receiver")
+    assert got["env"] == []
+    assert got["watchdog"] == 30.0
+    assert got["messages"] == {"jobs": "hello"}
+    systemd.systemctl("stop", f"{unit}.socket")
+    assert _gone(url)
+
+
+SILENT = """
+import time, osipc_systemd
+osipc_systemd.ready()
+time.sleep(60)
+"""
+
+KEEPALIVE = """
+import time, osipc_systemd
+with osipc_systemd.Watchdog() as dog:
+    osipc_systemd.ready(status=f"pinging every {dog.interval}s")
+    time.sleep(60)
+"""
+
+
+def test_the_watchdog_kills_a_silent_service_and_spares_a_pinging_one(
+    systemd: Any, osipc_names: Names
+) -> None:
+    silent, alive = osipc_names("silent"), osipc_names("alive")
+    # the timer runs from exec: leave the pinging one 2 s to start Python on a busy host
+    for unit, code, timeout in ((silent, SILENT, "1"), (alive, KEEPALIVE, "2")):
+        systemd.run(
+            unit,
+            [sys.executable, "-c", code],
+            "-p",
+            "Type=notify",
+            "-p",
+            f"WatchdogSec={timeout}",
+            "-p",
+            "TimeoutStopSec=2",
+        )
+    started = time.monotonic()
+    state = systemd.manager.wait_for(
+        f"{silent}.service", lambda s: s["ActiveState"] in ("failed", "inactive"), timeout=15
+    )
+    assert state["Result"] == "watchdog", systemd.service_log()
+    time.sleep(max(0.0, 4.5 - (time.monotonic() - started)))  # over two of its timeouts
+    state = systemd.manager.show(f"{alive}.service")
+    assert (state["ActiveState"], state["StatusText"]) == ("active", "pinging every 1.0s")
+
+
+def test_the_manager_refuses_a_fifo_another_user_planted(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    unit, name = osipc_names("sq"), osipc_names("f")
+    path = os.path.join(osipc_runtime, f"{name}.fifo")
+    os.mkfifo(path, 0o600)
+    os.chmod(path, 0o600)
+    os.chown(path, NOBODY, NOBODY)
+    try:
+        systemd.install(
+            _units(unit, osipc_runtime, systemd, f"fifo://{name}", exec_start="/bin/true")
+        )
+        done = systemd.systemctl("start", f"{unit}-{name}.socket", check=False)
+        assert done.returncode != 0
+        state = systemd.manager.show(f"{unit}-{name}.socket")
+        assert (state["ActiveState"], state["Result"]) == ("failed", "resources")
+        assert os.lstat(path).st_uid == NOBODY  # left alone, not adopted
+    finally:
+        os.unlink(path)
+
+
+def test_the_manager_refuses_a_queue_another_user_planted(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    unit, name = osipc_names("sq"), osipc_names("q")
+    with runtime_for(NOBODY) as env:
+        peer(
+            """
+            import sys, osipc
+            osipc.receiver("mq://" + sys.argv[1], mode=0o600, maxmsg=2, msgsize=64).close()
+            """,
+            name,
+            user=NOBODY,
+            env=env,
+        )
+    try:
+        assert osipc.info(f"mq://{name}").owner == NOBODY
+        files = _units(
+            unit, osipc_runtime, systemd, f"mq://{name}?maxmsg=2&msgsize=64", exec_start="/bin/true"
+        )
+        systemd.install(files)
+        done = systemd.systemctl("start", f"{unit}-{name}.socket", check=False)
+        assert done.returncode != 0
+        state = systemd.manager.show(f"{unit}-{name}.socket")
+        assert (state["ActiveState"], state["Result"]) == ("failed", "resources")
+    finally:
+        osipc.unlink(f"mq://{name}", missing_ok=True)
+
+
+def test_checked_in_example_units_load(systemd: Any) -> None:
+    """The example's units as shipped (%t paths, WatchdogSec=) load without complaint."""
+    examples = Path(EXAMPLE).parent / "units"
+    names = systemd.install_dir(str(examples))
+    for name in names:
+        state = systemd.manager.show(name)
+        assert state["LoadState"] == "loaded", (name, state)
+    out = systemd.systemctl("show", "-p", "Listen", "cmdqueue-status.socket").stdout
+    assert out.strip() == f"Listen={systemd.manager.runtime}/osipc/cmdqueue-status.fifo (FIFO)"
