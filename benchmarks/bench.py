@@ -108,8 +108,13 @@ class Osipc(Mechanism):
         self.key, self.template, self.transport = key, template, transport
         self.max_size, self.modes = max_size, modes
 
+    def unavailable(self) -> str | None:
+        if self.transport.startswith("zmq"):
+            return RawZmq.missing()
+        return None
+
     def url(self, name: str, size: int) -> str:
-        return self.template.format(name=name, capacity=max(1 << 20, size * 8))
+        return self.template.format(name=name, capacity=max(1 << 20, size * 8), port=zmq_port(name))
 
     def receiver(self, name: str, size: int, mode: str) -> Side:
         rx = osipc.receiver(self.url(name, size))
@@ -129,7 +134,8 @@ class Osipc(Mechanism):
         )
 
     def cleanup(self, name: str) -> None:
-        osipc.unlink(self.url(name, 64).split("?")[0], missing_ok=True)
+        with contextlib.suppress(osipc.Unsupported):  # a TCP endpoint leaves nothing
+            osipc.unlink(self.url(name, 64).split("?")[0], missing_ok=True)
 
 
 class RawFifo(Mechanism):
@@ -244,6 +250,73 @@ class RawSysvMq(Mechanism):
 
         with contextlib.suppress(sysv_ipc.ExistentialError):
             sysv_ipc.MessageQueue(osipc.sysv_key(name)).remove()
+
+
+def zmq_port(name: str) -> int:
+    """A TCP port both processes derive from the case's name."""
+    import zlib
+
+    return 20000 + zlib.crc32(name.encode()) % 20000
+
+
+class RawZmq(Mechanism):
+    """pyzmq PUSH/PULL: the receiver binds, the sender connects, default options."""
+
+    family = "raw"
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.key = f"raw zmq {transport.split('+')[1]}"
+
+    @staticmethod
+    def missing() -> str | None:
+        try:
+            import zmq  # noqa: F401
+        except ImportError:
+            return "pyzmq is not installed (pip install 'osipc[zmq]')"
+        return None
+
+    def unavailable(self) -> str | None:
+        return self.missing()
+
+    def endpoint(self, name: str) -> str:
+        if self.transport == "zmq+ipc":
+            return "ipc://" + os.path.join(os.environ["OSIPC_RUNTIME_DIR"], name + ".raw.zmq")
+        return f"tcp://127.0.0.1:{zmq_port(name)}"
+
+    def _socket(self, kind: str, name: str) -> tuple[Any, Any]:
+        import zmq
+
+        context = zmq.Context()
+        sock = context.socket(getattr(zmq, kind))
+        if kind == "PULL":
+            sock.bind(self.endpoint(name))
+        else:
+            sock.connect(self.endpoint(name))
+        return context, sock
+
+    def receiver(self, name: str, size: int, mode: str) -> Side:
+        context, sock = self._socket("PULL", name)
+
+        def close() -> None:
+            sock.close(linger=0)
+            context.term()
+
+        return Side(recv=sock.recv, close=close)
+
+    def sender(self, name: str, size: int, mode: str) -> Side:
+        context, sock = self._socket("PUSH", name)
+
+        def close() -> None:
+            sock.close(linger=5000)
+            context.term()
+
+        return Side(send=sock.send, close=close)
+
+    def cleanup(self, name: str) -> None:
+        if self.transport == "zmq+ipc":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.endpoint(name)[len("ipc://") :])
 
 
 class RawShmRing(Mechanism):
@@ -457,10 +530,14 @@ MECHANISMS: list[Mechanism] = [
         None,
         ("stream", "batch"),
     ),
+    Osipc("osipc zmq+ipc", "zmq+ipc://{name}", "zmq+ipc", None, ("stream", "batch")),
+    Osipc("osipc zmq+tcp", "zmq+tcp://127.0.0.1:{port}", "zmq+tcp", None, ("stream", "batch")),
     RawShmRing(),
     RawFifo(),
     RawMq(),
     RawSysvMq(),
+    RawZmq("zmq+ipc"),
+    RawZmq("zmq+tcp"),
     MpQueue(),
     FasterFifo(),
     Iceoryx2(),
@@ -815,6 +892,8 @@ COMPARED = [
     ("shm", "raw shm ring", 0.9),
     ("sysv+mq", "raw sysv mq", 0.9),
     ("sysv+shm", "osipc shm", 0.8),
+    ("zmq+ipc", "raw zmq ipc", 0.9),
+    ("zmq+tcp", "raw zmq tcp", 0.9),
 ]
 
 

@@ -75,5 +75,12 @@ def test_mem_example() -> None:
     assert peer(blocks()["mem://"]).stdout == "[{'n': 0}, {'n': 1}, {'n': 2}]\n"
 
 
+def test_zmq_example() -> None:
+    pytest.importorskip("zmq", reason="zmq is not installed (pip install 'osipc[zmq]')")
+    assert peer(blocks()["zmq+ipc://"]).stdout == "6\nb'goal' sport\n"
+
+
 def test_every_example_is_tested() -> None:
-    assert set(blocks()) == {"mq://", "fifo://", "shm://", "SharedMemory,", "sysv+mq://", "mem://"}
+    assert set(blocks()) == {
+        "mq://", "fifo://", "shm://", "SharedMemory,", "sysv+mq://", "mem://", "zmq+ipc://"
+    }  # fmt: skip
