@@ -384,7 +384,8 @@ class _Endpoint:
         self.address = address
         self.lock_fd = -1
         self.path = ""
-        self.linger = options.linger if role in ("sender", "publisher") else 0.0
+        # Whatever sends (messages, broadcasts, replies) flushes at close, within linger.
+        self.linger = options.linger if role in ("sender", "publisher", "server") else 0.0
         self.context: Any = zmq.Context(io_threads=1)
         self.socket: Any = None
         self.auth: Any = None
