@@ -30,7 +30,7 @@ Like every osipc name, the socket file stays after ``close()`` until ``osipc.unl
 (or ``osipc gc`` once its creator is gone). TCP refuses a second bind natively
 (EADDRINUSE, also AlreadyExists).
 
-**Delivery.** Connecting senders and clients set ZMQ_IMMEDIATE: with no peer connected,
+**Delivery.** Connecting senders set ZMQ_IMMEDIATE: with no peer connected,
 ``send`` waits (``Timeout`` after its timeout) instead of queueing for nobody. Publishers
 use XPUB with ZMQ_XPUB_NODROP, so a slow subscriber makes ``send`` wait (``hwm`` messages
 per subscriber) instead of losing messages silently. ``close()`` of a sender or publisher
@@ -406,7 +406,9 @@ class _Endpoint:
             if not self.binds:  # meet a binder that comes up later quickly
                 sock.setsockopt(zmq.RECONNECT_IVL, 10)
                 sock.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
-                if role in ("sender", "client"):
+                # Not on clients: with IMMEDIATE libzmq drops a connection's unread
+                # inbound messages (a reply!) when the peer disconnects.
+                if role == "sender":
                     sock.setsockopt(zmq.IMMEDIATE, 1)
             if role == "publisher":
                 sock.setsockopt(zmq.XPUB_NODROP, 1)
