@@ -127,7 +127,6 @@ _COPY_THRESHOLD = 65536  # bytes: larger frames go zero-copy
 ZMQ_ERRORS: dict[type[BaseException], type[OsipcError]] = {
     zmq.error.Again: Timeout,
     zmq.error.ContextTerminated: Closed,
-    zmq.error.DraftFDWarning: TransportError,
     zmq.error.InterruptedSystemCall: TransportError,
     zmq.error.NotDone: Timeout,
     zmq.error.ZMQBaseError: TransportError,
@@ -135,6 +134,9 @@ ZMQ_ERRORS: dict[type[BaseException], type[OsipcError]] = {
     zmq.error.ZMQError: TransportError,
     zmq.error.ZMQVersionError: TransportUnavailable,
 }
+if hasattr(zmq.error, "DraftFDWarning"):  # pyzmq >= 26
+    ZMQ_ERRORS[zmq.error.DraftFDWarning] = TransportError
+_ZMQ_RAISED = tuple(ZMQ_ERRORS)
 
 
 def map_zmq(exc: BaseException, what: str) -> OsipcError:
@@ -554,7 +556,7 @@ class _zmq_errors:
         return None
 
     def __exit__(self, cls: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is not None and isinstance(exc, (zmq.ZMQBaseError, zmq.error.DraftFDWarning)):
+        if exc is not None and isinstance(exc, _ZMQ_RAISED):
             raise map_zmq(exc, self.what) from None
 
 
