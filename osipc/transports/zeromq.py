@@ -652,44 +652,28 @@ def _send_parts(
         raise map_zmq(exc, f"send to {url}") from None
 
 
-class ZmqReceiver(Receiver[Any]):
-    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "receiver", zmq.PULL, codec)
-        self._sock = self._end.socket
-        super().__init__(address, _capabilities(), codec)
+class _ZmqReceiving(Receiver[Any]):
+    """What PULL and SUB receivers share: the first frame of a message within a
+    timeout, and readiness for ``fileno()``."""
 
-    def _recv(self, timeout: float | None) -> Frame | None:
+    _sock: Any
+    _end: _Endpoint
+    _idle = "nothing arrived"  # how a Timeout says what did not happen
+
+    def _first_frame(self, timeout: float | None) -> bytes:
+        """Raises Timeout, or pyzmq's errors for the caller to map."""
         sock = self._sock
+        if timeout is None:
+            return sock.recv()  # type: ignore[no-any-return]
         try:
-            if timeout is None:
-                frame = sock.recv()
-            else:
-                try:
-                    frame = sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    deadline = Deadline(timeout)
-                    if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
-                        raise Timeout(
-                            f"{self.url}: nothing arrived {deadline.describe()}",
-                            errno=errno.EAGAIN,
-                        ) from None
-                    frame = sock.recv(zmq.NOBLOCK)
-            if sock.getsockopt(zmq.RCVMORE):
-                return self._multipart(frame)
-        except zmq.ZMQError as exc:
-            raise map_zmq(exc, f"receive from {self.url}") from None
-        return frame  # type: ignore[no-any-return]
-
-    def _multipart(self, first: bytes) -> Frame | None:
-        parts = [first, *self._sock.recv_multipart(zmq.NOBLOCK)]
-        if parts == [CONTROL, END_FRAME]:
-            return None
-        raise DecodeError(
-            f"{self.url}: a {len(parts)}-frame message arrived; osipc queue messages are "
-            "one frame (send the parts joined, or use a pyzmq socket)",
-            codec="zmq",
-            data=b"".join(parts),
-        )
+            return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
+        except zmq.Again:
+            deadline = Deadline(timeout)
+            if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
+                raise Timeout(
+                    f"{self.url}: {self._idle} {deadline.describe()}", errno=errno.EAGAIN
+                ) from None
+            return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
 
     def _raw_fileno(self) -> int:
         with _zmq_errors(f"fileno of {self.url}"):
@@ -706,6 +690,33 @@ class ZmqReceiver(Receiver[Any]):
     def _close(self) -> None:
         super()._close()
         self._end.close(self._in_child)
+
+
+class ZmqReceiver(_ZmqReceiving):
+    def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
+        self._end = _Endpoint(address, options, "receiver", zmq.PULL, codec)
+        self._sock = self._end.socket
+        super().__init__(address, _capabilities(), codec)
+
+    def _recv(self, timeout: float | None) -> Frame | None:
+        try:
+            frame = self._first_frame(timeout)
+            if self._sock.getsockopt(zmq.RCVMORE):
+                return self._multipart(frame)
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"receive from {self.url}") from None
+        return frame
+
+    def _multipart(self, first: bytes) -> Frame | None:
+        parts = [first, *self._sock.recv_multipart(zmq.NOBLOCK)]
+        if parts == [CONTROL, END_FRAME]:
+            return None
+        raise DecodeError(
+            f"{self.url}: a {len(parts)}-frame message arrived; osipc queue messages are "
+            "one frame (send the parts joined, or use a pyzmq socket)",
+            codec="zmq",
+            data=b"".join(parts),
+        )
 
 
 # -- broadcast ---------------------------------------------------------------------------
@@ -778,7 +789,9 @@ class ZmqPublisher(Sender[Any]):
         self._end.close(self._in_child)
 
 
-class ZmqSubscriber(Receiver[Any]):
+class ZmqSubscriber(_ZmqReceiving):
+    _idle = "nothing was published"
+
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
         self._end = _Endpoint(address, options, "subscriber", zmq.SUB, codec)
         self._sock = sock = self._end.socket
@@ -799,19 +812,7 @@ class ZmqSubscriber(Receiver[Any]):
     def _recv(self, timeout: float | None) -> Frame | None:
         sock = self._sock
         try:
-            if timeout is None:
-                head = sock.recv()
-            else:
-                try:
-                    head = sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    deadline = Deadline(timeout)
-                    if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
-                        raise Timeout(
-                            f"{self.url}: nothing was published {deadline.describe()}",
-                            errno=errno.EAGAIN,
-                        ) from None
-                    head = sock.recv(zmq.NOBLOCK)
+            head = self._first_frame(timeout)
             parts = sock.recv_multipart(zmq.NOBLOCK) if sock.getsockopt(zmq.RCVMORE) else []
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
@@ -826,21 +827,6 @@ class ZmqSubscriber(Receiver[Any]):
             )
         self._topic = head
         return parts[0]  # type: ignore[no-any-return]
-
-    def _raw_fileno(self) -> int:
-        with _zmq_errors(f"fileno of {self.url}"):
-            return int(self._sock.getsockopt(zmq.FD))
-
-    def _buffered(self) -> bool:
-        if self._pending:
-            return True
-        if self._closed:
-            return False
-        return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
-
-    def _close(self) -> None:
-        super()._close()
-        self._end.close(self._in_child)
 
 
 # -- request/reply -----------------------------------------------------------------------
