@@ -151,6 +151,14 @@ def proc_row(kind: str, key: int) -> dict[str, int] | None:
     return None
 
 
+def existing_row(kind: str, address: Address) -> dict[str, int]:
+    """``address``'s row of /proc/sysvipc/KIND; NotFound if there is none."""
+    row = proc_row(kind, key_of(address.name))
+    if row is None:
+        raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+    return row
+
+
 def check_owner(uid: int, address: Address, trust_existing: bool) -> None:
     if uid != os.geteuid() and not trust_existing:
         raise PermissionDenied(

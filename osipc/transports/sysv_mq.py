@@ -332,16 +332,12 @@ class SysvMqTransport(Transport):
         return SysvMqReceiver(address, options, codec, _open(address, options, codec))
 
     def unlink(self, address: Address) -> None:
-        row = _sysv.proc_row("msg", _sysv.key_of(address.name))
-        if row is None:
-            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        row = _sysv.existing_row("msg", address)
         with _sysv.sysv_ipc_errors(f"remove {address}"):
             sysv_ipc.remove_message_queue(row["msqid"])
 
     def info(self, address: Address) -> ObjectInfo:
-        row = _sysv.proc_row("msg", _sysv.key_of(address.name))
-        if row is None:
-            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        row = _sysv.existing_row("msg", address)
         return _row_info(address.base_url, row)
 
     def inventory(self) -> list[ObjectInfo]:

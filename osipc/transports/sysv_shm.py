@@ -270,9 +270,7 @@ class SysvShmTransport(_ring.RingTransport):
             sysv_ipc.remove_shared_memory(row["shmid"])
 
     def info(self, address: Address) -> ObjectInfo:
-        row = _sysv.proc_row("shm", _sysv.key_of(address.name))
-        if row is None:
-            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        row = _sysv.existing_row("shm", address)
         return _segment_info(address.base_url, row)
 
     def inventory(self) -> list[ObjectInfo]:
@@ -454,16 +452,12 @@ class SysvSemTransport(Transport):
         return SysvLock(SysvSemaphore(sem, True))
 
     def unlink(self, address: Address) -> None:
-        row = _sysv.proc_row("sem", _sysv.key_of(address.name))
-        if row is None:
-            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        row = _sysv.existing_row("sem", address)
         with _sysv.sysv_ipc_errors(f"remove {address}"):
             sysv_ipc.remove_semaphore(row["semid"])
 
     def info(self, address: Address) -> ObjectInfo:
-        row = _sysv.proc_row("sem", _sysv.key_of(address.name))
-        if row is None:
-            raise NotFound(f"{address} does not exist", errno=errno.ENOENT)
+        row = _sysv.existing_row("sem", address)
         return _sem_info(address.base_url, row)
 
     def inventory(self) -> list[ObjectInfo]:
