@@ -24,6 +24,7 @@ import mmap
 import os
 import threading
 import warnings
+from abc import abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -76,7 +77,40 @@ def _resolve(
     return address, opener, resolve_options(cls, address, given)
 
 
-class Semaphore(Handle):
+_AcquirableT = TypeVar("_AcquirableT", bound="_Acquirable")
+
+
+class _Acquirable(Handle):
+    """What Semaphore and Lock share: ``with`` acquires and releases; unlink by name."""
+
+    _address: Address
+
+    @abstractmethod
+    def acquire(self, timeout: float | None = None) -> None: ...
+
+    @abstractmethod
+    def release(self) -> None: ...
+
+    def unlink(self) -> None:
+        """Remove the name; handles that are open keep working."""
+        from osipc._api import unlink
+
+        unlink(self._address.base_url)
+
+    def __enter__(self: _AcquirableT) -> _AcquirableT:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class Semaphore(_Acquirable):
     """A counting semaphore by name, shared by unrelated processes: ``sem://NAME`` (POSIX)
     or ``sysv+sem://NAME`` (System V; ``undo``, on by default, makes the kernel give back
     what a dead process took -- turn it off when one process takes what another gives).
@@ -176,29 +210,11 @@ class Semaphore(Handle):
             raise self._raise_closed()
         return int(self._sem._get_value())
 
-    def unlink(self) -> None:
-        """Remove the name; handles that are open keep working."""
-        from osipc._api import unlink
-
-        unlink(self._address.base_url)
-
-    def __enter__(self) -> Semaphore:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
     def _close(self) -> None:
         self._sem = None
 
 
-class Lock(Handle):
+class Lock(_Acquirable):
     """A lock by name that a SIGKILLed holder never leaves locked.
 
     ``sem://NAME``: the holder is the process holding a ``flock`` on the semaphore's file,
@@ -285,24 +301,6 @@ class Lock(Handle):
         if self._closed:
             raise self._raise_closed()
         return self._lock.holder()  # type: ignore[no-any-return]
-
-    def unlink(self) -> None:
-        """Remove the name; handles that are open keep working."""
-        from osipc._api import unlink
-
-        unlink(self._address.base_url)
-
-    def __enter__(self) -> Lock:
-        self.acquire()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def _close(self) -> None:
         lock = getattr(self, "_lock", None)
