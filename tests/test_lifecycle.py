@@ -123,7 +123,9 @@ def test_eintr_resumes_with_the_time_left(target: str, signals: list[int]) -> No
             rx.recv(timeout=0.6)
         waited = time.monotonic() - started
         assert 0.59 <= waited < 1.2, f"waited {waited:.2f} s for a 0.6 s timeout"
-        assert len(signals) >= 15, "the call was interrupted many times"
+        # 30 timer expiries; on a loaded host pending SIGALRMs merge while the process
+        # waits for a CPU (CI saw 11), so ask for several, not for most of them.
+        assert len(signals) >= 5, "the call was interrupted many times"
         timer = threading.Timer(0.3, lambda: tx.send(b"late", timeout=5))
         timer.start()
         try:
