@@ -1177,8 +1177,11 @@ def write_plot(path: str, results: list[Result], cross: str) -> str | None:
 
 
 def _leftovers(before: set[str]) -> list[str]:
-    now = set(os.listdir("/dev/shm"))
-    return sorted(now - before)
+    """What this run added to /dev/shm: its own objects and iceoryx2's, never those of
+    other programs (a test suite running beside it creates and removes its own)."""
+    ours = f"osipcbench-{os.getpid()}-"
+    now = set(os.listdir("/dev/shm")) - before
+    return sorted(entry for entry in now if ours in entry or entry.startswith("iox2_"))
 
 
 def main(argv: list[str] | None = None) -> int:
