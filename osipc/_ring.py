@@ -14,8 +14,11 @@ wrap around its end. Two kinds:
   :class:`~osipc.Overrun` saying how many messages it missed, then continues.
 
 **Commit protocol.** A record is written completely, then made visible by one aligned
-8-byte store of ``head`` (native struct formats: one ``memcpy``, one store). A process
-killed at any instant leaves either no new record or a whole one, never a torn one.
+8-byte store of ``head``; the counters beside it follow. A process killed at any instant
+leaves either no new record or a whole one, never a torn one. Shared words are stored
+through memoryviews cast to ``Q``/``I`` (one fixed-size ``memcpy``: one store), never with
+``struct.pack_into``, which zero-fills its whole span before it writes the fields: readers
+would glimpse a head of 0, and a process killed in between would leave it there.
 
 **Robust locks.** The locks are semaphores (fast, but a dead holder never releases them).
 A handle writes its *claim* into its own slot before it tries the semaphore and clears it
@@ -84,8 +87,6 @@ OFF_TAIL = 128  # tail, rx_gen, consumed                      (written by consum
 OFF_RX_GEN = 136
 CONS = struct.Struct("@QQQ")
 OFF_FLAGS = 192  # data, space, tx-lock, rx-lock waiters      (written only by sleepers)
-FLAGS = struct.Struct("@IIII")
-FLAG_DATA, FLAG_SPACE, FLAG_TX, FLAG_RX = 192, 196, 200, 204
 OFF_SUB_GEN = 256  # broadcast: bumped by subscribers a blocked publisher waits on
 OFF_SLOTS = 512
 SLOT_SIZE = 64
@@ -93,6 +94,12 @@ SLOT = struct.Struct("@IIQQQII")  # pid, claim, start, cursor, seq, sleeping, ro
 SLOT_CLAIM, SLOT_CURSOR, SLOT_ROLE = 4, 16, 36
 Q = struct.Struct("@Q")
 U32 = struct.Struct("@I")
+# Indices of the shared words in the header's 8-byte (W_) and 4-byte (H_) views.
+W_HEAD, W_TX_GEN, W_PRODUCED, W_SEQ, W_RESERVE = 8, 9, 10, 11, 12
+W_TAIL, W_RX_GEN, W_CONSUMED = 16, 17, 18
+W_SUB_GEN = 32
+H_FLAG_DATA, H_FLAG_SPACE, H_FLAG_TX, H_FLAG_RX = 48, 49, 50, 51
+SLOT_PID, SLOT_START, SLOT_SEQ, SLOT_SLEEPING = 0, 8, 24, 32
 REC = struct.Struct("@II")
 BREC = struct.Struct("@IIQ")
 
@@ -157,17 +164,40 @@ def stats(mm: Any) -> dict[str, int]:
     header = read_header(mm)
     if header is None:
         return {}
-    kind, capacity, slots, overflow, _ = header
+    kind, capacity, slots, overflow, data = header
     head, _, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
     tail, _, consumed = CONS.unpack_from(mm, OFF_TAIL)
     if kind == KIND_QUEUE:
+        depth = _queued(mm, data, capacity, tail, head) if len(mm) >= data + capacity else None
         return {
-            "depth": produced - consumed,
+            "depth": max(0, produced - consumed) if depth is None else depth,
             "used": head - tail,
             "capacity": capacity,
             "slots": slots,
         }
     return {"published": seq, "capacity": capacity, "slots": slots, "overflow": overflow}
+
+
+def _queued(mm: Any, data: int, capacity: int, tail: int, head: int) -> int | None:
+    """Messages between ``tail`` and ``head``, counted by walking their records (the
+    counters can be off by a batch after a crash between a commit and its count); None if
+    the walk does not land on ``head`` (a consumer moved meanwhile)."""
+    count, position = 0, tail
+    while position < head and position - tail <= capacity:
+        size = U32.unpack_from(mm, data + position % capacity)[0]
+        position += (size + 15) & ~7
+        count += 1
+    return count if position == head else None
+
+
+def slot_word(index: int, field: int) -> int:
+    """Index of an 8-byte field of slot ``index`` in the header's word view."""
+    return (OFF_SLOTS + index * SLOT_SIZE + field) // 8
+
+
+def slot_half(index: int, field: int) -> int:
+    """Index of a 4-byte field of slot ``index`` in the header's half-word view."""
+    return (OFF_SLOTS + index * SLOT_SIZE + field) // 4
 
 
 def slot_pids(mm: Any, slots: int) -> list[tuple[int, int]]:
@@ -240,15 +270,18 @@ class RingLock(ABC):
 
     @abstractmethod
     def fast(self) -> tuple[Any, Any, int, int]:
-        """(try_acquire(False) -> bool, release(), claim offset or -1, claim value): the
-        uncontended path, inlined by the handles; anything else goes through acquire()."""
+        """(try_acquire(False) -> bool, release(), claim index in ``halves`` or -1, claim
+        value): the uncontended path, inlined by the handles; the rest goes through acquire()."""
 
 
 class RingBackend(ABC):
-    """What a memory/semaphore backend gives a ring handle: the mapping, the address for
-    futexes, this handle's slot, the locks, and liveness of other slots."""
+    """What a memory/semaphore backend gives a ring handle: the mapping, its header as
+    8-byte ``words`` and 4-byte ``halves`` (the only way shared words are written), the
+    address for futexes, this handle's slot, the locks, and liveness of other slots."""
 
     mm: Any
+    words: Any
+    halves: Any
     address: int
     slot: int
     kind: int
@@ -280,37 +313,36 @@ class ClaimLock(RingLock):
     """
 
     def __init__(
-        self, sem: Any, backend: RingBackend, gen_off: int, flag_off: int, value: int
+        self, sem: Any, backend: RingBackend, gen_word: int, flag_half: int, value: int
     ) -> None:
         self._sem = sem
         self._backend = backend
-        self._mm = backend.mm
-        self._gen_off = gen_off
-        self._flag_off = flag_off
+        self._words, self._halves = backend.words, backend.halves
+        self._gen = gen_word
+        self._flag = flag_half
         self._value = value
-        self._claim_off = OFF_SLOTS + backend.slot * SLOT_SIZE + SLOT_CLAIM
+        self._claim = slot_half(backend.slot, SLOT_CLAIM)
         self._try = sem.acquire
 
     def fast(self) -> tuple[Any, Any, int, int]:
-        return self._try, self._sem.release, self._claim_off, self._value
+        return self._try, self._sem.release, self._claim, self._value
 
     def acquire(self, deadline: Deadline) -> None:
-        U32.pack_into(self._mm, self._claim_off, self._value)
+        self._halves[self._claim] = self._value
         if self._try(False):
             return
         self._contended(deadline)
 
     def release(self, bumped: bool) -> None:
-        mm = self._mm
         if not bumped:
-            Q.pack_into(mm, self._gen_off, Q.unpack_from(mm, self._gen_off)[0] + 1)
+            self._words[self._gen] += 1
         self._sem.release()
-        U32.pack_into(mm, self._claim_off, 0)
+        self._halves[self._claim] = 0
 
     def _contended(self, deadline: Deadline) -> None:
-        mm, gen_off = self._mm, self._gen_off
-        address = self._backend.address + gen_off
-        gen = Q.unpack_from(mm, gen_off)[0]
+        words, halves, claim = self._words, self._halves, self._claim
+        address = self._backend.address + self._gen * 8
+        gen = words[self._gen]
         moved = time.monotonic()  # when the lock last changed hands
         while True:
             left = deadline.remaining()
@@ -320,44 +352,44 @@ class ClaimLock(RingLock):
                 self._take_over_if_dead()
             ):
                 return
-            U32.pack_into(mm, self._flag_off, 1)  # wake me when it is released
+            halves[self._flag] = 1  # wake me when it is released
             if self._try(False):
                 return
-            U32.pack_into(mm, self._claim_off, 0)  # a sleeper is not a candidate holder
+            halves[claim] = 0  # a sleeper is not a candidate holder
             if left == 0:
                 raise Timeout(f"the ring's lock is busy {deadline.describe()}")
             nap = TAKEOVER_AFTER if left is None else min(left, TAKEOVER_AFTER)
             _futex.wait(address, gen, nap)
-            U32.pack_into(mm, self._claim_off, self._value)
+            halves[claim] = self._value
             if self._try(False):
                 return
-            now = Q.unpack_from(mm, gen_off)[0]
+            now = words[self._gen]
             if now != gen:
                 gen, moved = now, time.monotonic()
 
     def _take_over_if_dead(self) -> bool:
-        backend, mm = self._backend, self._mm
+        backend, words, halves = self._backend, self._words, self._halves
         with backend.admin():
-            before = Q.unpack_from(mm, self._gen_off)[0]
+            before = words[self._gen]
             if self._try(False):
                 return True
             dead = []
             for index in range(backend.slots):
                 if index == backend.slot:
                     continue
-                offset = OFF_SLOTS + index * SLOT_SIZE
-                if U32.unpack_from(mm, offset + SLOT_CLAIM)[0] != self._value:
+                claim = slot_half(index, SLOT_CLAIM)
+                if halves[claim] != self._value:
                     continue
                 if backend.alive(index):
                     return False  # the holder (or a passer-by) is alive: keep waiting
-                dead.append(offset)
-            if Q.unpack_from(mm, self._gen_off)[0] != before:
+                dead.append(claim)
+            if words[self._gen] != before:
                 return False  # it was released meanwhile: the normal path will get it
             # Taken, no live claimant, no release while we looked: its holder is dead.
             # The semaphore stays taken; this handle holds the lock from now on.
-            for offset in dead:
-                U32.pack_into(mm, offset + SLOT_CLAIM, 0)
-            Q.pack_into(mm, self._gen_off, before + 1)
+            for claim in dead:
+                halves[claim] = 0
+            words[self._gen] = before + 1
             return True
 
 
@@ -375,6 +407,8 @@ class SegmentBackend(RingBackend):
         require_support(address.url or address.base_url)
         self._address = address
         self.mm: Any = None
+        self.words: Any = None
+        self.halves: Any = None
         self.slot = -1
         self._anchor: Any = None
         try:
@@ -452,6 +486,8 @@ class SegmentBackend(RingBackend):
                 raise self._not_a_ring()
             self._open_locks(kind)
         self.kind, self.capacity, self.slots, self.overflow, self.data = read_header(self.mm)  # type: ignore[misc]
+        top = memoryview(self.mm).cast("B")[: self.data]  # the header and the slots
+        self.words, self.halves = top.cast("Q"), top.cast("I")
         self._anchor, self.address = _futex.address_of(self.mm)
         self.slot = self._take_slot(role)
         self.tx, self.rx = self._locks(kind)
@@ -488,7 +524,7 @@ class SegmentBackend(RingBackend):
         start = proc_start_time(pid) or 0
         for index in range(self.slots):
             if self._claim_slot(index):
-                SLOT.pack_into(self.mm, OFF_SLOTS + index * SLOT_SIZE, pid, 0, start, 0, 0, 0, role)
+                self._fill_slot(index, pid, start, role)
                 return index
         raise TransportError(
             f"{self._address}: all {self.slots} slots are in use (one per attached handle); "
@@ -496,9 +532,23 @@ class SegmentBackend(RingBackend):
             errno=errno.EUSERS,
         )
 
+    def _fill_slot(self, index: int, pid: int, start: int, role: int) -> None:
+        """Write a slot field by field, the pid last (SysV liveness reads pid and start)."""
+        words, halves = self.words, self.halves
+        halves[slot_half(index, SLOT_CLAIM)] = 0
+        words[slot_word(index, SLOT_START)] = start
+        words[slot_word(index, SLOT_CURSOR)] = 0
+        words[slot_word(index, SLOT_SEQ)] = 0
+        halves[slot_half(index, SLOT_SLEEPING)] = 0
+        halves[slot_half(index, SLOT_ROLE)] = role
+        halves[slot_half(index, SLOT_PID)] = pid
+
     def close(self, in_child: bool) -> None:
-        if self.mm is not None and self.slot >= 0 and not in_child:
-            SLOT.pack_into(self.mm, OFF_SLOTS + self.slot * SLOT_SIZE, 0, 0, 0, 0, 0, 0, 0)
+        if self.words is not None:
+            if self.slot >= 0 and not in_child:
+                self._fill_slot(self.slot, 0, 0, 0)
+            self.words.release()
+            self.halves.release()
         self._anchor = None
         self._release(in_child)
         self.mm = None
@@ -527,6 +577,7 @@ class _RingHandle:
         self._max = max_message(backend.capacity, backend.kind)
         self._spin = spin
         self._addr = backend.address
+        self._w, self._h = backend.words, backend.halves
 
     def _release_view(self) -> None:
         view = getattr(self, "_view", None)
@@ -607,21 +658,21 @@ class _RingHandle:
         waiting for the lock; after a consumer's: producers waiting for room, consumers
         waiting for the lock. Reading the flags after the release (a full barrier) is
         what makes a concurrent sleeper's flag visible here, or our change visible to it."""
-        flag_data, flag_space, flag_tx, flag_rx = FLAGS.unpack_from(self._mm, OFF_FLAGS)
         # The waker clears the data and space flags, so a burst costs one wake-up, not
         # one per message; a sleeper whose flag this clears after it raised it re-checks
         # within a slice. Lock waiters clear their own flag once they hold the lock.
+        halves = self._h
         if producer:
-            if flag_data:
-                U32.pack_into(self._mm, FLAG_DATA, 0)
+            if halves[H_FLAG_DATA]:
+                halves[H_FLAG_DATA] = 0
                 _futex.wake(self._addr + OFF_HEAD)
-            if flag_tx:
+            if halves[H_FLAG_TX]:
                 _futex.wake(self._addr + OFF_TX_GEN)
         else:
-            if flag_space:
-                U32.pack_into(self._mm, FLAG_SPACE, 0)
+            if halves[H_FLAG_SPACE]:
+                halves[H_FLAG_SPACE] = 0
                 _futex.wake(self._addr + OFF_TAIL)
-            if flag_rx:
+            if halves[H_FLAG_RX]:
                 _futex.wake(self._addr + OFF_RX_GEN)
 
 
@@ -637,7 +688,7 @@ class RingSender(_RingHandle, Sender[Any]):
         self._tail_seen = 0
         self._lock = backend.tx
         self._broadcast = backend.kind == KIND_BROADCAST
-        self._try, self._release, self._claim_off, _ = backend.tx.fast()
+        self._try, self._release, self._claim, _ = backend.tx.fast()
 
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(
@@ -657,19 +708,19 @@ class RingSender(_RingHandle, Sender[Any]):
         if self._broadcast:
             self._put([frame], Deadline(timeout))
             return
-        mm, claim_off = self._mm, self._claim_off
+        mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         need = (size + 15) & ~7
-        if claim_off >= 0:
-            U32.pack_into(mm, claim_off, CLAIM_TX)
+        if claim >= 0:
+            halves[claim] = CLAIM_TX
         if not self._try(False):
-            if claim_off >= 0:
-                U32.pack_into(mm, claim_off, 0)
+            if claim >= 0:
+                halves[claim] = 0
             self._put([frame], Deadline(timeout))
             return
-        head, gen, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+        head = words[W_HEAD]
         cap = self._cap
         if head + need - self._tail_seen > cap:
-            self._tail_seen = Q.unpack_from(mm, OFF_TAIL)[0]
+            self._tail_seen = words[W_TAIL]
         offset = head % cap
         if head + need - self._tail_seen > cap or offset + need > cap:
             self._lock.release(False)
@@ -678,12 +729,13 @@ class RingSender(_RingHandle, Sender[Any]):
         start = self._data + offset
         REC.pack_into(mm, start, size, REC_DATA)
         self._view[start + 8 : start + 8 + size] = frame
-        PROD.pack_into(mm, OFF_HEAD, head + need, gen + 1, produced + 1, seq + 1, head + need)
+        words[W_HEAD] = head + need  # the commit
+        words[W_TX_GEN] += 1
+        words[W_PRODUCED] += 1
         self._release()
-        if claim_off >= 0:
-            U32.pack_into(mm, claim_off, 0)
-        flag_data, _, flag_tx, _ = FLAGS.unpack_from(mm, OFF_FLAGS)
-        if flag_data or flag_tx:
+        if claim >= 0:
+            halves[claim] = 0
+        if halves[H_FLAG_DATA] or halves[H_FLAG_TX]:
             self._wake_after_release(producer=True)
 
     def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
@@ -702,7 +754,7 @@ class RingSender(_RingHandle, Sender[Any]):
         if head + need - self._tail_seen <= cap:
             return True
         if not self._broadcast:
-            self._tail_seen = Q.unpack_from(self._mm, OFF_TAIL)[0]
+            self._tail_seen = self._w[W_TAIL]
         elif self._backend.overflow == OVERFLOW_ERROR:
             return True
         else:
@@ -710,23 +762,22 @@ class RingSender(_RingHandle, Sender[Any]):
         return head + need - self._tail_seen <= cap
 
     def _slowest_subscriber(self, head: int) -> int:
-        backend, mm = self._backend, self._mm
+        backend, words, halves = self._backend, self._w, self._h
         while True:
             slowest, slowest_slot = head, -1
             for index in range(backend.slots):
-                offset = OFF_SLOTS + index * SLOT_SIZE
-                if U32.unpack_from(mm, offset + SLOT_ROLE)[0] != ROLE_SUBSCRIBER:
+                if halves[slot_half(index, SLOT_ROLE)] != ROLE_SUBSCRIBER:
                     continue
-                cursor = Q.unpack_from(mm, offset + SLOT_CURSOR)[0]
+                cursor = words[slot_word(index, SLOT_CURSOR)]
                 if cursor < slowest:
                     slowest, slowest_slot = cursor, index
             if slowest_slot < 0 or backend.alive(slowest_slot):
                 return slowest
             # a dead subscriber must not hold the publisher back
-            U32.pack_into(mm, OFF_SLOTS + slowest_slot * SLOT_SIZE + SLOT_ROLE, 0)
+            halves[slot_half(slowest_slot, SLOT_ROLE)] = 0
 
     def _put(self, frames: Sequence[Buffer | None], deadline: Deadline) -> None:
-        mm, lock, hdr = self._mm, self._lock, self._hdr
+        mm, words, lock, hdr = self._mm, self._w, self._lock, self._hdr
         align = 16 if self._broadcast else 8
         error_mode = self._broadcast and self._backend.overflow == OVERFLOW_ERROR
         sent = 0
@@ -741,7 +792,7 @@ class RingSender(_RingHandle, Sender[Any]):
                     needed = sum(
                         _align(hdr + (0 if f is None else len(f)), align) for f in frames[sent:]
                     )
-                    PROD.pack_into(mm, OFF_HEAD, head, gen, produced, seq, head + needed)
+                    words[W_RESERVE] = head + needed  # before the records it may overwrite
                 cap, base, view, mask = self._cap, self._data, self._view, align - 1
                 while sent < total:
                     frame = frames[sent]
@@ -760,10 +811,14 @@ class RingSender(_RingHandle, Sender[Any]):
                     seq += 1
                     sent += 1
                 if sent > first:
-                    PROD.pack_into(mm, OFF_HEAD, head, gen + 1, produced + sent - first, seq, head)
+                    words[W_HEAD] = head  # the commit
+                    words[W_TX_GEN] = gen + 1
+                    words[W_PRODUCED] = produced + sent - first
+                    words[W_SEQ] = seq
+                    words[W_RESERVE] = head
                     committed = True
                 elif not error_mode:
-                    U32.pack_into(mm, FLAG_SPACE, 1)  # set under the lock: we will sleep
+                    self._h[H_FLAG_SPACE] = 1  # set under the lock: we will sleep
             finally:
                 lock.release(committed)
             if committed:
@@ -778,7 +833,7 @@ class RingSender(_RingHandle, Sender[Any]):
 
     def _wait_for_space(self, deadline: Deadline) -> None:
         if self._broadcast:
-            seen = Q.unpack_from(self._mm, OFF_SUB_GEN)[0]
+            seen = self._w[W_SUB_GEN]
             self._sleep(OFF_SUB_GEN, seen, deadline, "no room: the slowest subscriber lags")
         else:
             self._sleep(OFF_TAIL, self._tail_seen, deadline, "the ring is full")
@@ -801,25 +856,25 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         self._tail_last = 0  # a lower bound of the tail: the last one this handle saw
         assert backend.rx is not None
         self._lock = backend.rx
-        self._try, self._release, self._claim_off, _ = backend.rx.fast()
+        self._try, self._release, self._claim, _ = backend.rx.fast()
 
     def _recv(self, timeout: float | None) -> Frame | None:
         # The common case inlined: the lock is free and a record is there; else _take.
-        mm, claim_off = self._mm, self._claim_off
+        mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
-            head = Q.unpack_from(mm, OFF_HEAD)[0]
+            head = words[W_HEAD]
             if head <= self._tail_last:  # surely empty (the tail only grows): go and wait,
                 return self._take(1, Deadline(timeout))[0]  # without a lock round for nothing
             self._head_seen = head
-        if claim_off >= 0:
-            U32.pack_into(mm, claim_off, CLAIM_RX)
+        if claim >= 0:
+            halves[claim] = CLAIM_RX
         if not self._try(False):
-            if claim_off >= 0:
-                U32.pack_into(mm, claim_off, 0)
+            if claim >= 0:
+                halves[claim] = 0
             return self._take(1, Deadline(timeout))[0]
-        tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+        tail = words[W_TAIL]
         if self._head_seen <= tail:
-            self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+            self._head_seen = words[W_HEAD]
             if self._head_seen <= tail:
                 self._lock.release(False)
                 return self._take(1, Deadline(timeout))[0]
@@ -830,13 +885,14 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         end = start + size
         payload = mm[start:end] if end <= self._data + cap else self._read(tail, size)
         tail += (size + 15) & ~7
-        CONS.pack_into(mm, OFF_TAIL, tail, gen + 1, consumed + 1)
+        words[W_TAIL] = tail  # the commit
+        words[W_RX_GEN] += 1
+        words[W_CONSUMED] += 1
         self._tail_last = tail
         self._release()
-        if claim_off >= 0:
-            U32.pack_into(mm, claim_off, 0)
-        _, flag_space, _, flag_rx = FLAGS.unpack_from(mm, OFF_FLAGS)
-        if flag_space or flag_rx:
+        if claim >= 0:
+            halves[claim] = 0
+        if halves[H_FLAG_SPACE] or halves[H_FLAG_RX]:
             self._wake_after_release(producer=False)
         return None if kind == REC_END else payload
 
@@ -844,7 +900,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         return self._take(max_count, deadline)
 
     def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
-        mm, lock = self._mm, self._lock
+        mm, words, lock = self._mm, self._w, self._lock
         while True:
             lock.acquire(deadline)
             out: list[Frame | None] = []
@@ -853,7 +909,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
                 head = self._head_seen  # a lower bound of the real head: re-read when used up
                 if head <= tail:
-                    head = self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+                    head = self._head_seen = words[W_HEAD]
                 cap, base = self._cap, self._data
                 limit = base + cap
                 while tail < head and len(out) < max_count:
@@ -868,10 +924,12 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                     tail += (size + 15) & ~7
                 self._tail_last = tail
                 if out:
-                    CONS.pack_into(mm, OFF_TAIL, tail, gen + 1, consumed + len(out))
+                    words[W_TAIL] = tail  # the commit
+                    words[W_RX_GEN] = gen + 1
+                    words[W_CONSUMED] = consumed + len(out)
                     committed = True
                 else:
-                    U32.pack_into(mm, FLAG_DATA, 1)  # set under the lock: we will sleep
+                    self._h[H_FLAG_DATA] = 1  # set under the lock: we will sleep
             finally:
                 lock.release(committed)
             if committed:
@@ -893,7 +951,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         if self._pending:
             return super().recv_into(buffer, timeout=timeout)
         deadline = Deadline(None if timeout is None else check_timeout(timeout))
-        mm, lock = self._mm, self._lock
+        mm, words, lock = self._mm, self._w, self._lock
         while True:
             lock.acquire(deadline)
             size = -1
@@ -902,7 +960,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
                 head = self._head_seen
                 if head <= tail:
-                    head = self._head_seen = Q.unpack_from(mm, OFF_HEAD)[0]
+                    head = self._head_seen = words[W_HEAD]
                 if tail < head:
                     size, kind = REC.unpack_from(mm, self._data + tail % self._cap)
                     if kind == REC_END:
@@ -916,12 +974,12 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                         )
                     else:
                         self._read_into(tail, size, view)
-                    CONS.pack_into(
-                        mm, OFF_TAIL, tail + _align(8 + max(size, 0), 8), gen + 1, consumed + 1
-                    )
+                    words[W_TAIL] = tail + _align(8 + max(size, 0), 8)  # the commit
+                    words[W_RX_GEN] = gen + 1
+                    words[W_CONSUMED] = consumed + 1
                     committed = True
                 else:
-                    U32.pack_into(mm, FLAG_DATA, 1)
+                    self._h[H_FLAG_DATA] = 1
             finally:
                 lock.release(committed)
             if committed:
@@ -947,26 +1005,26 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
         super().__init__(address, capabilities, codec)
         self._setup(backend, spin)
         self._block = backend.overflow == OVERFLOW_BLOCK
-        self._slot_off = OFF_SLOTS + backend.slot * SLOT_SIZE
+        self._cursor_word = slot_word(backend.slot, SLOT_CURSOR)
+        self._role_half = slot_half(backend.slot, SLOT_ROLE)
         self._join(Deadline(5.0))
 
     def _join(self, deadline: Deadline) -> None:
         """Start at the newest message. Under the publishers' lock, so the cursor and the
         sequence number agree and a blocking publisher sees this subscriber from now on."""
-        mm = self._mm
         self._backend.tx.acquire(deadline)
         try:
-            head, _, _, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+            head, _, _, seq, _ = PROD.unpack_from(self._mm, OFF_HEAD)
             self._cursor, self._seq = head, seq
-            Q.pack_into(mm, self._slot_off + SLOT_CURSOR, head)
-            U32.pack_into(mm, self._slot_off + SLOT_ROLE, ROLE_SUBSCRIBER)
+            self._w[self._cursor_word] = head
+            self._h[self._role_half] = ROLE_SUBSCRIBER
         finally:
             self._backend.tx.release(False)
 
     def _overrun(self) -> OsipcError:
         missed_from = self._seq
         self._join(Deadline(5.0))
-        missed = self._seq - missed_from
+        missed = max(0, self._seq - missed_from)
         return Overrun(
             f"{self.url}: this subscriber fell more than the ring's capacity "
             f"({self._cap} bytes) behind and missed {missed} message(s); it continues with "
@@ -981,40 +1039,44 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
         return self._take(max_count, deadline)
 
     def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
-        mm, cap, base = self._mm, self._cap, self._data
+        mm, words, cap, base = self._mm, self._w, self._cap, self._data
         while True:
-            head = Q.unpack_from(mm, OFF_HEAD)[0]
+            head = words[W_HEAD]
             if head != self._cursor:
                 break
             self._sleep(OFF_HEAD, head, deadline, "no message")
         out: list[Frame | None] = []
         cursor, seq = self._cursor, self._seq
-        while cursor != head and len(out) < max_count:
-            if not self._block and Q.unpack_from(mm, OFF_HEAD + 32)[0] - cursor > cap:
+        while cursor < head and len(out) < max_count:
+            # overflow=error: the publisher raises the reserve before it overwrites, so a
+            # reserve more than a ring ahead, before or after the copy, means overwritten.
+            if not self._block and words[W_RESERVE] - cursor > cap:
                 raise self._overrun()
             size, kind, record_seq = BREC.unpack_from(mm, base + cursor % cap)
-            if record_seq != seq or size > self._max:
+            if size > self._max:
                 if self._block:
                     raise Broken(f"{self.url}: the ring is corrupt at position {cursor}")
                 raise self._overrun()
             payload = None if kind == REC_END else self._read(cursor, size)
-            if not self._block and Q.unpack_from(mm, OFF_HEAD + 32)[0] - cursor > cap:
+            if not self._block and words[W_RESERVE] - cursor > cap:
                 raise self._overrun()  # overwritten while we copied it
             out.append(payload)
             cursor += _align(16 + size, 16)
-            seq += 1
+            # The record's number, not a count: a publisher killed between its commit and
+            # the sequence word leaves the next records numbered from the old value.
+            seq = record_seq + 1
         self._cursor, self._seq = cursor, seq
         if self._block:
-            Q.pack_into(mm, self._slot_off + SLOT_CURSOR, cursor)
-            if U32.unpack_from(mm, FLAG_SPACE)[0]:
-                Q.pack_into(mm, OFF_SUB_GEN, Q.unpack_from(mm, OFF_SUB_GEN)[0] + 1)
+            words[self._cursor_word] = cursor
+            if self._h[H_FLAG_SPACE]:
+                words[W_SUB_GEN] += 1
                 _futex.wake(self._addr + OFF_SUB_GEN)
         return out
 
     def _close(self) -> None:
         super()._close()
         if not self._in_child:
-            U32.pack_into(self._mm, self._slot_off + SLOT_ROLE, 0)
+            self._h[self._role_half] = 0
         self._release_view()
         self._backend.close(self._in_child)
 

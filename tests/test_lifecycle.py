@@ -152,14 +152,15 @@ def test_a_raising_signal_handler_interrupts_the_wait(target: str) -> None:
     def handler(*_: object) -> None:
         raise Stop
 
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.1)
-    try:
-        with osipc.receiver(target) as rx, pytest.raises(Stop):
-            rx.recv(timeout=5)  # Ctrl-C must get through the same way
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with osipc.receiver(target) as rx:  # opened first: a slow import must not eat the alarm
+        previous = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        try:
+            with pytest.raises(Stop):
+                rx.recv(timeout=5)  # Ctrl-C must get through the same way
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def test_threads_share_a_receiver_exactly_once(target: str) -> None:

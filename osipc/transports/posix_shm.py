@@ -278,11 +278,11 @@ class PosixRingBackend(_ring.SegmentBackend):
         self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
 
     def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
-        tx = _ring.ClaimLock(self._sems[0], self, _ring.OFF_TX_GEN, _ring.FLAG_TX, _ring.CLAIM_TX)
+        tx = _ring.ClaimLock(self._sems[0], self, _ring.W_TX_GEN, _ring.H_FLAG_TX, _ring.CLAIM_TX)
         if kind != _ring.KIND_QUEUE:
             return tx, None
         return tx, _ring.ClaimLock(
-            self._sems[1], self, _ring.OFF_RX_GEN, _ring.FLAG_RX, _ring.CLAIM_RX
+            self._sems[1], self, _ring.W_RX_GEN, _ring.H_FLAG_RX, _ring.CLAIM_RX
         )
 
     # -- leases: an OFD lock on one byte per slot, far past the end of the segment ------

@@ -290,10 +290,11 @@ def _segment_info(url: str, row: dict[str, int]) -> ObjectInfo:
         segment = None
     if segment is not None:
         try:
-            start = segment.read(min(int(segment.size), _ring.OFF_SLOTS))
-            header = _ring.read_header(start) if len(start) >= _ring.OFF_SLOTS else None
+            # the attached segment, read in place (and not touched after the detach)
+            whole = (ctypes.c_char * int(segment.size)).from_address(segment.address)
+            header = _ring.read_header(whole) if len(whole) >= _ring.OFF_SLOTS else None
             if header is not None and segment.size >= _ring.data_offset(header[2]):
-                numbers = _ring.stats(start)
+                numbers = _ring.stats(whole)
                 kind = f"sysv-shm-{_ring.KIND_NAMES[header[0]]}"
                 info = {
                     "depth": numbers.get("depth"),

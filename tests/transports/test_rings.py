@@ -3,8 +3,11 @@ exactly-once across processes, wrap-around, crash safety under SIGKILL, broadcas
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import hashlib
+import mmap
 import os
 import pickle
 import signal
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import sysv_ipc
 from _helpers import NOBODY, finish, need_root, peer, runtime_for, spawn
 
 import osipc
@@ -213,6 +217,62 @@ def test_killed_writers_and_readers_never_tear_or_wedge(url: Url, scheme: str) -
             assert rx.recv(timeout=5) == b"probe"
             assert time.monotonic() - started < 1
         assert received > 0
+    osipc.unlink(target)
+
+
+@contextlib.contextmanager
+def _header_words(target: str, scheme: str) -> Iterator[memoryview]:
+    """The ring's header as 8-byte words, mapped read-only by this (third) process."""
+    name = target.split("://", 1)[1].split("?", maxsplit=1)[0]
+    if scheme == "shm":
+        fd = os.open(f"/dev/shm/{name}", os.O_RDONLY)
+        with mmap.mmap(fd, 4096, prot=mmap.PROT_READ) as mapped:
+            os.close(fd)
+            with memoryview(mapped).cast("Q") as words:
+                yield words
+        return
+    segment = sysv_ipc.SharedMemory(osipc.sysv_key(name), 0)
+    try:
+        header = (ctypes.c_uint64 * 512).from_address(segment.address)
+        with memoryview(header).cast("B").cast("Q") as words:
+            yield words
+    finally:
+        segment.detach()
+
+
+def test_head_and_tail_never_go_back_while_others_commit(url: Url, scheme: str) -> None:
+    # A reader outside the lock must never see a commit word step back, not even for a
+    # moment: struct.pack_into zero-fills before it writes, which once let receivers see
+    # an empty ring and a process killed at that instant leave the channel wedged.
+    target = url(scheme, capacity="64K")
+    peer_code = """
+        import sys, time, osipc
+        with osipc.sender(sys.argv[1]) as tx, osipc.receiver(sys.argv[1]) as rx:
+            print("ready", flush=True)
+            until = time.monotonic() + 1.5
+            while time.monotonic() < until:
+                tx.send_many([b"x" * 40] * 3)
+                rx.recv_many(3)
+                tx.send(b"y")
+                rx.recv()
+    """
+    osipc.sender(target).close()  # create it, so it can be mapped before the peer runs
+    proc = spawn(peer_code, target)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    try:
+        with _header_words(target, scheme) as words:
+            head = tail = 0
+            while proc.poll() is None:
+                for _ in range(10000):
+                    now_head, now_tail = words[8], words[16]
+                    assert now_head >= head and now_tail >= tail, (head, now_head, tail, now_tail)
+                    head, tail = now_head, now_tail
+            assert head > 0 and tail == head, "the peer committed nothing?"
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    finish(proc)
     osipc.unlink(target)
 
 
