@@ -54,6 +54,15 @@ from osipc._reqrep import Client, Request, Server
 from osipc._version import __version__
 from osipc.sync import Lock, Semaphore, SharedMemory
 
+
+def __getattr__(name: str) -> object:
+    if name == "aio":  # osipc.aio without an import of its own; asyncio loads only then
+        import importlib
+
+        return importlib.import_module("osipc.aio")
+    raise AttributeError(f"module 'osipc' has no attribute {name!r}")
+
+
 __all__ = [
     "AlreadyExists",
     "Broken",

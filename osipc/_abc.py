@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 from osipc import _codecs
 from osipc._address import Address, CommonOptions, validate_name
@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from osipc._reqrep import Client, Server
 
 T = TypeVar("T")
+# For osipc.aio: (fd, watch it for writing rather than reading, ready() for readiness the
+# fd does not show). See Handle._aio_source.
+AioSource = tuple[int, bool, Callable[[], bool]]
 Frame = bytes  # what transports move: the codec's output, without any framing
 # What a transport's _recv returns: a frame, or END for end-of-stream.
 END: None = None
@@ -228,6 +231,13 @@ class Handle(ABC):
             Closed: the handle is closed.
         """
         raise Unsupported(f"{self.url}: {self._address.scheme}:// handles have no pollable fd")
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        """For osipc.aio: an fd whose readiness means the next try (a send if ``writing``,
+        else a receive) may succeed, whether to watch it for writing, and a check for
+        readiness the fd does not show (messages this process already holds, ZeroMQ's
+        edge-triggered fd). None: there is no such fd, and osipc.aio waits on a thread."""
+        return None
 
 
 HandleT = TypeVar("HandleT", bound=Handle)
@@ -480,6 +490,11 @@ class Receiver(Handle, Generic[T]):
 
     def _raw_fileno(self) -> int:
         raise Unsupported(f"{self.url}: {self._address.scheme}:// receivers have no pollable fd")
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        if writing or not self._capabilities.selectable:
+            return None
+        return self._raw_fileno(), False, self._buffered
 
     def _buffered(self) -> bool:
         """True if frames are held in this process (overridden by buffering transports)."""

@@ -7,8 +7,10 @@ is recognised and dropped when the next request runs, and the next request works
 soon as a server is there again.
 
 Transports fill in four methods that move frames (codec output):
-``Client._request(frame, deadline) -> frame`` and
-``Server._next(timeout) -> (token, frame)`` / ``Server._reply(token, frame, deadline)``.
+``Client._send_request(frame, deadline) -> ticket`` / ``Client._await_reply(ticket,
+deadline) -> frame`` and ``Server._next(timeout) -> (token, frame)`` /
+``Server._reply(token, frame, deadline)``. (Two steps for the client, so that osipc.aio
+can wait for the reply without holding a thread.)
 """
 
 from __future__ import annotations
@@ -50,14 +52,23 @@ class Client(Handle, Generic[T]):
         if self._closed:
             raise self._raise_closed()
         frame: Any = obj if self._plain and type(obj) is bytes else _codecs.encode(self.codec, obj)
-        reply = self._request(frame, Deadline(check_timeout(timeout)))
+        deadline = Deadline(check_timeout(timeout))
+        reply = self._await_reply(self._send_request(frame, deadline), deadline)
+        return self._decode(reply)
+
+    def _decode(self, reply: bytes) -> T:
         if self._plain:
             return reply  # type: ignore[return-value]
         return _codecs.decode(self.codec, reply, self.url)  # type: ignore[no-any-return]
 
     @abstractmethod
-    def _request(self, frame: _codecs.Buffer, deadline: Deadline) -> bytes:
-        """Send one request frame and return the reply frame that answers it."""
+    def _send_request(self, frame: _codecs.Buffer, deadline: Deadline) -> object:
+        """Send one request frame; return the ticket that recognises its reply."""
+
+    @abstractmethod
+    def _await_reply(self, ticket: object, deadline: Deadline) -> bytes:
+        """The reply frame that answers ``ticket``'s request (Timeout if none in time;
+        another ``_await_reply`` may follow). Late replies to other tickets are dropped."""
 
 
 class Request(Generic[T]):

@@ -9,11 +9,12 @@ import pytest
 
 import osipc
 import osipc.abc
+import osipc.aio
 import osipc.testing
 from osipc import _registry
 
 
-@pytest.mark.parametrize("module", [osipc, osipc.abc, osipc.testing])
+@pytest.mark.parametrize("module", [osipc, osipc.abc, osipc.aio, osipc.testing])
 def test_all_is_sorted_and_exact(module: object) -> None:
     exported = list(module.__all__)  # type: ignore[attr-defined]
     assert exported == sorted(exported), "keep __all__ sorted"

@@ -45,7 +45,7 @@ from typing import Any, TypeVar, cast
 import posix_ipc
 
 from osipc import _inventory, _limits
-from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, validate_name
 from osipc._codecs import Buffer, Codec, codec_name, get_codec
 from osipc._deadline import Deadline, check_timeout
@@ -374,6 +374,10 @@ def _too_large(url: str, size: int, msgsize: int, escaped: bool) -> MessageTooLa
     )
 
 
+def _never() -> bool:
+    return False
+
+
 class MqSender(Sender[Any]):
     def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
@@ -464,6 +468,9 @@ class MqSender(Sender[Any]):
         if self._closed:
             raise self._raise_closed()
         return int(self._mq.mqd)
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        return int(self._mq.mqd), True, _never
 
     def _close(self) -> None:
         with posix_ipc_errors(f"close {self.url}"):
@@ -599,12 +606,15 @@ class MqClient(Client[Any]):
         self._header = _REQUEST + bytes([len(name)]) + name
         super().__init__(address, Capabilities(max_message_size=msgsize - 9 - len(name)), codec)
 
-    def _request(self, frame: Buffer, deadline: Deadline) -> bytes:
+    def _send_request(self, frame: Buffer, deadline: Deadline) -> object:
         assert self._tx is not None
-        assert self._rx is not None
         self._next_id += 1
         rid = _ID.pack(self._next_id)
         self._tx._send(self._header + rid + bytes(frame), deadline.remaining())
+        return rid
+
+    def _await_reply(self, ticket: object, deadline: Deadline) -> bytes:
+        assert self._rx is not None
         while True:
             try:
                 reply = self._rx._recv(deadline.remaining())
@@ -614,9 +624,13 @@ class MqClient(Client[Any]):
                     "a late reply is discarded)",
                     errno=errno.ETIMEDOUT,
                 ) from None
-            if reply is not None and reply[:8] == rid:
+            if reply is not None and reply[:8] == ticket:
                 return reply[8:]
             # a late reply to a request that timed out: nobody waits for it any more
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        handle = self._tx if writing else self._rx
+        return None if handle is None else handle._aio_source(writing)
 
     def _close(self) -> None:
         if self._tx is not None:
@@ -637,6 +651,10 @@ class MqServer(Server[Any]):
         self._replies: dict[str, MqSender] = {}  # reply queue name -> sender, most recent last
         self._rx = _handle(MqReceiver, address, options, get_codec("bytes"))
         super().__init__(address, self._rx.capabilities, codec)
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        # replies go to one queue per client: no single fd to watch for them
+        return None if writing else self._rx._aio_source(False)
 
     def _next(self, timeout: float | None) -> tuple[object, bytes]:
         deadline = Deadline(timeout)

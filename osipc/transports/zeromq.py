@@ -82,7 +82,7 @@ from typing import Any, cast
 import zmq
 
 from osipc import _inventory
-from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import (
     Address,
     CommonOptions,
@@ -592,6 +592,9 @@ class ZmqSender(Sender[Any]):
         self._sock = self._end.socket
         super().__init__(address, _capabilities(selectable=False), codec)
 
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        return _aio_source(self._sock, True)
+
     def send(self, obj: Any, *, timeout: float | None = None) -> None:
         """Send one object; see Sender.send (waits while no receiver is connected)."""
         if self._closed:
@@ -650,6 +653,15 @@ def _send_parts(
             sock.send(parts[index], zmq.SNDMORE if index < last else 0)
     except zmq.ZMQError as exc:
         raise map_zmq(exc, f"send to {url}") from None
+
+
+def _aio_source(sock: Any, writing: bool, ready: Any = None) -> AioSource:
+    """For osipc.aio: ZeroMQ's fd becomes readable when the socket's state changes, not
+    while it can send or receive; EVENTS says what it can do now."""
+    event = zmq.POLLOUT if writing else zmq.POLLIN
+    with _zmq_errors("watch a ZeroMQ socket"):
+        fd = int(sock.getsockopt(zmq.FD))
+    return fd, False, ready or (lambda: bool(sock.getsockopt(zmq.EVENTS) & event))
 
 
 class _ZmqReceiving(Receiver[Any]):
@@ -731,6 +743,16 @@ class ZmqPublisher(Sender[Any]):
         self._want = options.wait_for_subscribers
         self._subscribers: set[bytes] = set()
         super().__init__(address, _capabilities(broadcast=True, selectable=False), codec)
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        # progress: a subscription to read, or room to send once enough have joined
+        def ready() -> bool:
+            events = self._sock.getsockopt(zmq.EVENTS)
+            return bool(events & zmq.POLLIN) or (
+                len(self._subscribers) >= self._want and bool(events & zmq.POLLOUT)
+            )
+
+        return _aio_source(self._sock, True, ready)
 
     @property
     def subscribers(self) -> int:
@@ -841,11 +863,14 @@ class ZmqClient(Client[Any]):
         self._next_id = int.from_bytes(os.urandom(4), "little") << 32
         super().__init__(address, _capabilities(selectable=False), codec)
 
-    def _request(self, frame: Buffer, deadline: Deadline) -> bytes:
+    def _send_request(self, frame: Buffer, deadline: Deadline) -> object:
         self._next_id += 1
         rid = self._next_id.to_bytes(8, "little")
+        _send_parts(self._sock, (b"", rid, frame), deadline, self.url, "server")
+        return rid
+
+    def _await_reply(self, ticket: object, deadline: Deadline) -> bytes:
         sock = self._sock
-        _send_parts(sock, (b"", rid, frame), deadline, self.url, "server")
         try:
             while True:
                 if not sock.poll(0, zmq.POLLIN) and (
@@ -857,11 +882,14 @@ class ZmqClient(Client[Any]):
                         errno=errno.EAGAIN,
                     )
                 parts = sock.recv_multipart(zmq.NOBLOCK)
-                if len(parts) == 3 and parts[1] == rid:
+                if len(parts) == 3 and parts[1] == ticket:
                     return parts[2]  # type: ignore[no-any-return]
                 # a late reply to a request that timed out: nobody waits for it any more
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"request on {self.url}") from None
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        return _aio_source(self._sock, writing)
 
     def _close(self) -> None:
         self._end.close(self._in_child)
@@ -898,6 +926,9 @@ class ZmqServer(Server[Any]):
                 # anything else is not a request this server can answer: skip it
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
+
+    def _aio_source(self, writing: bool) -> AioSource | None:
+        return _aio_source(self._sock, writing)
 
     def _reply(self, token: object, frame: Buffer, deadline: Deadline) -> None:
         identity, rid = cast("tuple[bytes, bytes | None]", token)
