@@ -254,6 +254,7 @@ class _AsyncHandle(Generic[_H]):
         fd, write, ready = source
         pause = 0.0  # grows while readiness keeps turning out to be spurious
         while True:
+            self._check_open()  # aclose() may be waiting for workers before it closes
             if pause or not ready():
                 left = deadline.remaining()
                 if pause:

@@ -80,7 +80,14 @@ def test_zmq_example() -> None:
     assert peer(blocks()["zmq+ipc://"]).stdout == "6\nb'goal' sport\n"
 
 
+def test_aio_example() -> None:
+    pytest.importorskip("zmq", reason="zmq is not installed (pip install 'osipc[zmq]')")
+    out = peer(blocks()["osipc.aio"]).stdout
+    assert out == "{'asked': 'time?', 'at': 12}\n[b'boot', b'ready']\n"
+
+
 def test_every_example_is_tested() -> None:
     assert set(blocks()) == {
-        "mq://", "fifo://", "shm://", "SharedMemory,", "sysv+mq://", "mem://", "zmq+ipc://"
+        "mq://", "fifo://", "shm://", "SharedMemory,", "sysv+mq://", "mem://", "zmq+ipc://",
+        "osipc.aio",
     }  # fmt: skip
