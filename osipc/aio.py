@@ -336,8 +336,17 @@ class AsyncSender(_AsyncHandle[_abc.Sender[_T]]):
     async def send(self, obj: _T, *, timeout: float | None = None, **options: Any) -> None:
         """Send one object; see osipc.Sender.send (``options``: ``priority=`` on mq, ``type=``
         on sysv+mq, ``topic=`` for a zmq publisher)."""
-        sync = self.sync
-        send: Callable[..., None] = sync.send
+        send: Callable[..., None] = self.sync.send
+        deadline = _Deadline(timeout)
+        if not self._abandoned:  # the hot path, inlined
+            try:
+                send(obj, timeout=0, **options)
+                return
+            except _errors.Timeout:
+                if deadline.timeout == 0:
+                    raise _errors.Timeout(
+                        f"{self.url}: no room to send {deadline.describe()}"
+                    ) from None
 
         def attempt() -> None:
             send(obj, timeout=0, **options)
@@ -345,9 +354,7 @@ class AsyncSender(_AsyncHandle[_abc.Sender[_T]]):
         def blocking(seconds: float) -> None:
             send(obj, timeout=seconds, **options)
 
-        await self._run(
-            attempt, blocking, _none, _Deadline(timeout), writing=True, what="no room to send"
-        )
+        await self._run(attempt, blocking, _none, deadline, writing=True, what="no room to send")
 
     async def send_many(self, objs: Iterable[_T], *, timeout: float | None = None) -> int:
         """Send every object in order; see osipc.Sender.send_many (``exc.sent`` on Timeout)."""
@@ -400,6 +407,15 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
     async def recv(self, *, timeout: float | None = None) -> _T:
         """Receive one object; see osipc.Receiver.recv."""
         sync = self.sync
+        deadline = _Deadline(timeout)
+        if not self._abandoned and self._error is None:  # the hot path, inlined
+            try:
+                return sync.recv(timeout=0)
+            except _errors.Timeout:
+                if deadline.timeout == 0:
+                    raise _errors.Timeout(
+                        f"{self.url}: nothing arrived {deadline.describe()}"
+                    ) from None
 
         def attempt() -> _T:
             self._raise_kept()
@@ -410,7 +426,7 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             return sync.recv(timeout=0)
 
         return await self._run(
-            attempt, lambda seconds: self._take(1, seconds), finish, _Deadline(timeout),
+            attempt, lambda seconds: self._take(1, seconds), finish, deadline,
             writing=False, what="nothing arrived", keep=self._keep,
         )  # fmt: skip
 
