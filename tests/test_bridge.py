@@ -67,7 +67,10 @@ def test_bridge_stops_on_sigterm_and_reports_what_it_could_not_deliver(
     proc = bridge(src, dst, "--drain", "0.2")
     with osipc.sender(src) as tx:
         tx.send(b"stuck", timeout=10)
-    time.sleep(1)  # taken from SRC, held: nobody reads DST
+    deadline = time.monotonic() + 30  # a loaded host may take seconds to start the bridge
+    while osipc.info(src).depth != 0:  # until taken from SRC, and held: nobody reads DST
+        assert time.monotonic() < deadline, "the bridge never took the message"
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, "a message it took and could not deliver is an error"

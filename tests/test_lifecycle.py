@@ -124,8 +124,8 @@ def test_eintr_resumes_with_the_time_left(target: str, signals: list[int]) -> No
         waited = time.monotonic() - started
         assert 0.59 <= waited < 1.2, f"waited {waited:.2f} s for a 0.6 s timeout"
         # 30 timer expiries; on a loaded host pending SIGALRMs merge while the process
-        # waits for a CPU (CI saw 11), so ask for several, not for most of them.
-        assert len(signals) >= 5, "the call was interrupted many times"
+        # waits for a CPU (CI saw 4), so ask for more than one, not for most of them.
+        assert len(signals) >= 2, "the call was interrupted, and more than once"
         timer = threading.Timer(0.3, lambda: tx.send(b"late", timeout=5))
         timer.start()
         try:
