@@ -315,6 +315,33 @@ def test_a_plain_pyzmq_subscriber_reads_osipc_broadcasts(ipc: Callable[..., str]
     osipc.unlink(url)
 
 
+def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str]) -> None:
+    url = ipc()
+    with osipc.receiver(url) as rx:
+        done = spawn(
+            """
+            import sys, zmq
+            sock = zmq.Context().socket(zmq.PUSH)
+            sock.connect("ipc://" + sys.argv[1])
+            sock.send(b"exact bytes")
+            sock.send(b"\\xffosipc")                    # data that equals the marker's head
+            sock.send_multipart([b"one", b"two"])         # a frame is a message
+            sock.send_multipart([b"\\xffosipc", b"bogus"])  # the head, but not the marker
+            sock.send_multipart([b"\\xffosipc", b"end"])    # the end-of-stream marker
+            sock.close(linger=5000)
+            """,
+            str(osipc.info(url).path),
+        )
+        got = [rx.recv(), rx.recv(), rx.recv(timeout=30), rx.recv(timeout=30)]  # both paths
+        assert got == [b"exact bytes", b"\xffosipc", b"one", b"two"]
+        with pytest.raises(osipc.DecodeError, match="not osipc's end-of-stream marker"):
+            rx.recv(timeout=30)
+        with pytest.raises(osipc.EndOfStream):
+            rx.recv(timeout=30)
+        finish(done)
+    osipc.unlink(url)
+
+
 # -- request/reply -----------------------------------------------------------------------
 
 SERVER = """
