@@ -17,6 +17,10 @@ processes to different CPUs, same-core runs to the same one. Every receive has a
 every child is killed at the end, and every kernel object a case made is removed, even
 when the case fails.
 
+The "osipc aio" entries measure the asyncio receive path against the synchronous one: the
+sender, URL and sizes of "osipc shm" / "osipc mq", and a receiver that awaits osipc.aio's
+recv (recv_many when batched) on an asyncio loop, checked the same way. Throughput only.
+
 Throughput cases run twice and keep the better run (the machine is shared: interference
 only ever slows a run down).
 
@@ -27,6 +31,7 @@ benchmarks/results.png (msgs/s by size).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import datetime
@@ -40,11 +45,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import osipc
+import osipc.aio
 from osipc import _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,11 +83,13 @@ class Side:
     into: Callable[[], int] | None = None
     buffer: bytearray | None = None
     close: Callable[[], None] = lambda: None
+    aio: bool = False  # recv and recv_many return awaitables: await them on an asyncio loop
 
 
 class Mechanism:
     key = ""
     rtt_only = False  # a variant measured only for round trips
+    throughput_only = False  # no round trips (the ping-pong loops are synchronous)
     family = "osipc"  # osipc | raw | peer
     transport = ""  # osipc and raw entries of the same transport are compared
     max_size: int | None = None
@@ -102,11 +110,21 @@ class Mechanism:
 
 
 class Osipc(Mechanism):
+    """An osipc URL; with ``aio``, its receiver is osipc.aio's (its sender stays the same)."""
+
     def __init__(
-        self, key: str, template: str, transport: str, max_size: int | None, modes: tuple[str, ...]
+        self,
+        key: str,
+        template: str,
+        transport: str,
+        max_size: int | None,
+        modes: tuple[str, ...],
+        *,
+        aio: bool = False,
     ) -> None:
         self.key, self.template, self.transport = key, template, transport
         self.max_size, self.modes = max_size, modes
+        self.aio = self.throughput_only = aio
 
     def unavailable(self) -> str | None:
         if self.transport.startswith("zmq"):
@@ -117,8 +135,8 @@ class Osipc(Mechanism):
         return self.template.format(name=name, capacity=max(1 << 20, size * 8), port=zmq_port(name))
 
     def receiver(self, name: str, size: int, mode: str) -> Side:
-        rx = osipc.receiver(self.url(name, size))
-        side = Side(recv=rx.recv, close=rx.close)
+        rx = (osipc.aio.receiver if self.aio else osipc.receiver)(self.url(name, size))
+        side = Side(recv=rx.recv, close=rx.close, aio=self.aio)
         if mode == "batch":
             side.recv_many = lambda: rx.recv_many(BATCH, timeout=CASE_TIMEOUT)
         if mode == "into":
@@ -513,12 +531,15 @@ class Iceoryx2(Mechanism):
         return Side(send=send, close=close)
 
 
+SHM_URL = "shm://{name}?capacity={capacity}"
+MQ_URL = "mq://{name}?maxmsg=10&msgsize=8192"
 MECHANISMS: list[Mechanism] = [
-    Osipc(
-        "osipc shm", "shm://{name}?capacity={capacity}", "shm", None, ("stream", "batch", "into")
-    ),
+    Osipc("osipc shm", SHM_URL, "shm", None, ("stream", "batch", "into")),
+    # the asyncio receive path: the same URL and sender, measured right after the sync one
+    Osipc("osipc aio shm", SHM_URL, "shm", None, ("stream", "batch"), aio=True),
     Osipc("osipc fifo", "fifo://{name}?pipe_size=1048576", "fifo", None, ("stream", "batch")),
-    Osipc("osipc mq", "mq://{name}?maxmsg=10&msgsize=8192", "mq", 8192, ("stream", "batch")),
+    Osipc("osipc mq", MQ_URL, "mq", 8192, ("stream", "batch")),
+    Osipc("osipc aio mq", MQ_URL, "mq", 8192, ("stream", "batch"), aio=True),
     Osipc(
         "osipc shm spin=100", "shm://{name}?capacity={capacity}&spin=100", "shm", None, ("stream",)
     ),
@@ -555,6 +576,45 @@ def _pin(cpu: int | None) -> None:
             os.sched_setaffinity(0, {cpu})
 
 
+async def arecv_loop(
+    recv: Callable[[], Awaitable[Any]],
+    *,
+    recv_many: Callable[[], Awaitable[Sequence[Any]]] | None = None,
+    size: int,
+) -> dict[str, float]:
+    """_bench.recv_loop with every receive awaited: the same checks, the same result."""
+    end, kinds = _bench.END, len(_bench.payloads(size))
+    received = errors = expected = 0
+    started = 0.0
+    if recv_many is not None:
+        done = False
+        while not done:
+            for message in await recv_many():
+                if not started:
+                    started = time.perf_counter()
+                first = message[0]
+                if first == end:
+                    done = True
+                    break
+                if first != expected or message[-1] != expected:
+                    errors += 1
+                expected = (expected + 1) % kinds
+                received += 1
+    else:
+        while True:
+            message = await recv()
+            if not started:
+                started = time.perf_counter()
+            first = message[0]
+            if first == end:
+                break
+            if first != expected or message[-1] != expected:
+                errors += 1
+            expected = (expected + 1) % kinds
+            received += 1
+    return {"received": received, "seconds": time.perf_counter() - started, "errors": errors}
+
+
 def run_side(spec: dict[str, Any], ready: Callable[[], None], queue: Any = None) -> dict[str, Any]:
     """Run one side of a case; ``ready`` is called once its endpoint is open."""
     mech, role, name, size, mode = (
@@ -571,6 +631,8 @@ def run_side(spec: dict[str, Any], ready: Callable[[], None], queue: Any = None)
         side = make_recv(name if queue is None else 0)
         ready()
         try:
+            if side.aio:
+                return asyncio.run(arecv_loop(side.recv, recv_many=side.recv_many, size=size))
             return _bench.recv_loop(
                 side.recv, recv_many=side.recv_many, into=side.into, buffer=side.buffer, size=size
             )  # type: ignore[arg-type]
@@ -851,7 +913,7 @@ def plan(
         for placement in placements[1:]:
             if 64 in sizes:
                 yield mech, "throughput", "stream", 64, placement
-        for placement in placements:
+        for placement in placements if not mech.throughput_only else []:
             yield mech, "rtt", "stream", 64, placement
 
 
@@ -885,7 +947,7 @@ def _ok_rate(result: Result | None) -> float | None:
     return result.msgs_per_s if result is not None and result.status == "ok" else None
 
 
-# (osipc transport, what it is measured against, the factor it must reach)
+# (an osipc key without "osipc ", what it is measured against, the factor it must reach)
 COMPARED = [
     ("fifo", "raw fifo", 0.9),
     ("mq", "raw mq", 0.9),
@@ -894,6 +956,8 @@ COMPARED = [
     ("sysv+shm", "osipc shm", 0.8),
     ("zmq+ipc", "raw zmq ipc", 0.9),
     ("zmq+tcp", "raw zmq tcp", 0.9),
+    ("aio shm", "osipc shm", 0.7),  # the asyncio receive path against the synchronous one
+    ("aio mq", "osipc mq", 0.7),
 ]
 
 
@@ -1083,7 +1147,8 @@ def write_markdown(
         "",
         "## osipc against the raw binding and the best peer",
         "",
-        "| transport | size | osipc / base (the raw binding; for sysv+shm, osipc shm) "
+        "| transport | size | osipc / base (the raw binding; for sysv+shm, osipc shm; "
+        "for aio, the synchronous receiver) "
         "| osipc / best peer |",
         "|---|---|---|---|",
     ]

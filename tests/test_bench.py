@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from _helpers import cli
@@ -33,12 +35,13 @@ def test_osipc_bench_rejects_bad_arguments() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # what communicate() below allows: on a loaded host it takes 60+ s
 def test_the_suite_runs_checks_and_cleans_up(tmp_path: os.PathLike[str]) -> None:
     if not os.path.exists(BENCH):
         pytest.skip("benchmarks/ is not next to the tests")
     before = set(os.listdir("/dev/shm"))
     bench = subprocess.Popen(
-        [sys.executable, BENCH, "--quick", "--only", "osipc shm,osipc fifo,raw fifo",
+        [sys.executable, BENCH, "--quick", "--only", "osipc shm,osipc aio shm,osipc fifo,raw fifo",
          "--sizes", "64,65536", "--out", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -50,12 +53,54 @@ def test_the_suite_runs_checks_and_cleans_up(tmp_path: os.PathLike[str]) -> None
     assert bench.returncode == 0, stderr[-2000:]
     with open(os.path.join(str(tmp_path), "results.json")) as handle:
         results = json.load(handle)["results"]
-    assert {r["mech"] for r in results} >= {"osipc shm", "osipc fifo", "raw fifo"}
+    assert {r["mech"] for r in results} >= {"osipc shm", "osipc aio shm", "osipc fifo", "raw fifo"}
     assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
     assert any(r["kind"] == "rtt" and r["p50_us"] for r in results)
     with open(os.path.join(str(tmp_path), "RESULTS.md")) as handle:
         report = handle.read()
     assert "## Targets" in report and "osipc fifo >= 0.9x raw fifo at 64 B" in report
+    assert "osipc aio shm >= 0.7x osipc shm at 64 B" in report
     ours = f"osipcbench-{bench.pid}-"  # a suite in another env may be running beside this one
     left = {entry for entry in set(os.listdir("/dev/shm")) - before if ours in entry}
     assert not left, f"the suite left objects in /dev/shm: {sorted(left)}"
+
+
+def _load_bench(monkeypatch: pytest.MonkeyPatch) -> Any:
+    if not os.path.exists(BENCH):
+        pytest.skip("benchmarks/ is not next to the tests")
+    spec = importlib.util.spec_from_file_location("osipc_bench_suite", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_suite_compares_the_asyncio_receivers_with_the_synchronous_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = _load_bench(monkeypatch)
+    placements = ["cross-core", "same-core"]
+    cases = list(bench.plan({"osipc mq", "osipc aio mq"}, [64, 4096], placements))
+    sync = [c[1:] for c in cases if c[0].key == "osipc mq"]
+    aio = [c[1:] for c in cases if c[0].key == "osipc aio mq"]
+    # the same throughput cases, no round trips (the ping-pong loops are synchronous)
+    assert aio == [c for c in sync if c[0] == "throughput"] and len(aio) == 4
+
+    def result(mech: str, size: int, rate: float) -> Any:
+        return bench.Result(
+            mech, "osipc", "shm", "throughput", "stream", size, "cross-core", msgs_per_s=rate
+        )
+
+    results = [
+        result("osipc shm", 64, 100.0),
+        result("osipc aio shm", 64, 80.0),
+        result("osipc shm", 4096, 100.0),
+        result("osipc aio shm", 4096, 50.0),
+    ]
+    rows = {
+        target: (measured, met) for target, measured, met in bench.targets(results, "cross-core")
+    }
+    assert rows["osipc aio shm >= 0.7x osipc shm at 64 B"] == ("0.80x", True)
+    assert rows["osipc aio shm >= 0.7x osipc shm at 4 KiB"] == ("0.50x", False)
+    assert not any("aio mq" in target for target in rows)  # not run: no row
