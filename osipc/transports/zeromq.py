@@ -710,12 +710,19 @@ class ZmqReceiver(_ZmqReceiving):
         self._sock = self._end.socket
         super().__init__(address, _capabilities(), codec)
         self._plain = self._decode_fast is not None
+        self._bad: DecodeError | None = None  # met inside a batch: reported by the next call
 
     def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one object; see Receiver.recv."""
         # The common case inlined (bytes, nothing held, nobody watching fileno): a
         # message that is there costs what pyzmq's recv costs, plus one comparison.
-        if self._plain and not self._pending and self._readiness is None and not self._closed:
+        if (
+            self._plain
+            and not self._pending
+            and self._readiness is None
+            and self._bad is None
+            and not self._closed
+        ):
             try:
                 if timeout is None:
                     frame = self._sock.recv()
@@ -733,6 +740,9 @@ class ZmqReceiver(_ZmqReceiving):
         return super().recv(timeout=timeout)
 
     def _recv(self, timeout: float | None) -> Frame | None:
+        if self._bad is not None:
+            bad, self._bad = self._bad, None
+            raise bad
         try:
             frame = self._first_frame(timeout)
             if frame == CONTROL:
@@ -740,6 +750,28 @@ class ZmqReceiver(_ZmqReceiving):
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
         return frame
+
+    def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        first = self._recv(deadline.remaining())
+        frames: list[Frame | None] = [first]
+        sock, more = self._sock, first is not None
+        try:
+            while more and len(frames) < max_count:
+                try:
+                    frame: Frame | None = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if frame == CONTROL:
+                    try:
+                        frame = self._control(frame)
+                    except DecodeError as exc:
+                        self._bad = exc
+                        break
+                    more = frame is not None
+                frames.append(frame)
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"receive from {self.url}") from None
+        return frames
 
     def _control(self, first: bytes) -> Frame | None:
         """A frame that may begin the end marker: only such frames ask for RCVMORE,

@@ -315,7 +315,8 @@ def test_a_plain_pyzmq_subscriber_reads_osipc_broadcasts(ipc: Callable[..., str]
     osipc.unlink(url)
 
 
-def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str]) -> None:
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], batch: bool) -> None:
     url = ipc()
     with osipc.receiver(url) as rx:
         done = spawn(
@@ -332,7 +333,11 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str]) -> 
             """,
             str(osipc.info(url).path),
         )
-        got = [rx.recv(), rx.recv(), rx.recv(timeout=30), rx.recv(timeout=30)]  # both paths
+        if batch:
+            finish(done)  # all of it is there: one batch takes the four, and stops
+            got = rx.recv_many(10, timeout=30)
+        else:
+            got = [rx.recv(), rx.recv(), rx.recv(timeout=30), rx.recv(timeout=30)]
         assert got == [b"exact bytes", b"\xffosipc", b"one", b"two"]
         with pytest.raises(osipc.DecodeError, match="not osipc's end-of-stream marker"):
             rx.recv(timeout=30)
