@@ -255,12 +255,12 @@ class _AsyncHandle(Generic[_H]):
         pause = 0.0  # grows while readiness keeps turning out to be spurious
         while True:
             self._check_open()  # aclose() may be waiting for workers before it closes
-            if pause or not ready():
+            if pause:
                 left = deadline.remaining()
-                if pause:
-                    await asyncio.sleep(pause if left is None else min(pause, left))
-                if not ready():
-                    await self._readable(fd, write, deadline.remaining())
+                await asyncio.sleep(pause if left is None else min(pause, left))
+                self._check_open()
+            if not ready():
+                await self._readable(fd, write, deadline.remaining())
             try:
                 return attempt()
             except _errors.Timeout:
@@ -319,10 +319,10 @@ class _AsyncHandle(Generic[_H]):
             except asyncio.CancelledError:
                 if not job.cancel():  # it ran, or runs: its outcome must not be lost
                     self._abandoned.add(job)
-                    job.add_done_callback(self._abandoned.discard)
-                    if keep is not None:
+                    if keep is not None:  # (kept before it stops counting as abandoned)
                         job.add_done_callback(keep)
-                    else:  # a send: settle it before the caller hears of the cancellation
+                    job.add_done_callback(self._abandoned.discard)
+                    if keep is None:  # a send: settled before the caller hears of the cancel
                         await asyncio.wait([asyncio.wrap_future(job)])
                 raise
 
