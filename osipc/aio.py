@@ -52,6 +52,7 @@ from typing import Any, Generic, TypeVar
 # modules, not names: this public module exports only its own
 from osipc import _abc, _api, _codecs, _errors, _reqrep
 from osipc._deadline import Deadline as _Deadline
+from osipc._deadline import check_timeout as _check_timeout
 
 __all__ = [
     "AsyncClient",
@@ -407,15 +408,30 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
     async def recv(self, *, timeout: float | None = None) -> _T:
         """Receive one object; see osipc.Receiver.recv."""
         sync = self.sync
-        deadline = _Deadline(timeout)
-        if not self._abandoned and self._error is None:  # the hot path, inlined
+        if timeout is not None:
+            _check_timeout(timeout)
+        tried = False
+        if (  # the hot path: what Receiver.recv does when nothing is held, inlined
+            not self._abandoned
+            and self._error is None
+            and not sync._pending
+            and sync._readiness is None
+            and not sync._closed
+        ):
+            tried = True
             try:
-                return sync.recv(timeout=0)
+                frame = sync._recv(0.0)
             except _errors.Timeout:
-                if deadline.timeout == 0:
-                    raise _errors.Timeout(
-                        f"{self.url}: nothing arrived {deadline.describe()}"
-                    ) from None
+                pass
+            else:
+                if frame is None:
+                    raise _errors.EndOfStream(f"{self.url}: end of stream")
+                if sync._decode_fast is not None:
+                    return frame  # type: ignore[return-value]
+                return _codecs.decode(sync.codec, frame, self.url)  # type: ignore[no-any-return]
+        deadline = _Deadline(timeout)
+        if tried and deadline.timeout == 0:
+            raise _errors.Timeout(f"{self.url}: nothing arrived {deadline.describe()}")
 
         def attempt() -> _T:
             self._raise_kept()
