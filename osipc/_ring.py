@@ -46,6 +46,7 @@ import errno
 import os
 import platform
 import struct
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -258,7 +259,22 @@ def capabilities(kind: int, capacity: int) -> Capabilities:
 
 
 class RingLock(ABC):
-    """One of a ring's two locks, robust against a holder that dies."""
+    """One of a ring's two locks, robust against a holder that dies.
+
+    Threads sharing one handle take turns through ``local`` before they touch the
+    semaphore: the claims protocol (and SEM_UNDO) know processes, not threads, and one
+    thread must never take the lock over from another thread of its own handle.
+    ``acquire``/``release`` take and drop ``local`` too; the handles' inlined fast paths
+    do it themselves.
+    """
+
+    local: threading.Lock
+
+    def enter(self, deadline: Deadline) -> None:
+        """Take ``local`` within the deadline (Timeout if another thread keeps it)."""
+        left = deadline.remaining()
+        if not self.local.acquire(True, -1 if left is None else left):
+            raise Timeout(f"the ring's lock is busy {deadline.describe()} (another thread)")
 
     @abstractmethod
     def acquire(self, deadline: Deadline) -> None:
@@ -323,21 +339,28 @@ class ClaimLock(RingLock):
         self._value = value
         self._claim = slot_half(backend.slot, SLOT_CLAIM)
         self._try = sem.acquire
+        self.local = threading.Lock()
 
     def fast(self) -> tuple[Any, Any, int, int]:
         return self._try, self._sem.release, self._claim, self._value
 
     def acquire(self, deadline: Deadline) -> None:
-        self._halves[self._claim] = self._value
-        if self._try(False):
-            return
-        self._contended(deadline)
+        self.enter(deadline)
+        try:
+            self._halves[self._claim] = self._value
+            if not self._try(False):
+                self._contended(deadline)
+        except BaseException:
+            self._halves[self._claim] = 0
+            self.local.release()
+            raise
 
     def release(self, bumped: bool) -> None:
         if not bumped:
             self._words[self._gen] += 1
         self._sem.release()
         self._halves[self._claim] = 0
+        self.local.release()
 
     def _contended(self, deadline: Deadline) -> None:
         words, halves, claim = self._words, self._halves, self._claim
@@ -689,6 +712,7 @@ class RingSender(_RingHandle, Sender[Any]):
         self._lock = backend.tx
         self._broadcast = backend.kind == KIND_BROADCAST
         self._try, self._release, self._claim, _ = backend.tx.fast()
+        self._local = backend.tx.local
 
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(
@@ -708,13 +732,17 @@ class RingSender(_RingHandle, Sender[Any]):
         if self._broadcast:
             self._put([frame], Deadline(timeout))
             return
-        mm, words, halves, claim = self._mm, self._w, self._h, self._claim
+        mm, words, halves, claim, local = self._mm, self._w, self._h, self._claim, self._local
         need = (size + 15) & ~7
+        if not local.acquire(False):  # another thread of this handle is in: wait in _put
+            self._put([frame], Deadline(timeout))
+            return
         if claim >= 0:
             halves[claim] = CLAIM_TX
         if not self._try(False):
             if claim >= 0:
                 halves[claim] = 0
+            local.release()
             self._put([frame], Deadline(timeout))
             return
         head = words[W_HEAD]
@@ -735,6 +763,7 @@ class RingSender(_RingHandle, Sender[Any]):
         self._release()
         if claim >= 0:
             halves[claim] = 0
+        local.release()
         if halves[H_FLAG_DATA] or halves[H_FLAG_TX]:
             self._wake_after_release(producer=True)
 
@@ -857,6 +886,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         assert backend.rx is not None
         self._lock = backend.rx
         self._try, self._release, self._claim, _ = backend.rx.fast()
+        self._local = backend.rx.local
 
     def _recv(self, timeout: float | None) -> Frame | None:
         # The common case inlined: the lock is free and a record is there; else _take.
@@ -866,11 +896,15 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             if head <= self._tail_last:  # surely empty (the tail only grows): go and wait,
                 return self._take(1, Deadline(timeout))[0]  # without a lock round for nothing
             self._head_seen = head
+        local = self._local
+        if not local.acquire(False):  # another thread of this handle is in: wait in _take
+            return self._take(1, Deadline(timeout))[0]
         if claim >= 0:
             halves[claim] = CLAIM_RX
         if not self._try(False):
             if claim >= 0:
                 halves[claim] = 0
+            local.release()
             return self._take(1, Deadline(timeout))[0]
         tail = words[W_TAIL]
         if self._head_seen <= tail:
@@ -892,6 +926,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         self._release()
         if claim >= 0:
             halves[claim] = 0
+        local.release()
         if halves[H_FLAG_SPACE] or halves[H_FLAG_RX]:
             self._wake_after_release(producer=False)
         return None if kind == REC_END else payload

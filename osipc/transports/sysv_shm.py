@@ -60,6 +60,7 @@ class UndoLock(_ring.RingLock):
         self._sem = sem
         sem.undo = True
         self._semid = sem.id
+        self.local = threading.Lock()
 
     def _try(self, block: bool = False) -> bool:
         try:
@@ -72,6 +73,14 @@ class UndoLock(_ring.RingLock):
         return self._try, self._sem.release, -1, 0
 
     def acquire(self, deadline: Deadline) -> None:
+        self.enter(deadline)
+        try:
+            self._take(deadline)
+        except BaseException:
+            self.local.release()
+            raise
+
+    def _take(self, deadline: Deadline) -> None:
         if self._try():
             return
         while True:
@@ -87,6 +96,7 @@ class UndoLock(_ring.RingLock):
 
     def release(self, bumped: bool) -> None:
         self._sem.release()
+        self.local.release()
 
 
 def _create_sem(address: Address, key: int, value: int, mode: int) -> sysv_ipc.Semaphore:

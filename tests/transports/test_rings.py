@@ -276,6 +276,48 @@ def test_head_and_tail_never_go_back_while_others_commit(url: Url, scheme: str) 
     osipc.unlink(target)
 
 
+def test_threads_sharing_handles_never_take_the_lock_from_each_other(url: Url, scheme: str) -> None:
+    # The claims that make a dead holder's lock recoverable name a handle, not a thread:
+    # a thread polling with timeout=0 once "took over" the lock another thread of its
+    # own handle held, and both consumed the same message (osipc.aio polls like that).
+    target = url(scheme, capacity="64K")
+    count = 20000 if scheme == "shm" else 5000  # (SysV's semop is slower; it never stole)
+    got: list[int] = []
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+
+        def send(first: int, poll: bool) -> None:
+            for n in range(first, count, 2):
+                while True:
+                    try:
+                        tx.send(b"%d" % n, timeout=0 if poll else 5)
+                        break
+                    except osipc.Timeout:
+                        assert poll, "a blocking send timed out"
+
+        def receive(poll: bool) -> None:
+            while True:
+                try:
+                    message = rx.recv(timeout=0 if poll else 0.05)
+                except osipc.Timeout:
+                    if len(got) >= count:
+                        return
+                    continue
+                got.append(int(message))  # list.append is atomic
+
+        threads = [
+            threading.Thread(target=send, args=(0, True)),
+            threading.Thread(target=send, args=(1, False)),
+            threading.Thread(target=receive, args=(True,)),
+            threading.Thread(target=receive, args=(False,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(got) == count and sorted(got) == list(range(count)), (len(got), len(set(got)))
+    osipc.unlink(target)
+
+
 def test_a_queue_ring_is_not_a_broadcast_ring(ring: str) -> None:
     osipc.sender(ring).close()
     with pytest.raises(osipc.InvalidArgument, match=r"queue ring.*sender/receiver"):
