@@ -143,6 +143,19 @@ _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, b
 _watches = weakref.WeakKeyDictionary()
 
 
+async def _settle(jobs: list[concurrent.futures.Future[Any]]) -> None:
+    """Until the worker jobs are done; their outcomes are not ours (kept, or dropped)."""
+    waiting = [asyncio.wrap_future(job) for job in jobs]
+    for future in waiting:  # retrieved, or asyncio logs "exception was never retrieved"
+        future.add_done_callback(_retrieve)
+    await asyncio.wait(waiting)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _timed_out(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_result(False)
@@ -196,7 +209,7 @@ class _AsyncHandle(Generic[_H]):
         self._wake_waiters()
         jobs = list(self._jobs)
         if jobs:
-            await asyncio.wait([asyncio.wrap_future(job) for job in jobs])
+            await _settle(jobs)
         self.sync.close()
 
     async def __aenter__(self: _Self) -> _Self:
@@ -243,7 +256,7 @@ class _AsyncHandle(Generic[_H]):
         ``keep`` takes the result of a worker whose task was cancelled."""
         abandoned = list(self._abandoned)  # a cancelled task's worker may hold older
         if abandoned:  # messages: those go first
-            await asyncio.wait([asyncio.wrap_future(job) for job in abandoned])
+            await _settle(abandoned)
         try:
             return attempt()
         except _errors.Timeout:
@@ -324,7 +337,7 @@ class _AsyncHandle(Generic[_H]):
                         job.add_done_callback(keep)
                     job.add_done_callback(self._abandoned.discard)
                     if keep is None:  # a send: settled before the caller hears of the cancel
-                        await asyncio.wait([asyncio.wrap_future(job)])
+                        await _settle([job])
                 raise
 
 
