@@ -165,6 +165,20 @@ def _timed_out(waiter: asyncio.Future[bool]) -> None:
 
 
 _Self = TypeVar("_Self", bound="_AsyncHandle[Any]")
+Keep = Callable[[Any, "BaseException | None"], None]
+"""Takes the outcome (result, error) of a worker whose task was cancelled."""
+
+
+class _Job:
+    """What a worker and the task that sent it agree on, under ``lock``: the outcome once
+    there is one, and whether the task stopped waiting for it."""
+
+    __slots__ = ("abandoned", "lock", "outcome")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outcome: tuple[Any, BaseException | None] | None = None
+        self.abandoned = False
 
 
 class _AsyncHandle(Generic[_H]):
@@ -248,7 +262,7 @@ class _AsyncHandle(Generic[_H]):
         writing: bool,
         what: str,
         hint: str = "",
-        keep: Callable[[concurrent.futures.Future[Any]], None] | None = None,
+        keep: Keep | None = None,
     ) -> _R:
         """``attempt()`` once without waiting (it raises Timeout when it cannot), then
         wait for readiness and try again until ``deadline``. Without an fd, worker threads
@@ -303,10 +317,28 @@ class _AsyncHandle(Generic[_H]):
             self._waits.pop(waiter, None)
             watch.discard(waiter)
 
-    def _guarded(self, blocking: Callable[[float], _R], seconds: float) -> _R:
-        """On a worker thread: nothing once closing began (close() waits for workers)."""
+    def _guarded(
+        self, blocking: Callable[[float], _R], seconds: float, job: _Job, keep: Keep | None
+    ) -> _R:
+        """On a worker thread: nothing once closing began (close() waits for workers).
+        If the task that wanted the outcome was cancelled meanwhile, ``keep`` gets it
+        here, before the future completes: whoever waits for this future also waits for
+        that (a done-callback would not do: others see the future done before it runs)."""
         self._check_open()
-        return blocking(seconds)
+        try:
+            result: Any = blocking(seconds)
+        except BaseException as exc:
+            outcome: tuple[Any, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        with job.lock:
+            job.outcome = outcome
+            abandoned = job.abandoned
+        if abandoned and keep is not None:
+            keep(*outcome)
+        if outcome[1] is not None:
+            raise outcome[1]
+        return result  # type: ignore[no-any-return]
 
     async def _on_threads(
         self,
@@ -314,16 +346,18 @@ class _AsyncHandle(Generic[_H]):
         deadline: _Deadline,
         what: str,
         hint: str,
-        keep: Callable[[concurrent.futures.Future[Any]], None] | None,
+        keep: Keep | None,
     ) -> Any:
         while True:
             self._check_open()
             left = deadline.remaining()
             if left == 0:
                 raise _errors.Timeout(f"{self.url}: {what} {deadline.describe()}{hint}")
+            ticket = _Job()
             job = _executor().submit(
-                self._guarded, blocking, SLICE if left is None else min(left, SLICE)
-            )
+                self._guarded, blocking, SLICE if left is None else min(left, SLICE), ticket,
+                keep,
+            )  # fmt: skip
             self._jobs.add(job)
             job.add_done_callback(self._jobs.discard)
             try:
@@ -332,12 +366,15 @@ class _AsyncHandle(Generic[_H]):
                 continue
             except asyncio.CancelledError:
                 if not job.cancel():  # it ran, or runs: its outcome must not be lost
-                    self._abandoned.add(job)
-                    if keep is not None:  # (kept before it stops counting as abandoned)
-                        job.add_done_callback(keep)
-                    job.add_done_callback(self._abandoned.discard)
-                    if keep is None:  # a send: settled before the caller hears of the cancel
-                        await _settle([job])
+                    with ticket.lock:
+                        outcome, ticket.abandoned = ticket.outcome, True
+                    if outcome is not None and keep is not None:
+                        keep(*outcome)  # it had finished: nobody will take it but us
+                    elif outcome is None:  # the worker keeps it; later calls wait for that
+                        self._abandoned.add(job)
+                        job.add_done_callback(self._abandoned.discard)
+                        if keep is None:  # a send: settled before the caller hears of it
+                            await _settle([job])
                 raise
 
 
@@ -494,12 +531,10 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             return [sync._recv(seconds)]
         return sync._recv_batch(max_count, _Deadline(seconds))
 
-    def _keep(self, job: concurrent.futures.Future[list[_abc.Frame | None]]) -> None:
-        if job.cancelled():
-            return
-        error = job.exception()
+    def _keep(self, frames: list[_abc.Frame | None] | None, error: BaseException | None) -> None:
         if error is None:
-            self.sync._pending.extendleft(reversed(job.result()))
+            assert frames is not None
+            self.sync._pending.extendleft(reversed(frames))
         elif isinstance(error, (_errors.Overrun, _errors.TransportError)) and not isinstance(
             error, _errors.Timeout
         ):
@@ -569,7 +604,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _drop(job: concurrent.futures.Future[Any]) -> None:
+def _drop(result: Any, error: BaseException | None) -> None:
     """A cancelled request's outcome: nobody waits for it (like a timed-out one)."""
 
 
@@ -651,12 +686,10 @@ class AsyncServer(_AsyncHandle[_reqrep.Server[_T]]):
                     return
                 raise
 
-    def _keep(self, job: concurrent.futures.Future[tuple[object, bytes]]) -> None:
-        if job.cancelled():
-            return
-        error = job.exception()
+    def _keep(self, request: tuple[object, bytes] | None, error: BaseException | None) -> None:
         if error is None:
-            self._kept.append(job.result())
+            assert request is not None
+            self._kept.append(request)
         elif isinstance(error, _errors.EndOfStream):
             self._kept.append(error)
 
