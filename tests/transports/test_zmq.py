@@ -322,7 +322,8 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], bat
         done = spawn(
             """
             import sys, zmq
-            sock = zmq.Context().socket(zmq.PUSH)
+            context = zmq.Context()
+            sock = context.socket(zmq.PUSH)
             sock.connect("ipc://" + sys.argv[1])
             sock.send(b"exact bytes")
             sock.send(b"\\xffosipc")                    # data that equals the marker's head
@@ -330,6 +331,7 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], bat
             sock.send_multipart([b"\\xffosipc", b"bogus"])  # the head, but not the marker
             sock.send_multipart([b"\\xffosipc", b"end"])    # the end-of-stream marker
             sock.close(linger=5000)
+            context.term()  # returns once all of it left (an exit alone may drop it)
             """,
             str(osipc.info(url).path),
         )
