@@ -28,8 +28,9 @@ from osipc._errors import Closed, InvalidArgument
 T = TypeVar("T")
 
 
-class Client(Handle, Generic[T]):
-    """Sends requests and returns their replies (both through the handle's codec)."""
+class _Coded(Handle, Generic[T]):
+    """What clients and servers share: their codec, applied to whole messages (bytes
+    through the bytes codec skip it)."""
 
     def __init__(
         self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
@@ -37,6 +38,18 @@ class Client(Handle, Generic[T]):
         super().__init__(address, capabilities)
         self.codec = codec
         self._plain = isinstance(codec, _codecs.BytesCodec)
+
+    def _encode(self, obj: T) -> Any:
+        return obj if self._plain and type(obj) is bytes else _codecs.encode(self.codec, obj)
+
+    def _decode(self, frame: bytes) -> T:
+        if self._plain:
+            return frame  # type: ignore[return-value]
+        return _codecs.decode(self.codec, frame, self.url)  # type: ignore[no-any-return]
+
+
+class Client(_Coded[T]):
+    """Sends requests and returns their replies (both through the handle's codec)."""
 
     def request(self, obj: T, *, timeout: float | None = None) -> T:
         """Send ``obj`` to a server and return its reply.
@@ -51,15 +64,10 @@ class Client(Handle, Generic[T]):
         """
         if self._closed:
             raise self._raise_closed()
-        frame: Any = obj if self._plain and type(obj) is bytes else _codecs.encode(self.codec, obj)
+        frame = self._encode(obj)
         deadline = Deadline(check_timeout(timeout))
         reply = self._await_reply(self._send_request(frame, deadline), deadline)
         return self._decode(reply)
-
-    def _decode(self, reply: bytes) -> T:
-        if self._plain:
-            return reply  # type: ignore[return-value]
-        return _codecs.decode(self.codec, reply, self.url)  # type: ignore[no-any-return]
 
     @abstractmethod
     def _send_request(self, frame: _codecs.Buffer, deadline: Deadline) -> object:
@@ -95,24 +103,15 @@ class Request(Generic[T]):
         server = self._server
         if server._closed:
             raise server._raise_closed()
-        codec = server.codec
-        frame: Any = obj if server._plain and type(obj) is bytes else _codecs.encode(codec, obj)
-        server._reply(self._token, frame, Deadline(check_timeout(timeout)))
+        server._reply(self._token, server._encode(obj), Deadline(check_timeout(timeout)))
         self._replied = True
 
     def __repr__(self) -> str:
         return f"<Request {self.data!r} from {self._server.url}>"
 
 
-class Server(Handle, Generic[T]):
+class Server(_Coded[T]):
     """Receives requests; iterate it, or call ``recv``, and answer each with ``reply``."""
-
-    def __init__(
-        self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
-    ) -> None:
-        super().__init__(address, capabilities)
-        self.codec = codec
-        self._plain = isinstance(codec, _codecs.BytesCodec)
 
     def recv(self, *, timeout: float | None = None) -> Request[T]:
         """The next request.
@@ -126,8 +125,7 @@ class Server(Handle, Generic[T]):
         if self._closed:
             raise self._raise_closed()
         token, frame = self._next(check_timeout(timeout))
-        data: Any = frame if self._plain else _codecs.decode(self.codec, frame, self.url)
-        return Request(self, token, data)
+        return Request(self, token, self._decode(frame))
 
     def __iter__(self) -> Iterator[Request[T]]:
         """Yield requests until the handle is closed (also by another thread)."""

@@ -576,7 +576,7 @@ class AsyncClient(_AsyncHandle[_reqrep.Client[_T]]):
 
     async def _request(self, obj: _T, deadline: _Deadline) -> _T:
         sync = self.sync
-        frame: Any = obj if sync._plain and type(obj) is bytes else _codecs.encode(sync.codec, obj)
+        frame = sync._encode(obj)
 
         def send(seconds: float) -> object:
             self._check_open()
@@ -628,7 +628,7 @@ class AsyncRequest(Generic[_T]):
         server = self._server
         server._check_open()
         sync = server.sync
-        frame: Any = obj if sync._plain and type(obj) is bytes else _codecs.encode(sync.codec, obj)
+        frame = sync._encode(obj)
 
         def send(seconds: float) -> None:
             server._check_open()
@@ -669,8 +669,7 @@ class AsyncServer(_AsyncHandle[_reqrep.Server[_T]]):
             lambda: take(0), take, _same, _Deadline(timeout), writing=False,
             what="no request arrived", keep=self._keep,
         )  # fmt: skip
-        data: Any = frame if sync._plain else _codecs.decode(sync.codec, frame, self.url)
-        return AsyncRequest(self, token, data)
+        return AsyncRequest(self, token, sync._decode(frame))
 
     def __aiter__(self) -> AsyncIterator[AsyncRequest[_T]]:
         return self._iterate()
