@@ -34,6 +34,12 @@ subscribers' generation) for space, the lock generation for the lock. Sleepers r
 flag first; wakers read the flags after releasing (a full barrier), so no wake-up is lost;
 sleeps are sliced so that even a flag lost to a race costs at most one slice of latency.
 
+**The C part.** Where osipc/_ringc.c was compiled (setup.py; optional), a queue handle's
+uncontended send, receive, batches and recv_into run there, one call each: the same steps
+in the same order, several times cheaper. Everything else (waits, takeover, broadcast,
+end-of-stream records) stays here, and so do equivalent pure-Python fast paths for where it
+was not built or ``OSIPC_NO_ACCEL=1`` turns it off. Both interoperate on one ring.
+
 Records are ``size:u32 kind:u32`` (queue) or ``size:u32 kind:u32 seq:u64`` (broadcast),
 payload, padding to 8 (16) bytes. All words are native-endian; x86-64's store order makes
 the commit visible only after the record (other architectures need barriers that CPython
@@ -69,6 +75,7 @@ from osipc._errors import (
     Timeout,
     TransportError,
     TransportUnavailable,
+    map_os_error,
 )
 
 MAGIC = b"OSIPCRNG"
@@ -111,6 +118,27 @@ SLICE = 0.02  # longest sleep before re-checking state a lost wake-up could hide
 TAKEOVER_AFTER = 0.001  # a lock unchanged this long gets its holder's liveness checked
 
 SUPPORTED = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86")
+
+
+def _load_accelerator() -> tuple[Any, str]:
+    """(the C part or None, why not): see the module docstring."""
+    if os.environ.get("OSIPC_NO_ACCEL", "") not in ("", "0"):
+        return None, "turned off by OSIPC_NO_ACCEL"
+    try:
+        from osipc import _ringc
+    except ImportError as exc:
+        return None, f"not built ({exc}): install with a C compiler present"
+    layout = (
+        OFF_HEAD, OFF_TX_GEN, OFF_HEAD + 16, OFF_TAIL, OFF_RX_GEN, OFF_TAIL + 16,
+        H_FLAG_DATA * 4, H_FLAG_SPACE * 4, H_FLAG_TX * 4, H_FLAG_RX * 4,
+        REC.size, REC_DATA, CLAIM_TX, CLAIM_RX,
+    )  # fmt: skip
+    if tuple(_ringc.LAYOUT) != layout:  # pragma: no cover - a stale build
+        return None, "built for another ring layout (a stale build): reinstall osipc"
+    return _ringc, "in use"
+
+
+ACCEL, ACCEL_STATUS = _load_accelerator()
 
 
 def require_support(url: str) -> None:
@@ -289,6 +317,11 @@ class RingLock(ABC):
         """(try_acquire(False) -> bool, release(), claim index in ``halves`` or -1, claim
         value): the uncontended path, inlined by the handles; the rest goes through acquire()."""
 
+    @abstractmethod
+    def accel_spec(self) -> tuple[Any, ...] | None:
+        """The lock as the C part takes it: (SemLock, claim byte offset, claim value) or
+        (SysV semid,); None if it cannot (another semaphore type)."""
+
 
 class RingBackend(ABC):
     """What a memory/semaphore backend gives a ring handle: the mapping, its header as
@@ -307,6 +340,7 @@ class RingBackend(ABC):
     data: int
     tx: RingLock
     rx: RingLock | None
+    accel: Any  # the C part's view of a queue ring (ACCEL.Ring), or None
 
     @abstractmethod
     def alive(self, slot: int) -> bool:
@@ -343,6 +377,11 @@ class ClaimLock(RingLock):
 
     def fast(self) -> tuple[Any, Any, int, int]:
         return self._try, self._sem.release, self._claim, self._value
+
+    def accel_spec(self) -> tuple[Any, ...] | None:
+        if not isinstance(getattr(self._sem, "handle", None), int):
+            return None  # not a _multiprocessing.SemLock: no sem_t* to hand over
+        return self._sem, self._claim * 4, self._value
 
     def acquire(self, deadline: Deadline) -> None:
         self.enter(deadline)
@@ -434,6 +473,7 @@ class SegmentBackend(RingBackend):
         self.halves: Any = None
         self.slot = -1
         self._anchor: Any = None
+        self.accel = None
         try:
             self._open(options, codec, kind, role)
         except BaseException:
@@ -514,6 +554,10 @@ class SegmentBackend(RingBackend):
         self._anchor, self.address = _futex.address_of(self.mm)
         self.slot = self._take_slot(role)
         self.tx, self.rx = self._locks(kind)
+        if ACCEL is not None and self.rx is not None:
+            tx, rx = self.tx.accel_spec(), self.rx.accel_spec()
+            if tx is not None and rx is not None:
+                self.accel = ACCEL.Ring(self.mm, self.data, self.capacity, tx, rx)
 
     def _not_a_ring(self) -> InvalidArgument:
         return InvalidArgument(
@@ -567,6 +611,9 @@ class SegmentBackend(RingBackend):
         halves[slot_half(index, SLOT_PID)] = pid
 
     def close(self, in_child: bool) -> None:
+        if self.accel is not None:
+            self.accel.release()  # its buffer export must go before the mapping
+            self.accel = None
         if self.words is not None:
             if self.slot >= 0 and not in_child:
                 self._fill_slot(self.slot, 0, 0, 0)
@@ -601,6 +648,13 @@ class _RingHandle:
         self._spin = spin
         self._addr = backend.address
         self._w, self._h = backend.words, backend.halves
+
+    def _accel_error(self, exc: OSError | ValueError) -> OsipcError:
+        """The C part's errors: released (closed by another thread meanwhile), or a
+        semaphore the kernel no longer has."""
+        if isinstance(exc, ValueError):
+            return self._raise_closed()  # type: ignore[attr-defined,no-any-return]
+        return map_os_error(exc, f"{self.url}: release the ring's lock")
 
     def _release_view(self) -> None:
         view = getattr(self, "_view", None)
@@ -713,6 +767,7 @@ class RingSender(_RingHandle, Sender[Any]):
         self._broadcast = backend.kind == KIND_BROADCAST
         self._try, self._release, self._claim, _ = backend.tx.fast()
         self._local = backend.tx.local
+        self._accel = backend.accel
 
     def _too_large(self, size: int) -> MessageTooLarge:
         return MessageTooLarge(
@@ -729,6 +784,15 @@ class RingSender(_RingHandle, Sender[Any]):
         size = len(frame)
         if size > self._max:
             raise self._too_large(size)
+        accel = self._accel
+        if accel is not None:
+            try:
+                if accel.send(frame):
+                    return
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            self._put([frame], Deadline(timeout))
+            return
         if self._broadcast:
             self._put([frame], Deadline(timeout))
             return
@@ -771,7 +835,19 @@ class RingSender(_RingHandle, Sender[Any]):
         for frame in frames:
             if len(frame) > self._max:
                 raise self._too_large(len(frame))
-        self._put(frames, deadline)
+        sent = 0
+        if self._accel is not None:
+            try:
+                sent = self._accel.send_many(frames, 0)
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if sent == len(frames):
+                return
+        try:
+            self._put(frames[sent:] if sent else frames, deadline)
+        except Timeout as exc:
+            exc.sent = sent + (exc.sent or 0)
+            raise
 
     def _send_end(self, deadline: Deadline) -> None:
         self._put([None], deadline)
@@ -887,8 +963,18 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         self._lock = backend.rx
         self._try, self._release, self._claim, _ = backend.rx.fast()
         self._local = backend.rx.local
+        self._accel = backend.accel
 
     def _recv(self, timeout: float | None) -> Frame | None:
+        accel = self._accel
+        if accel is not None:
+            try:
+                got: Frame | None = accel.recv()
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if got is not None:
+                return got
+            return self._take(1, Deadline(timeout))[0]
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
@@ -932,6 +1018,13 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         return None if kind == REC_END else payload
 
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
+        if self._accel is not None:
+            try:
+                batch: list[Frame | None] | None = self._accel.recv_many(max_count)
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if batch is not None:
+                return batch
         return self._take(max_count, deadline)
 
     def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
@@ -985,7 +1078,16 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             raise self._raise_closed()
         if self._pending:
             return super().recv_into(buffer, timeout=timeout)
-        deadline = Deadline(None if timeout is None else check_timeout(timeout))
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        if self._accel is not None:
+            try:
+                copied: int = self._accel.recv_into(view)
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if copied >= 0:
+                return copied
+        deadline = Deadline(timeout)
         mm, words, lock = self._mm, self._w, self._lock
         while True:
             lock.acquire(deadline)

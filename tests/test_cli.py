@@ -146,6 +146,7 @@ def test_schemes_and_doctor(capsys: pytest.CaptureFixture[str]) -> None:
         "/dev/shm:",
         "mqueue mounted:",
         "runtime dir:",
+        "ring C part:",
     ):
         assert key in out, key
     assert "default-size queues per user" in out

@@ -72,6 +72,9 @@ class UndoLock(_ring.RingLock):
     def fast(self) -> tuple[Any, Any, int, int]:
         return self._try, self._sem.release, -1, 0
 
+    def accel_spec(self) -> tuple[Any, ...] | None:
+        return (self._semid,)
+
     def acquire(self, deadline: Deadline) -> None:
         self.enter(deadline)
         try:

@@ -109,8 +109,11 @@ def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
             got = [msg.split(b":")[0].decode() for msg in rx]
         print(" ".join(got))
     """
-    receivers = [spawn(receiver, ring) for _ in range(2)]
-    senders = [spawn(sender, ring, name) for name in ("a", "b")]
+    # One of each side runs the pure-Python ring, the other the C part (where built):
+    # both take the same locks and commit the same way, so they share a ring exactly once.
+    pure = {**os.environ, "OSIPC_NO_ACCEL": "1"}
+    receivers = [spawn(receiver, ring, env=env) for env in (pure, None)]
+    senders = [spawn(sender, ring, name, env=env) for name, env in (("a", pure), ("b", None))]
     for proc in senders:
         finish(proc)
     with osipc.sender(ring) as tx:
@@ -118,6 +121,24 @@ def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
         tx.end(timeout=5)  # one end-of-stream per receiver
     got = [item for proc in receivers for item in finish(proc).split()]
     assert sorted(got) == sorted(f"{n}-{i}" for n in "ab" for i in range(2000))
+
+
+def test_the_c_part_runs_queue_rings_where_it_was_built(url: Url, scheme: str) -> None:
+    from osipc import _ring
+
+    queue, broadcast = url(scheme, capacity="64K"), url(scheme, capacity="64K")
+    with osipc.sender(queue) as tx, osipc.receiver(queue) as rx:
+        in_use = tx._accel is not None and rx._accel is not None  # type: ignore[attr-defined]
+    with osipc.publisher(broadcast) as pub:
+        assert pub._accel is None  # type: ignore[attr-defined]  # broadcast stays in Python
+    osipc.unlink(queue)
+    osipc.unlink(broadcast)
+    if os.environ.get("OSIPC_NO_ACCEL", "") not in ("", "0"):
+        assert not in_use and _ring.ACCEL_STATUS == "turned off by OSIPC_NO_ACCEL"
+    elif os.environ.get("OSIPC_EXPECT_INSTALLED"):  # tox: built with the machine's gcc
+        assert in_use, _ring.ACCEL_STATUS
+    else:
+        assert in_use == (_ring.ACCEL is not None), _ring.ACCEL_STATUS
 
 
 def test_a_sender_killed_holding_the_lock_is_taken_over(ring: str) -> None:

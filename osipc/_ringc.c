@@ -1,0 +1,508 @@
+/* The queue ring's uncontended paths in C: osipc/_ring.py's fast paths, one call each.
+ *
+ * _ring.py owns the format, the slow paths (waiting, dead-holder takeover, broadcast,
+ * end-of-stream records) and the reasons behind every rule; this file repeats only what
+ * one message costs when the lock is free and there is room (or data): take the lock,
+ * write (read) records, commit head (tail) with one release store, bump the counters,
+ * release, wake sleepers whose flags are up. Any other case returns "not here" and the
+ * caller takes the Python path, which handles it all.
+ *
+ * Every call runs with the GIL held and never releases it, so no other thread of this
+ * process can see a lock this file took: that is what lets it skip the handle's
+ * threading.Lock (a thread of the same handle that is inside the Python path has its
+ * claim up, and then this file steps aside).
+ *
+ * The layout constants are checked against _ring.py at import (LAYOUT): a mismatch
+ * turns this module off instead of corrupting rings.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/sem.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* byte offsets of the shared words (see _ring.py) */
+#define OFF_HEAD 64
+#define OFF_TX_GEN 72
+#define OFF_PRODUCED 80
+#define OFF_TAIL 128
+#define OFF_RX_GEN 136
+#define OFF_CONSUMED 144
+#define OFF_FLAG_DATA 192
+#define OFF_FLAG_SPACE 196
+#define OFF_FLAG_TX 200
+#define OFF_FLAG_RX 204
+#define REC_HEADER 8
+#define REC_DATA 1
+#define CLAIM_TX 1
+#define CLAIM_RX 2
+
+#define WORD(base, off) ((uint64_t *)((base) + (off)))
+#define HALF(base, off) ((uint32_t *)((base) + (off)))
+
+/* -- locks ------------------------------------------------------------------------- */
+
+/* One of the ring's two locks: a POSIX semaphore (sem_t* of a _multiprocessing.SemLock,
+ * made robust by the claim in this handle's slot) or a SysV semaphore (SEM_UNDO). */
+typedef struct {
+    PyObject *owner;  /* keeps the SemLock (and so its sem_t) alive; NULL for SysV */
+    sem_t *sem;
+    int semid;        /* -1 for POSIX */
+    long claim;       /* byte offset of this handle's claim word, -1: none (SysV) */
+    uint32_t value;   /* what the claim holds while this handle wants the lock */
+    long gen;         /* byte offset of the lock's generation word */
+    long flag;        /* byte offset of the lock waiters' flag */
+} Lock;
+
+static int lock_try(char *base, Lock *lock) {
+    if (lock->semid >= 0) {
+        struct sembuf op = {0, -1, IPC_NOWAIT | SEM_UNDO};
+        return semop(lock->semid, &op, 1) == 0;
+    }
+    uint32_t *claim = HALF(base, lock->claim);
+    if (__atomic_load_n(claim, __ATOMIC_RELAXED) != 0)
+        return 0; /* another thread of this handle is in the Python path */
+    __atomic_store_n(claim, lock->value, __ATOMIC_SEQ_CST);
+    if (sem_trywait(lock->sem) == 0)
+        return 1;
+    __atomic_store_n(claim, 0, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void futex_wake(void *address) {
+    syscall(SYS_futex, address, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Release; a release without a commit still moves the generation (the takeover rule
+ * needs every release to show). Then wake whoever raised a flag: the lock's waiters, and
+ * (``wake_flag``, ``wake_word``) the other side's sleepers, whose flag the waker clears. */
+static int lock_release(char *base, Lock *lock, int committed, long wake_flag, long wake_word) {
+    if (!committed)
+        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_RELEASE);
+    if (lock->semid >= 0) {
+        struct sembuf op = {0, 1, SEM_UNDO};
+        if (semop(lock->semid, &op, 1) != 0)
+            return -1;
+    } else {
+        if (sem_post(lock->sem) != 0)
+            return -1;
+        __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELAXED);
+    }
+    /* the release is a full barrier (a locked instruction, or a system call); the fence
+     * says so: a sleeper's flag raised before it is visible below */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (committed && __atomic_load_n(HALF(base, wake_flag), __ATOMIC_RELAXED)) {
+        __atomic_store_n(HALF(base, wake_flag), 0, __ATOMIC_RELAXED);
+        futex_wake(base + wake_word);
+    }
+    if (__atomic_load_n(HALF(base, lock->flag), __ATOMIC_RELAXED))
+        futex_wake(base + lock->gen);
+    return 0;
+}
+
+static int lock_init(Lock *lock, PyObject *spec, long gen, long flag) {
+    /* spec: (SemLock, claim_offset, claim_value) or (semid,) */
+    memset(lock, 0, sizeof(*lock));
+    lock->semid = -1;
+    lock->gen = gen;
+    lock->flag = flag;
+    if (!PyTuple_Check(spec))
+        goto bad;
+    if (PyTuple_GET_SIZE(spec) == 1) {
+        lock->semid = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+        lock->claim = -1;
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (PyTuple_GET_SIZE(spec) != 3)
+        goto bad;
+    PyObject *handle = PyObject_GetAttrString(PyTuple_GET_ITEM(spec, 0), "handle");
+    if (handle == NULL)
+        return -1;
+    lock->sem = (sem_t *)PyLong_AsVoidPtr(handle);
+    Py_DECREF(handle);
+    lock->claim = PyLong_AsLong(PyTuple_GET_ITEM(spec, 1));
+    lock->value = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(spec, 2));
+    if (PyErr_Occurred())
+        return -1;
+    lock->owner = PyTuple_GET_ITEM(spec, 0);
+    Py_INCREF(lock->owner);
+    return 0;
+bad:
+    PyErr_SetString(PyExc_TypeError, "lock spec: (SemLock, claim, value) or (semid,)");
+    return -1;
+}
+
+/* -- the handle ---------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer map;      /* the whole segment; released by release() */
+    int mapped;
+    char *base;
+    char *data;         /* the data area */
+    uint64_t cap;
+    Lock tx, rx;
+    uint64_t tail_seen; /* producer: a lower bound of the tail */
+    uint64_t head_seen; /* consumer: a lower bound of the head */
+    uint64_t tail_last; /* consumer: a lower bound of the tail (the last one it saw) */
+} Ring;
+
+static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
+    PyObject *buffer, *tx, *rx;
+    Py_ssize_t data;
+    unsigned long long cap;
+    static char *kwlist[] = {"buffer", "data", "capacity", "tx", "rx", NULL};
+    if (self->mapped) {
+        PyErr_SetString(PyExc_RuntimeError, "already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnKOO", kwlist, &buffer, &data, &cap, &tx, &rx))
+        return -1;
+    if (PyObject_GetBuffer(buffer, &self->map, PyBUF_WRITABLE) < 0)
+        return -1;
+    self->mapped = 1;
+    if (cap == 0 || cap % 8 != 0 || data < OFF_FLAG_RX + 4 || (uint64_t)data + cap > (uint64_t)self->map.len) {
+        PyErr_SetString(PyExc_ValueError, "ring layout does not fit the buffer");
+        return -1;
+    }
+    self->base = self->map.buf;
+    self->data = self->base + data;
+    self->cap = cap;
+    if (lock_init(&self->tx, tx, OFF_TX_GEN, OFF_FLAG_TX) < 0 ||
+        lock_init(&self->rx, rx, OFF_RX_GEN, OFF_FLAG_RX) < 0)
+        return -1;
+    return 0;
+}
+
+static void Ring_drop(Ring *self) {
+    if (self->mapped) {
+        PyBuffer_Release(&self->map);
+        self->mapped = 0;
+    }
+    Py_CLEAR(self->tx.owner);
+    Py_CLEAR(self->rx.owner);
+}
+
+static void Ring_dealloc(Ring *self) {
+    Ring_drop(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Ring_release(Ring *self, PyObject *Py_UNUSED(ignored)) {
+    Ring_drop(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *released(void) {
+    PyErr_SetString(PyExc_ValueError, "the ring was released");
+    return NULL;
+}
+
+static PyObject *release_failed(void) {
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+/* copy into / out of the data area at ``position``, wrapping at its end */
+static void put(Ring *self, uint64_t position, const char *from, uint64_t size) {
+    uint64_t offset = position % self->cap, first = self->cap - offset;
+    if (size <= first) {
+        memcpy(self->data + offset, from, size);
+    } else {
+        memcpy(self->data + offset, from, first);
+        memcpy(self->data, from + first, size - first);
+    }
+}
+
+static void get(Ring *self, uint64_t position, char *to, uint64_t size) {
+    uint64_t offset = position % self->cap, first = self->cap - offset;
+    if (size <= first) {
+        memcpy(to, self->data + offset, size);
+    } else {
+        memcpy(to, self->data + offset, first);
+        memcpy(to + first, self->data, size - first);
+    }
+}
+
+/* Append ``frames[start:]`` (a list; or ``single`` when frames is NULL) as far as they
+ * fit, in one lock round. Returns how many were committed, 0 when the lock is busy or the
+ * first does not fit, -1 (errno set) when the release failed. A frame that is not a byte
+ * buffer stops the batch there: the Python path reports it. */
+static Py_ssize_t append(Ring *self, PyObject *frames, PyObject *single, Py_ssize_t start) {
+    char *base = self->base;
+    if (!lock_try(base, &self->tx))
+        return 0;
+    uint64_t head = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_RELAXED);
+    Py_ssize_t sent = 0;
+    for (;;) {
+        PyObject *item = single;
+        if (frames != NULL) {
+            if (start + sent >= PyList_GET_SIZE(frames))
+                break;
+            item = PyList_GET_ITEM(frames, start + sent);
+        } else if (sent) {
+            break;
+        }
+        Py_buffer frame;
+        Py_INCREF(item);
+        int ok = PyObject_GetBuffer(item, &frame, PyBUF_SIMPLE) == 0;
+        Py_DECREF(item);
+        if (!ok) {
+            PyErr_Clear();
+            break;
+        }
+        uint64_t size = (uint64_t)frame.len, need = (size + 15) & ~(uint64_t)7;
+        if (head + need - self->tail_seen > self->cap)
+            self->tail_seen = __atomic_load_n(WORD(base, OFF_TAIL), __ATOMIC_ACQUIRE);
+        if (head + need - self->tail_seen > self->cap) {
+            PyBuffer_Release(&frame);
+            break;
+        }
+        uint32_t record[2] = {(uint32_t)size, REC_DATA};
+        memcpy(self->data + head % self->cap, record, REC_HEADER); /* never wraps: 8-aligned */
+        put(self, head + REC_HEADER, frame.buf, size);
+        PyBuffer_Release(&frame);
+        head += need;
+        sent++;
+    }
+    if (sent) {
+        __atomic_store_n(WORD(base, OFF_HEAD), head, __ATOMIC_RELEASE); /* the commit */
+        __atomic_add_fetch(WORD(base, OFF_TX_GEN), 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(WORD(base, OFF_PRODUCED), (uint64_t)sent, __ATOMIC_RELEASE);
+    }
+    if (lock_release(base, &self->tx, sent != 0, OFF_FLAG_DATA, OFF_HEAD) < 0)
+        return -1;
+    return sent;
+}
+
+static PyObject *Ring_send(Ring *self, PyObject *frame) {
+    if (!self->mapped)
+        return released();
+    Py_ssize_t sent = append(self, NULL, frame, 0);
+    if (sent < 0)
+        return release_failed();
+    return PyBool_FromLong(sent);
+}
+
+static PyObject *Ring_send_many(Ring *self, PyObject *args) {
+    PyObject *frames;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &frames, &start))
+        return NULL;
+    if (!self->mapped)
+        return released();
+    if (start < 0) {
+        PyErr_SetString(PyExc_IndexError, "start out of range");
+        return NULL;
+    }
+    Py_ssize_t sent = append(self, frames, NULL, start);
+    if (sent < 0)
+        return release_failed();
+    return PyLong_FromSsize_t(sent);
+}
+
+/* Take the consumers' lock if there may be data: 1 taken (``*tail``, ``*head`` set),
+ * 0 not here (surely empty, or the lock is busy). */
+static int begin_take(Ring *self, uint64_t *tail, uint64_t *head) {
+    char *base = self->base;
+    if (self->head_seen <= self->tail_last) {
+        uint64_t now = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_ACQUIRE);
+        if (now <= self->tail_last)
+            return 0; /* surely empty: the tail only grows */
+        self->head_seen = now;
+    }
+    if (!lock_try(base, &self->rx))
+        return 0;
+    *tail = __atomic_load_n(WORD(base, OFF_TAIL), __ATOMIC_RELAXED);
+    if (self->head_seen <= *tail)
+        self->head_seen = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_ACQUIRE);
+    *head = self->head_seen;
+    return 1;
+}
+
+static int end_take(Ring *self, uint64_t tail, uint64_t taken) {
+    char *base = self->base;
+    if (taken) {
+        __atomic_store_n(WORD(base, OFF_TAIL), tail, __ATOMIC_RELEASE); /* the commit */
+        __atomic_add_fetch(WORD(base, OFF_RX_GEN), 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(WORD(base, OFF_CONSUMED), taken, __ATOMIC_RELEASE);
+        self->tail_last = tail;
+    }
+    return lock_release(base, &self->rx, taken != 0, OFF_FLAG_SPACE, OFF_TAIL);
+}
+
+static void record_at(Ring *self, uint64_t position, uint32_t *size, uint32_t *kind) {
+    uint32_t record[2];
+    memcpy(record, self->data + position % self->cap, REC_HEADER);
+    *size = record[0];
+    *kind = record[1];
+}
+
+/* Up to ``max_count`` data records as bytes (a list if ``as_list``), in one lock round;
+ * None if none are here (empty, lock busy, or an end-of-stream record first: the Python
+ * path takes those). */
+static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list) {
+    uint64_t tail, head;
+    if (!self->mapped)
+        return released();
+    PyObject *out = NULL, *one = NULL;
+    if (as_list && (out = PyList_New(0)) == NULL)
+        return NULL;
+    if (!begin_take(self, &tail, &head)) {
+        Py_XDECREF(out);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t taken = 0;
+    int failed = 0;
+    while (tail < head && taken < max_count) {
+        uint32_t size, kind;
+        record_at(self, tail, &size, &kind);
+        if (kind != REC_DATA)
+            break;
+        PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
+        if (payload == NULL) {
+            failed = 1;
+            break;
+        }
+        get(self, tail + REC_HEADER, PyBytes_AS_STRING(payload), size);
+        if (as_list) {
+            int appended = PyList_Append(out, payload) == 0;
+            Py_DECREF(payload);
+            if (!appended) {
+                failed = 1;
+                break;
+            }
+        } else {
+            one = payload;
+        }
+        tail += ((uint64_t)size + 15) & ~(uint64_t)7;
+        taken++;
+    }
+    /* the lock goes back whatever happened; an allocation error waits meanwhile */
+    PyObject *error_type, *error_value, *error_tb;
+    PyErr_Fetch(&error_type, &error_value, &error_tb);
+    int release_ok = end_take(self, tail, (uint64_t)taken) == 0;
+    int saved = errno;
+    PyErr_Restore(error_type, error_value, error_tb);
+    if (!release_ok) {
+        Py_XDECREF(out);
+        Py_XDECREF(one);
+        PyErr_Clear();
+        errno = saved;
+        return release_failed();
+    }
+    if (taken == 0) {
+        Py_XDECREF(out);
+        if (failed)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    PyErr_Clear(); /* a partial batch: deliver it; the next call meets the error anew */
+    return as_list ? out : one;
+}
+
+static PyObject *Ring_recv(Ring *self, PyObject *Py_UNUSED(ignored)) {
+    return take(self, 1, 0);
+}
+
+static PyObject *Ring_recv_many(Ring *self, PyObject *arg) {
+    Py_ssize_t max_count = PyLong_AsSsize_t(arg);
+    if (max_count == -1 && PyErr_Occurred())
+        return NULL;
+    return take(self, max_count, 1);
+}
+
+/* Copy the next data record into ``buffer``: its size, or -1 if not here (empty, lock
+ * busy, an end-of-stream record, a buffer too small: the Python path says which). */
+static PyObject *Ring_recv_into(Ring *self, PyObject *buffer) {
+    uint64_t tail, head;
+    Py_buffer target;
+    if (!self->mapped)
+        return released();
+    if (PyObject_GetBuffer(buffer, &target, PyBUF_WRITABLE) < 0)
+        return NULL;
+    long result = -1;
+    if (begin_take(self, &tail, &head)) {
+        uint64_t taken = 0;
+        if (tail < head) {
+            uint32_t size, kind;
+            record_at(self, tail, &size, &kind);
+            if (kind == REC_DATA && size <= (uint64_t)target.len) {
+                get(self, tail + REC_HEADER, target.buf, size);
+                tail += ((uint64_t)size + 15) & ~(uint64_t)7;
+                taken = 1;
+                result = (long)size;
+            }
+        }
+        if (end_take(self, tail, taken) < 0) {
+            PyBuffer_Release(&target);
+            return release_failed();
+        }
+    }
+    PyBuffer_Release(&target);
+    return PyLong_FromLong(result);
+}
+
+static PyMethodDef Ring_methods[] = {
+    {"send", (PyCFunction)Ring_send, METH_O,
+     "send(frame) -> bool: appended and committed; False: take the Python path"},
+    {"send_many", (PyCFunction)Ring_send_many, METH_VARARGS,
+     "send_many(frames, start) -> int: how many from frames[start:] were committed"},
+    {"recv", (PyCFunction)Ring_recv, METH_NOARGS,
+     "recv() -> bytes | None: the next data record; None: take the Python path"},
+    {"recv_many", (PyCFunction)Ring_recv_many, METH_O,
+     "recv_many(max_count) -> list[bytes] | None: data records in one lock round"},
+    {"recv_into", (PyCFunction)Ring_recv_into, METH_O,
+     "recv_into(buffer) -> int: size copied into buffer; -1: take the Python path"},
+    {"release", (PyCFunction)Ring_release, METH_NOARGS,
+     "release(): drop the mapping's buffer and the semaphores; later calls raise"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "osipc._ringc.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A queue ring's uncontended send and receive paths (see osipc/_ring.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ring_init,
+    .tp_dealloc = (destructor)Ring_dealloc,
+    .tp_methods = Ring_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "osipc._ringc",
+    "The queue ring's uncontended paths in C (optional: osipc/_ring.py works without).",
+    -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__ringc(void) {
+    if (PyType_Ready(&RingType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *layout = Py_BuildValue(
+        "(iiiiiiiiiiiiii)", OFF_HEAD, OFF_TX_GEN, OFF_PRODUCED, OFF_TAIL, OFF_RX_GEN,
+        OFF_CONSUMED, OFF_FLAG_DATA, OFF_FLAG_SPACE, OFF_FLAG_TX, OFF_FLAG_RX, REC_HEADER,
+        REC_DATA, CLAIM_TX, CLAIM_RX);
+    if (layout == NULL || PyModule_AddObject(m, "LAYOUT", layout) < 0) {
+        Py_XDECREF(layout);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RingType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
+        Py_DECREF(&RingType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
