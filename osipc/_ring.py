@@ -636,6 +636,7 @@ class _RingHandle:
 
     _backend: RingBackend
     url: str
+    _accel: Any = None  # the backend's C view, for queue handles where it was built
 
     def _setup(self, backend: RingBackend, spin: float) -> None:
         self._backend = backend
@@ -717,6 +718,15 @@ class _RingHandle:
     def _sleep(self, offset: int, seen: int, deadline: Deadline, what: str) -> None:
         """Sleep until the word at ``offset`` differs from ``seen`` (spinning first if
         asked to), a slice passes, or the deadline; Timeout once it has passed."""
+        accel = self._accel
+        if accel is not None:  # the same, in C: no ctypes round per sleep
+            if self._spin and accel.spin(offset, seen, self._spin):
+                return
+            left = deadline.remaining()
+            if left == 0:
+                raise Timeout(f"{self.url}: {what} {deadline.describe()}")
+            accel.wait(offset, seen, SLICE if left is None else min(left, SLICE))
+            return
         if self._spin:
             until = time.perf_counter() + self._spin
             unpack = Q.unpack_from
@@ -974,7 +984,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 raise self._accel_error(exc) from None
             if got is not None:
                 return got
-            return self._take(1, Deadline(timeout))[0]
+            return self._wait_and_recv(Deadline(timeout))
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
@@ -1019,10 +1029,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
 
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         if self._accel is not None:
-            try:
-                batch: list[Frame | None] | None = self._accel.recv_many(max_count)
-            except (OSError, ValueError) as exc:
-                raise self._accel_error(exc) from None
+            batch = self._quick(max_count)
             if batch is not None:
                 return batch
         return self._take(max_count, deadline)
@@ -1064,6 +1071,37 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 self._wake_after_release(producer=False)
                 return out
             self._sleep(OFF_HEAD, head, deadline, "no message")
+            if self._accel is not None:  # woken: the C part takes it if the lock is free
+                batch = self._quick(max_count)
+                if batch is not None:
+                    return batch
+
+    def _wait_and_recv(self, deadline: Deadline) -> Frame | None:
+        """The C part's wait: no lock round in Python before or after each sleep."""
+        accel, spin = self._accel, self._spin
+        while True:
+            left = deadline.remaining()
+            try:
+                got = accel.recv_wait(spin, SLICE if left is None else min(left, SLICE))
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if got is None:  # the lock is busy, or an end-of-stream record is next
+                return self._take(1, deadline)[0]
+            if got is not False:
+                return got  # type: ignore[no-any-return]
+            if deadline.remaining() == 0:
+                raise Timeout(f"{self.url}: no message {deadline.describe()}")
+
+    def _quick(self, max_count: int) -> list[Frame | None] | None:
+        """The C part's one try (None: nothing for it; the Python path decides)."""
+        try:
+            if max_count == 1:
+                one: Frame | None = self._accel.recv()
+                return None if one is None else [one]
+            batch: list[Frame | None] | None = self._accel.recv_many(max_count)
+            return batch
+        except (OSError, ValueError) as exc:
+            raise self._accel_error(exc) from None
 
     def recv_into(self, buffer: Any, *, timeout: float | None = None) -> int:
         """Copy the next message's payload straight from the ring into ``buffer`` (no

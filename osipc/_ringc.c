@@ -24,8 +24,10 @@
 #include <semaphore.h>
 #include <stdint.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/sem.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* byte offsets of the shared words (see _ring.py) */
@@ -307,23 +309,27 @@ static PyObject *Ring_send_many(Ring *self, PyObject *args) {
     return PyLong_FromSsize_t(sent);
 }
 
-/* Take the consumers' lock if there may be data: 1 taken (``*tail``, ``*head`` set),
- * 0 not here (surely empty, or the lock is busy). */
+enum { TAKEN, EMPTY, ELSEWHERE }; /* what a take found; ELSEWHERE: the Python path's */
+
+/* Take the consumers' lock if there may be data: TAKEN (``*tail``, ``*head`` set, the
+ * lock held), EMPTY (nothing past the tail: surely, or seen under the lock) or ELSEWHERE
+ * (the lock is busy). */
 static int begin_take(Ring *self, uint64_t *tail, uint64_t *head) {
     char *base = self->base;
     if (self->head_seen <= self->tail_last) {
         uint64_t now = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_ACQUIRE);
         if (now <= self->tail_last)
-            return 0; /* surely empty: the tail only grows */
+            return EMPTY; /* surely: the tail only grows */
         self->head_seen = now;
     }
     if (!lock_try(base, &self->rx))
-        return 0;
+        return ELSEWHERE;
     *tail = __atomic_load_n(WORD(base, OFF_TAIL), __ATOMIC_RELAXED);
     if (self->head_seen <= *tail)
         self->head_seen = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_ACQUIRE);
     *head = self->head_seen;
-    return 1;
+    self->tail_last = *tail;
+    return TAKEN;
 }
 
 static int end_take(Ring *self, uint64_t tail, uint64_t taken) {
@@ -344,40 +350,40 @@ static void record_at(Ring *self, uint64_t position, uint32_t *size, uint32_t *k
     *kind = record[1];
 }
 
-/* Up to ``max_count`` data records as bytes (a list if ``as_list``), in one lock round;
- * None if none are here (empty, lock busy, or an end-of-stream record first: the Python
- * path takes those). */
-static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list) {
+/* Up to ``max_count`` data records as bytes (a list if ``as_list``), in one lock round,
+ * and in ``*found`` whether it took any (NULL if not, or on error) or found the ring
+ * empty, or left it to the Python path (the lock is busy, an end-of-stream record is
+ * next). */
+static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list, int *found) {
     uint64_t tail, head;
+    PyObject *out = NULL, *one = NULL;
+    *found = ELSEWHERE;
     if (!self->mapped)
         return released();
-    PyObject *out = NULL, *one = NULL;
     if (as_list && (out = PyList_New(0)) == NULL)
         return NULL;
-    if (!begin_take(self, &tail, &head)) {
+    int state = begin_take(self, &tail, &head);
+    if (state != TAKEN) {
         Py_XDECREF(out);
-        Py_RETURN_NONE;
+        *found = state;
+        return NULL;
     }
     Py_ssize_t taken = 0;
-    int failed = 0;
+    *found = tail < head ? ELSEWHERE : EMPTY;
     while (tail < head && taken < max_count) {
         uint32_t size, kind;
         record_at(self, tail, &size, &kind);
         if (kind != REC_DATA)
             break;
         PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
-        if (payload == NULL) {
-            failed = 1;
-            break;
-        }
+        if (payload == NULL)
+            break; /* MemoryError: commit what was taken; raised if that is nothing */
         get(self, tail + REC_HEADER, PyBytes_AS_STRING(payload), size);
         if (as_list) {
             int appended = PyList_Append(out, payload) == 0;
             Py_DECREF(payload);
-            if (!appended) {
-                failed = 1;
+            if (!appended)
                 break;
-            }
         } else {
             one = payload;
         }
@@ -395,27 +401,36 @@ static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list) {
         Py_XDECREF(one);
         PyErr_Clear();
         errno = saved;
+        *found = ELSEWHERE;
         return release_failed();
     }
     if (taken == 0) {
         Py_XDECREF(out);
-        if (failed)
-            return NULL;
-        Py_RETURN_NONE;
+        return NULL; /* with the MemoryError set, if that is why */
     }
     PyErr_Clear(); /* a partial batch: deliver it; the next call meets the error anew */
+    *found = TAKEN;
     return as_list ? out : one;
 }
 
+/* take() as a method result: the records, None if none were taken, NULL on error */
+static PyObject *taken_or_none(PyObject *result) {
+    if (result == NULL && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
 static PyObject *Ring_recv(Ring *self, PyObject *Py_UNUSED(ignored)) {
-    return take(self, 1, 0);
+    int found;
+    return taken_or_none(take(self, 1, 0, &found));
 }
 
 static PyObject *Ring_recv_many(Ring *self, PyObject *arg) {
+    int found;
     Py_ssize_t max_count = PyLong_AsSsize_t(arg);
     if (max_count == -1 && PyErr_Occurred())
         return NULL;
-    return take(self, max_count, 1);
+    return taken_or_none(take(self, max_count, 1, &found));
 }
 
 /* Copy the next data record into ``buffer``: its size, or -1 if not here (empty, lock
@@ -428,7 +443,7 @@ static PyObject *Ring_recv_into(Ring *self, PyObject *buffer) {
     if (PyObject_GetBuffer(buffer, &target, PyBUF_WRITABLE) < 0)
         return NULL;
     long result = -1;
-    if (begin_take(self, &tail, &head)) {
+    if (begin_take(self, &tail, &head) == TAKEN) {
         uint64_t taken = 0;
         if (tail < head) {
             uint32_t size, kind;
@@ -449,13 +464,135 @@ static PyObject *Ring_recv_into(Ring *self, PyObject *buffer) {
     return PyLong_FromLong(result);
 }
 
+/* -- waiting ---------------------------------------------------------------------------- */
+
+/* The header word a sleeper watches, or NULL (ValueError set) if ``offset`` is not one. */
+static uint64_t *watched(Ring *self, Py_ssize_t offset) {
+    if (!self->mapped) {
+        released();
+        return NULL;
+    }
+    if (offset < 0 || offset % 8 != 0 || self->base + offset + 8 > self->data) {
+        PyErr_SetString(PyExc_ValueError, "not a header word");
+        return NULL;
+    }
+    return WORD(self->base, offset);
+}
+
+/* Poll the word until it differs from ``seen``, at most ``seconds``: 1 if it moved. The
+ * GIL stays held (the mapping must outlive the loop), so this is for the opt-in spin= of
+ * a few microseconds; a sched_yield every few polls lets a peer on this same CPU run. */
+static int spin_until(uint64_t *word, uint64_t seen, double seconds) {
+    struct timespec now, until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)seconds;
+    until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    for (unsigned polls = 1;; polls++) {
+        if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen)
+            return 1;
+        if (polls % 64 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec > until.tv_sec ||
+                (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec))
+                return 0;
+            sched_yield();
+        }
+        __builtin_ia32_pause();
+    }
+}
+
+/* Sleep (GIL released) while the word's low 32 bits hold ``seen``'s, at most ``seconds``;
+ * returns on a change, a wake-up, the timeout or a signal, whose handler runs first:
+ * -1 if it raised. x86-64 is little-endian: the low half is the word's first 4 bytes. The
+ * kernel keeps no pointer into the mapping while it sleeps. */
+static int futex_sleep(uint64_t *word, uint64_t seen, double seconds) {
+    if (seconds < 0)
+        seconds = 0;
+    struct timespec timeout = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    long done;
+    int error;
+    Py_BEGIN_ALLOW_THREADS
+    done = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, (uint32_t)seen, &timeout, NULL, 0);
+    error = errno;
+    Py_END_ALLOW_THREADS
+    if (done != 0 && error == EINTR && PyErr_CheckSignals() < 0)
+        return -1;
+    return 0;
+}
+
+/* spin(offset, seen, seconds) -> bool and wait(offset, seen, seconds) -> None: the two
+ * halves of _ring.py's _sleep on a header word, for the waits it keeps. */
+static PyObject *Ring_spin(Ring *self, PyObject *args) {
+    Py_ssize_t offset;
+    unsigned long long seen;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "nKd", &offset, &seen, &seconds))
+        return NULL;
+    uint64_t *word = watched(self, offset);
+    if (word == NULL)
+        return NULL;
+    return PyBool_FromLong(spin_until(word, seen, seconds));
+}
+
+static PyObject *Ring_wait(Ring *self, PyObject *args) {
+    Py_ssize_t offset;
+    unsigned long long seen;
+    double seconds;
+    if (!PyArg_ParseTuple(args, "nKd", &offset, &seen, &seconds))
+        return NULL;
+    uint64_t *word = watched(self, offset);
+    if (word == NULL || futex_sleep(word, seen, seconds) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* recv_wait(spin, seconds) -> bytes | None | False: the next data record, waiting for
+ * one (spinning up to ``spin`` seconds first, then sleeping up to ``seconds``); None: the
+ * Python path's (lock busy, end-of-stream record); False: nothing yet (the caller checks
+ * its deadline and calls again). Sleepers raise the data flag, as _ring.py's do. */
+static PyObject *Ring_recv_wait(Ring *self, PyObject *args) {
+    double spin, seconds;
+    int found;
+    if (!PyArg_ParseTuple(args, "dd", &spin, &seconds))
+        return NULL;
+    uint64_t *head = WORD(self->base, OFF_HEAD);
+    for (int round = 0; round < 2; round++) {
+        PyObject *got = take(self, 1, 0, &found);
+        if (got != NULL || PyErr_Occurred())
+            return got;
+        if (found == ELSEWHERE)
+            Py_RETURN_NONE;
+        if (round == 1)
+            break;
+        __atomic_store_n(HALF(self->base, OFF_FLAG_DATA), 1, __ATOMIC_SEQ_CST);
+        uint64_t seen = __atomic_load_n(head, __ATOMIC_SEQ_CST);
+        if (seen > self->tail_last)
+            continue; /* committed meanwhile */
+        if (spin > 0 && spin_until(head, seen, spin))
+            continue;
+        if (futex_sleep(head, seen, seconds) < 0)
+            return NULL;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef Ring_methods[] = {
+    {"spin", (PyCFunction)Ring_spin, METH_VARARGS,
+     "spin(offset, seen, seconds) -> bool: the header word moved while spinning"},
+    {"wait", (PyCFunction)Ring_wait, METH_VARARGS,
+     "wait(offset, seen, seconds) -> None: futex-sleep while the header word holds seen"},
     {"send", (PyCFunction)Ring_send, METH_O,
      "send(frame) -> bool: appended and committed; False: take the Python path"},
     {"send_many", (PyCFunction)Ring_send_many, METH_VARARGS,
      "send_many(frames, start) -> int: how many from frames[start:] were committed"},
     {"recv", (PyCFunction)Ring_recv, METH_NOARGS,
      "recv() -> bytes | None: the next data record; None: take the Python path"},
+    {"recv_wait", (PyCFunction)Ring_recv_wait, METH_VARARGS,
+     "recv_wait(spin, seconds) -> bytes | None | False: the next record, waiting for one"},
     {"recv_many", (PyCFunction)Ring_recv_many, METH_O,
      "recv_many(max_count) -> list[bytes] | None: data records in one lock round"},
     {"recv_into", (PyCFunction)Ring_recv_into, METH_O,
