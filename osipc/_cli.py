@@ -427,14 +427,14 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
             facts[-1] = ("runtime dir", f"{path} (created on first use)")
     nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     facts.append(("RLIMIT_NOFILE", str(nofile)))
-    from osipc import _ring
+    from osipc import _accel, _ring
 
-    facts.append(("ring C part", _ring.ACCEL_STATUS))
-    if _ring.ACCEL is None and not _ring.ACCEL_STATUS.startswith("turned off"):
-        problems.append(
-            f"osipc's C part is {_ring.ACCEL_STATUS}: shm:// and sysv+shm:// queues run in "
-            "pure Python, several times slower"
-        )
+    _, queues = _accel.load("_msgc")
+    for what, status in (("shm:// and sysv+shm:// queues", _ring.ACCEL_STATUS),
+                         ("mq:// and sysv+mq://", queues)):  # fmt: skip
+        facts.append((f"C part for {what.split()[0]}", status))
+        if status not in ("in use", _accel.OFF):
+            problems.append(f"osipc's C part for {what} is {status}: pure Python, slower")
     for module in ("posix_ipc", "sysv_ipc", "zmq", "msgpack"):
         try:
             imported = __import__(module)

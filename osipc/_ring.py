@@ -60,7 +60,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from osipc import _futex
+from osipc import _accel, _futex
 from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_choice, parse_int
 from osipc._codecs import Buffer, Codec
@@ -122,20 +122,15 @@ SUPPORTED = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x
 
 def _load_accelerator() -> tuple[Any, str]:
     """(the C part or None, why not): see the module docstring."""
-    if os.environ.get("OSIPC_NO_ACCEL", "") not in ("", "0"):
-        return None, "turned off by OSIPC_NO_ACCEL"
-    try:
-        from osipc import _ringc
-    except ImportError as exc:
-        return None, f"not built ({exc}): install with a C compiler present"
+    module, status = _accel.load("_ringc")
     layout = (
         OFF_HEAD, OFF_TX_GEN, OFF_HEAD + 16, OFF_TAIL, OFF_RX_GEN, OFF_TAIL + 16,
         H_FLAG_DATA * 4, H_FLAG_SPACE * 4, H_FLAG_TX * 4, H_FLAG_RX * 4,
         REC.size, REC_DATA, CLAIM_TX, CLAIM_RX,
     )  # fmt: skip
-    if tuple(_ringc.LAYOUT) != layout:  # pragma: no cover - a stale build
+    if module is not None and tuple(module.LAYOUT) != layout:  # pragma: no cover - stale build
         return None, "built for another ring layout (a stale build): reinstall osipc"
-    return _ringc, "in use"
+    return module, status
 
 
 ACCEL, ACCEL_STATUS = _load_accelerator()

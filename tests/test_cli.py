@@ -146,7 +146,8 @@ def test_schemes_and_doctor(capsys: pytest.CaptureFixture[str]) -> None:
         "/dev/shm:",
         "mqueue mounted:",
         "runtime dir:",
-        "ring C part:",
+        "C part for shm://:",
+        "C part for mq://:",
     ):
         assert key in out, key
     assert "default-size queues per user" in out

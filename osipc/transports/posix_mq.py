@@ -44,7 +44,7 @@ from typing import Any, TypeVar, cast
 
 import posix_ipc
 
-from osipc import _inventory, _limits
+from osipc import _accel, _inventory, _limits
 from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, validate_name
 from osipc._codecs import Buffer, Codec, codec_name, get_codec
@@ -70,6 +70,7 @@ from osipc.transports._posix_ipc import map_posix_ipc, posix_ipc_errors
 
 ESCAPE = 0xC1
 _ESCAPE_BYTE = b"\xc1"
+_MSGC, _ = _accel.load("_msgc")  # one message without waiting, in C (optional)
 PRIORITY_MAX = 32767  # MQ_PRIO_MAX - 1 on Linux
 HARD_MSGMAX = 65536  # what CAP_SYS_RESOURCE may ask for (ipc/mqueue.c)
 HARD_MSGSIZEMAX = 16 * 1024 * 1024
@@ -378,9 +379,21 @@ def _never() -> bool:
     return False
 
 
+def _fast_path(queue: Any) -> Any:
+    """The C part for a queue osipc opened itself, made O_NONBLOCK for it (osipc never
+    blocks inside posix_ipc anyway: see MqSender._write). An adopted fd= queue is not
+    changed: its open file description is shared with whoever passed it."""
+    if _MSGC is None or not isinstance(queue, posix_ipc.MessageQueue):
+        return None
+    with posix_ipc_errors("make a queue descriptor non-blocking"):
+        queue.block = False
+    return _MSGC
+
+
 class MqSender(Sender[Any]):
     def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
+        self._fast = _fast_path(queue)
         self._raw = options.raw
         self._msgsize = int(queue.max_message_size)
         super().__init__(address, _capabilities(self._msgsize, options.raw), codec)
@@ -391,7 +404,8 @@ class MqSender(Sender[Any]):
             raise self._raise_closed()
         if priority:
             _check_priority(priority)
-        self._put(self._encode(obj), None if timeout is None else check_timeout(timeout), priority)
+        frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
+        self._put(frame, None if timeout is None else check_timeout(timeout), priority)
 
     def send_many(
         self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
@@ -415,6 +429,18 @@ class MqSender(Sender[Any]):
         self._put(frame, timeout, 0)
 
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
+        if self._fast is not None:  # in one call, waiting too; None: see the steps below
+            try:
+                sent = self._fast.mq_send(
+                    self._mq.mqd, frame, priority, self._raw, self._msgsize,
+                    -1.0 if timeout is None else timeout,
+                )  # fmt: skip
+            except OSError as exc:
+                raise _map(self, exc, "send to") from exc
+            if sent:
+                return
+            if sent is False:
+                raise self._full(timeout)
         size = len(frame)
         escaped = False
         if not self._raw and (size == 0 or frame[0] == ESCAPE):
@@ -447,11 +473,7 @@ class MqSender(Sender[Any]):
         deadline = Deadline(timeout)
         while True:
             if timeout == 0 or not _poll(self._mq.mqd, select.POLLOUT, deadline):
-                raise Timeout(
-                    f"{self.url}: the queue is full ({self._mq.max_messages} messages) "
-                    f"{deadline.describe()}",
-                    errno=errno.EAGAIN,
-                )
+                raise self._full(timeout)
             try:
                 self._mq.send(frame, 0, priority)
                 return
@@ -459,6 +481,13 @@ class MqSender(Sender[Any]):
                 continue  # another sender filled it first
             except Exception as exc:
                 raise _map(self, exc, "send to") from exc
+
+    def _full(self, timeout: float | None) -> Timeout:
+        return Timeout(
+            f"{self.url}: the queue is full ({self._mq.max_messages} messages) "
+            f"{Deadline(timeout).describe()}",
+            errno=errno.EAGAIN,
+        )
 
     def _send_end(self, deadline: Deadline) -> None:
         self._write(b"", deadline.remaining(), 0)  # the zero-length marker, unescaped
@@ -509,25 +538,44 @@ class MqReceiver(Receiver[Any]):
 
     def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
+        self._fast = _fast_path(queue)
         self._raw = options.raw
-        super().__init__(address, _capabilities(int(queue.max_message_size), options.raw), codec)
+        self._msgsize = int(queue.max_message_size)
+        super().__init__(address, _capabilities(self._msgsize, options.raw), codec)
 
     def _recv(self, timeout: float | None) -> Frame | None:
-        try:
-            data, self.priority = self._mq.receive(0)  # see MqSender._write: never block in it
-        except posix_ipc.BusyError:
+        if self._fast is not None:  # in one call, waiting too; None: the Python path's
+            try:
+                got = self._fast.mq_recv(
+                    self._mq.mqd, self._msgsize, self._raw, -1.0 if timeout is None else timeout
+                )
+            except OSError as exc:
+                raise _map(self, exc, "receive from") from exc
+            if got is False:
+                raise Timeout(
+                    f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN
+                )
+            if got is not None:
+                frame: Frame | None
+                frame, self.priority = got
+                return frame
             data = self._wait_and_receive(timeout)
-        except OsipcError:
-            raise
-        except Exception as exc:
-            raise _map(self, exc, "receive from") from exc
+        else:
+            try:
+                data, self.priority = self._mq.receive(0)  # see MqSender._write: never block
+            except posix_ipc.BusyError:
+                data = self._wait_and_receive(timeout)
+            except OsipcError:
+                raise
+            except Exception as exc:
+                raise _map(self, exc, "receive from") from exc
         if self._raw:
-            return data  # type: ignore[no-any-return]
+            return data
         if not data:
             return None
         if data[0] == ESCAPE:
-            return data[1:]  # type: ignore[no-any-return]
-        return data  # type: ignore[no-any-return]
+            return data[1:]
+        return data
 
     def _wait_and_receive(self, timeout: float | None) -> bytes:
         deadline = Deadline(timeout)

@@ -36,7 +36,7 @@ from typing import Any
 
 import sysv_ipc
 
-from osipc import _inventory, _limits
+from osipc import _accel, _inventory, _limits
 from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_bool, parse_int
 from osipc._codecs import Buffer, Codec, codec_name
@@ -55,6 +55,7 @@ from osipc.transports import _sysv
 
 ESCAPE = 0xC1
 _ESCAPE_BYTE = b"\xc1"
+_MSGC, _ = _accel.load("_msgc")  # one message without waiting, in C (optional)
 TYPE_MAX = (1 << 63) - 1
 
 
@@ -149,6 +150,7 @@ class SysvMqSender(Sender[Any]):
         self, address: Address, options: SysvMqOptions, codec: Codec[Any], queue: Any
     ) -> None:
         self._mq = queue
+        self._msqid = int(queue.id)
         self._raw = options.raw
         self._type = options.type or 1
         self._limit = min(_msgmax(), int(queue.max_size))
@@ -159,8 +161,9 @@ class SysvMqSender(Sender[Any]):
         if self._closed:
             raise self._raise_closed()
         frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
-        if (  # the common case, as directly as it goes
-            timeout is None
+        if (  # without the C part, the common case as directly as it goes
+            _MSGC is None
+            and timeout is None
             and type is None
             and 0 < len(frame) <= self._limit
             and (self._raw or frame[0] != ESCAPE)
@@ -192,6 +195,12 @@ class SysvMqSender(Sender[Any]):
         self._write(b"", deadline.remaining(), self._type)
 
     def _put(self, frame: Buffer, timeout: float | None, mtype: int) -> None:
+        if _MSGC is not None:  # the common case in one call; anything else goes on below
+            try:
+                if _MSGC.msg_send(self._msqid, mtype, frame, self._raw, self._limit):
+                    return  # (False, a full queue, blocks or waits below like any other)
+            except OSError as exc:
+                raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
         size = len(frame)
         escaped = False
         if not self._raw and (size == 0 or frame[0] == ESCAPE):
@@ -262,13 +271,22 @@ class SysvMqReceiver(Receiver[Any]):
         self, address: Address, options: SysvMqOptions, codec: Codec[Any], queue: Any
     ) -> None:
         self._mq = queue
+        self._msqid = int(queue.id)
         self._raw = options.raw
         self._filter = options.type
-        super().__init__(
-            address, _capabilities(min(_msgmax(), int(queue.max_size)), options.raw), codec
-        )
+        self._limit = min(_msgmax(), int(queue.max_size))
+        super().__init__(address, _capabilities(self._limit, options.raw), codec)
 
     def _recv(self, timeout: float | None) -> Frame | None:
+        if _MSGC is not None:  # the common case in one call: a message is there
+            try:
+                got = _MSGC.msg_recv(self._msqid, self._filter, self._limit, self._raw)
+            except OSError as exc:
+                raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+            if got is not None:
+                frame: Frame | None
+                frame, self.type = got
+                return frame
         try:  # no timeout: block in msgrcv; else try once, then wait in _wait_and_receive
             data, self.type = self._mq.receive(timeout is None, self._filter)
         except sysv_ipc.BusyError:

@@ -123,24 +123,6 @@ def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
     assert sorted(got) == sorted(f"{n}-{i}" for n in "ab" for i in range(2000))
 
 
-def test_the_c_part_runs_queue_rings_where_it_was_built(url: Url, scheme: str) -> None:
-    from osipc import _ring
-
-    queue, broadcast = url(scheme, capacity="64K"), url(scheme, capacity="64K")
-    with osipc.sender(queue) as tx, osipc.receiver(queue) as rx:
-        in_use = tx._accel is not None and rx._accel is not None  # type: ignore[attr-defined]
-    with osipc.publisher(broadcast) as pub:
-        assert pub._accel is None  # type: ignore[attr-defined]  # broadcast stays in Python
-    osipc.unlink(queue)
-    osipc.unlink(broadcast)
-    if os.environ.get("OSIPC_NO_ACCEL", "") not in ("", "0"):
-        assert not in_use and _ring.ACCEL_STATUS == "turned off by OSIPC_NO_ACCEL"
-    elif os.environ.get("OSIPC_EXPECT_INSTALLED"):  # tox: built with the machine's gcc
-        assert in_use, _ring.ACCEL_STATUS
-    else:
-        assert in_use == (_ring.ACCEL is not None), _ring.ACCEL_STATUS
-
-
 def test_a_sender_killed_holding_the_lock_is_taken_over(ring: str) -> None:
     osipc.sender(ring).close()
     done = peer(
