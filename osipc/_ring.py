@@ -124,6 +124,7 @@ def _load_accelerator() -> tuple[Any, str]:
     """(the C part or None, why not): see the module docstring."""
     module, status = _accel.load("_ringc")
     layout = (
+        2,  # the locking and commit protocol's version (_ringc.c's PROTOCOL)
         OFF_HEAD, OFF_TX_GEN, OFF_HEAD + 16, OFF_TAIL, OFF_RX_GEN, OFF_TAIL + 16,
         H_FLAG_DATA * 4, H_FLAG_SPACE * 4, H_FLAG_TX * 4, H_FLAG_RX * 4,
         REC.size, REC_DATA, CLAIM_TX, CLAIM_RX,
@@ -159,7 +160,7 @@ def record_header(kind: int) -> int:
 
 
 def max_message(capacity: int, kind: int) -> int:
-    return capacity - record_header(kind)
+    return min(capacity - record_header(kind), 0xFFFFFFFF)  # a record's size is 32 bits
 
 
 def write_header(mm: Any, kind: int, capacity: int, slots: int, overflow: int) -> None:
@@ -304,8 +305,8 @@ class RingLock(ABC):
         """Take the lock. Raises Timeout, taking over from a dead holder first if needed."""
 
     @abstractmethod
-    def release(self, bumped: bool) -> None:
-        """Release; ``bumped`` says the caller's commit already advanced the generation."""
+    def release(self) -> None:
+        """Release (and let waiters see it: see ClaimLock.release)."""
 
     @abstractmethod
     def fast(self) -> tuple[Any, Any, int, int]:
@@ -389,10 +390,12 @@ class ClaimLock(RingLock):
             self.local.release()
             raise
 
-    def release(self, bumped: bool) -> None:
-        if not bumped:
-            self._words[self._gen] += 1
+    def release(self) -> None:
+        # Post, move the generation, drop the claim, in this order: a waiter that finds
+        # the claim gone then finds the generation moved too, and never takes over a lock
+        # released under its eyes (it once did: two holders). The C part does the same.
         self._sem.release()
+        self._words[self._gen] += 1
         self._halves[self._claim] = 0
         self.local.release()
 
@@ -820,16 +823,16 @@ class RingSender(_RingHandle, Sender[Any]):
             self._tail_seen = words[W_TAIL]
         offset = head % cap
         if head + need - self._tail_seen > cap or offset + need > cap:
-            self._lock.release(False)
+            self._lock.release()
             self._put([frame], Deadline(timeout))
             return
         start = self._data + offset
         REC.pack_into(mm, start, size, REC_DATA)
         self._view[start + 8 : start + 8 + size] = frame
         words[W_HEAD] = head + need  # the commit
-        words[W_TX_GEN] += 1
         words[W_PRODUCED] += 1
-        self._release()
+        self._release()  # then the generation, then the claim: see ClaimLock.release
+        words[W_TX_GEN] += 1
         if claim >= 0:
             halves[claim] = 0
         local.release()
@@ -897,7 +900,7 @@ class RingSender(_RingHandle, Sender[Any]):
             committed = False
             first = sent
             try:
-                head, gen, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
+                head, _, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
                 if error_mode:
                     needed = sum(
                         _align(hdr + (0 if f is None else len(f)), align) for f in frames[sent:]
@@ -922,7 +925,6 @@ class RingSender(_RingHandle, Sender[Any]):
                     sent += 1
                 if sent > first:
                     words[W_HEAD] = head  # the commit
-                    words[W_TX_GEN] = gen + 1
                     words[W_PRODUCED] = produced + sent - first
                     words[W_SEQ] = seq
                     words[W_RESERVE] = head
@@ -930,7 +932,7 @@ class RingSender(_RingHandle, Sender[Any]):
                 elif not error_mode:
                     self._h[H_FLAG_SPACE] = 1  # set under the lock: we will sleep
             finally:
-                lock.release(committed)
+                lock.release()
             if committed:
                 self._wake_after_release(producer=True)
             if sent == total:
@@ -1001,20 +1003,23 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         if self._head_seen <= tail:
             self._head_seen = words[W_HEAD]
             if self._head_seen <= tail:
-                self._lock.release(False)
+                self._lock.release()
                 return self._take(1, Deadline(timeout))[0]
         cap = self._cap
         start = self._data + tail % cap
         size, kind = REC.unpack_from(mm, start)
+        if size > self._max or tail + ((size + 15) & ~7) > self._head_seen:
+            self._lock.release()
+            return self._take(1, Deadline(timeout))[0]  # which reports the corruption
         start += 8
         end = start + size
         payload = mm[start:end] if end <= self._data + cap else self._read(tail, size)
         tail += (size + 15) & ~7
         words[W_TAIL] = tail  # the commit
-        words[W_RX_GEN] += 1
         words[W_CONSUMED] += 1
         self._tail_last = tail
-        self._release()
+        self._release()  # then the generation, then the claim: see ClaimLock.release
+        words[W_RX_GEN] += 1
         if claim >= 0:
             halves[claim] = 0
         local.release()
@@ -1036,7 +1041,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             out: list[Frame | None] = []
             committed = False
             try:
-                tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+                tail, _, consumed = CONS.unpack_from(mm, OFF_TAIL)
                 head = self._head_seen  # a lower bound of the real head: re-read when used up
                 if head <= tail:
                     head = self._head_seen = words[W_HEAD]
@@ -1045,6 +1050,8 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 while tail < head and len(out) < max_count:
                     start = base + tail % cap
                     size, kind = REC.unpack_from(mm, start)
+                    if size > self._max or tail + ((size + 15) & ~7) > head:
+                        raise self._corrupt(tail)
                     if kind == REC_END:
                         out.append(None)
                     elif start + 8 + size <= limit:
@@ -1055,13 +1062,12 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 self._tail_last = tail
                 if out:
                     words[W_TAIL] = tail  # the commit
-                    words[W_RX_GEN] = gen + 1
                     words[W_CONSUMED] = consumed + len(out)
                     committed = True
                 else:
                     self._h[H_FLAG_DATA] = 1  # set under the lock: we will sleep
             finally:
-                lock.release(committed)
+                lock.release()
             if committed:
                 self._wake_after_release(producer=False)
                 return out
@@ -1087,13 +1093,19 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             if deadline.remaining() == 0:
                 raise Timeout(f"{self.url}: no message {deadline.describe()}")
 
+    def _corrupt(self, position: int) -> Broken:
+        return Broken(
+            f"{self.url}: the ring is corrupt at position {position} (a record's size runs "
+            "past the data committed); remove it (osipc rm) and create it again"
+        )
+
     def _quick(self, max_count: int) -> list[Frame | None] | None:
         """The C part's one try (None: nothing for it; the Python path decides)."""
         try:
             if max_count == 1:
                 one: Frame | None = self._accel.recv()
                 return None if one is None else [one]
-            batch: list[Frame | None] | None = self._accel.recv_many(max_count)
+            batch: list[Frame | None] | None = self._accel.recv_many(min(max_count, 1 << 30))
             return batch
         except (OSError, ValueError) as exc:
             raise self._accel_error(exc) from None
@@ -1127,12 +1139,14 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             size = -1
             committed = False
             try:
-                tail, gen, consumed = CONS.unpack_from(mm, OFF_TAIL)
+                tail, _, consumed = CONS.unpack_from(mm, OFF_TAIL)
                 head = self._head_seen
                 if head <= tail:
                     head = self._head_seen = words[W_HEAD]
                 if tail < head:
                     size, kind = REC.unpack_from(mm, self._data + tail % self._cap)
+                    if size > self._max or tail + ((size + 15) & ~7) > head:
+                        raise self._corrupt(tail)
                     if kind == REC_END:
                         size = -2
                     elif size > len(view):
@@ -1145,13 +1159,12 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                     else:
                         self._read_into(tail, size, view)
                     words[W_TAIL] = tail + _align(8 + max(size, 0), 8)  # the commit
-                    words[W_RX_GEN] = gen + 1
                     words[W_CONSUMED] = consumed + 1
                     committed = True
                 else:
                     self._h[H_FLAG_DATA] = 1
             finally:
-                lock.release(committed)
+                lock.release()
             if committed:
                 self._wake_after_release(producer=False)
                 if size == -2:
@@ -1189,7 +1202,7 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
             self._w[self._cursor_word] = head
             self._h[self._role_half] = ROLE_SUBSCRIBER
         finally:
-            self._backend.tx.release(False)
+            self._backend.tx.release()
 
     def _overrun(self) -> OsipcError:
         missed_from = self._seq

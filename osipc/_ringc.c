@@ -7,10 +7,15 @@
  * release, wake sleepers whose flags are up. Any other case returns "not here" and the
  * caller takes the Python path, which handles it all.
  *
- * Every call runs with the GIL held and never releases it, so no other thread of this
- * process can see a lock this file took: that is what lets it skip the handle's
- * threading.Lock (a thread of the same handle that is inside the Python path has its
- * claim up, and then this file steps aside).
+ * Every call holds the GIL from taking a ring lock to releasing it, and runs no Python
+ * code in between (frames must be exact bytes, bytearray or memoryview, whose buffers are
+ * C's; payloads are new bytes objects, which never start a garbage collection), so no
+ * other thread of this process can see a lock this file holds: that is what lets it skip
+ * the handle's threading.Lock (a thread of the same handle that is inside the Python path
+ * has its claim up, and then this file steps aside). The GIL is released only to sleep
+ * (futex), holding no lock and touching no memory of the ring until it is back. For the
+ * same reason the module must never declare Py_MOD_GIL_NOT_USED: free-threaded builds
+ * re-enable the GIL when they import it.
  *
  * The layout constants are checked against _ring.py at import (LAYOUT): a mismatch
  * turns this module off instead of corrupting rings.
@@ -45,6 +50,7 @@
 #define REC_DATA 1
 #define CLAIM_TX 1
 #define CLAIM_RX 2
+#define PROTOCOL 2 /* bump with any change of the locking or commit order */
 
 #define WORD(base, off) ((uint64_t *)((base) + (off)))
 #define HALF(base, off) ((uint32_t *)((base) + (off)))
@@ -82,21 +88,25 @@ static void futex_wake(void *address) {
     syscall(SYS_futex, address, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* Release; a release without a commit still moves the generation (the takeover rule
- * needs every release to show). Then wake whoever raised a flag: the lock's waiters, and
- * (``wake_flag``, ``wake_word``) the other side's sleepers, whose flag the waker clears. */
+/* Release: post, then move the generation, then drop the claim, in that order (as
+ * _ring.py's ClaimLock.release): a waiter that sees the claim gone then also sees the
+ * generation moved, and never mistakes a lock released under its eyes for a dead
+ * holder's. Then wake whoever raised a flag: the lock's waiters, and, after a commit,
+ * (``wake_flag``, ``wake_word``) the other side's sleepers, whose flag the waker clears.
+ * -1 (errno set) if the semaphore is gone; the claim is dropped all the same. */
 static int lock_release(char *base, Lock *lock, int committed, long wake_flag, long wake_word) {
-    if (!committed)
-        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_RELEASE);
+    int failed;
     if (lock->semid >= 0) {
         struct sembuf op = {0, 1, SEM_UNDO};
-        if (semop(lock->semid, &op, 1) != 0)
-            return -1;
+        failed = semop(lock->semid, &op, 1) != 0;
+        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_RELEASE);
     } else {
-        if (sem_post(lock->sem) != 0)
-            return -1;
-        __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELAXED);
+        failed = sem_post(lock->sem) != 0;
+        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELEASE);
     }
+    if (failed)
+        return -1;
     /* the release is a full barrier (a locked instruction, or a system call); the fence
      * says so: a sleeper's flag raised before it is visible below */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -170,7 +180,8 @@ static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
     if (PyObject_GetBuffer(buffer, &self->map, PyBUF_WRITABLE) < 0)
         return -1;
     self->mapped = 1;
-    if (cap == 0 || cap % 8 != 0 || data < OFF_FLAG_RX + 4 || (uint64_t)data + cap > (uint64_t)self->map.len) {
+    if (cap == 0 || cap % 16 != 0 || data < OFF_FLAG_RX + 4 || (uint64_t)data > (uint64_t)self->map.len ||
+        cap > (uint64_t)self->map.len - (uint64_t)data) {
         PyErr_SetString(PyExc_ValueError, "ring layout does not fit the buffer");
         return -1;
     }
@@ -180,6 +191,14 @@ static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
     if (lock_init(&self->tx, tx, OFF_TX_GEN, OFF_FLAG_TX) < 0 ||
         lock_init(&self->rx, rx, OFF_RX_GEN, OFF_FLAG_RX) < 0)
         return -1;
+    Lock *locks[2] = {&self->tx, &self->rx};
+    for (int i = 0; i < 2; i++) {
+        long claim = locks[i]->claim;
+        if (claim != -1 && (claim < 0 || claim % 4 != 0 || claim + 4 > data)) {
+            PyErr_SetString(PyExc_ValueError, "a claim offset outside the slot table");
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -232,12 +251,20 @@ static void get(Ring *self, uint64_t position, char *to, uint64_t size) {
     }
 }
 
+/* Frames whose buffer is C's alone: no Python code runs to get or release it. */
+static int plain(PyObject *frame) {
+    return PyBytes_CheckExact(frame) || PyByteArray_CheckExact(frame) || PyMemoryView_Check(frame);
+}
+
 /* Append ``frames[start:]`` (a list; or ``single`` when frames is NULL) as far as they
  * fit, in one lock round. Returns how many were committed, 0 when the lock is busy or the
  * first does not fit, -1 (errno set) when the release failed. A frame that is not a byte
  * buffer stops the batch there: the Python path reports it. */
 static Py_ssize_t append(Ring *self, PyObject *frames, PyObject *single, Py_ssize_t start) {
     char *base = self->base;
+    if (frames == NULL ? !plain(single) : (start >= PyList_GET_SIZE(frames) ||
+                                           !plain(PyList_GET_ITEM(frames, start))))
+        return 0; /* nothing for this file: no lock round for it */
     if (!lock_try(base, &self->tx))
         return 0;
     uint64_t head = __atomic_load_n(WORD(base, OFF_HEAD), __ATOMIC_RELAXED);
@@ -252,14 +279,17 @@ static Py_ssize_t append(Ring *self, PyObject *frames, PyObject *single, Py_ssiz
             break;
         }
         Py_buffer frame;
-        Py_INCREF(item);
-        int ok = PyObject_GetBuffer(item, &frame, PyBUF_SIMPLE) == 0;
-        Py_DECREF(item);
-        if (!ok) {
-            PyErr_Clear();
+        if (!plain(item))
+            break; /* the Python path takes it from here */
+        if (PyObject_GetBuffer(item, &frame, PyBUF_SIMPLE) < 0) {
+            PyErr_Clear(); /* (a non-contiguous memoryview) */
             break;
         }
         uint64_t size = (uint64_t)frame.len, need = (size + 15) & ~(uint64_t)7;
+        if (size > UINT32_MAX) { /* a record's size is 32 bits; _ring.py's limit says so */
+            PyBuffer_Release(&frame);
+            break;
+        }
         if (head + need - self->tail_seen > self->cap)
             self->tail_seen = __atomic_load_n(WORD(base, OFF_TAIL), __ATOMIC_ACQUIRE);
         if (head + need - self->tail_seen > self->cap) {
@@ -275,7 +305,6 @@ static Py_ssize_t append(Ring *self, PyObject *frames, PyObject *single, Py_ssiz
     }
     if (sent) {
         __atomic_store_n(WORD(base, OFF_HEAD), head, __ATOMIC_RELEASE); /* the commit */
-        __atomic_add_fetch(WORD(base, OFF_TX_GEN), 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(WORD(base, OFF_PRODUCED), (uint64_t)sent, __ATOMIC_RELEASE);
     }
     if (lock_release(base, &self->tx, sent != 0, OFF_FLAG_DATA, OFF_HEAD) < 0)
@@ -336,18 +365,21 @@ static int end_take(Ring *self, uint64_t tail, uint64_t taken) {
     char *base = self->base;
     if (taken) {
         __atomic_store_n(WORD(base, OFF_TAIL), tail, __ATOMIC_RELEASE); /* the commit */
-        __atomic_add_fetch(WORD(base, OFF_RX_GEN), 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(WORD(base, OFF_CONSUMED), taken, __ATOMIC_RELEASE);
         self->tail_last = tail;
     }
     return lock_release(base, &self->rx, taken != 0, OFF_FLAG_SPACE, OFF_TAIL);
 }
 
-static void record_at(Ring *self, uint64_t position, uint32_t *size, uint32_t *kind) {
+/* The record at ``position`` if it is a whole data record before ``head``: 1 and its
+ * size; 0 for anything else (an end-of-stream record, or a corrupt size that would read
+ * past the ring: the Python path reports it as Broken). */
+static int data_record(Ring *self, uint64_t position, uint64_t head, uint32_t *size) {
     uint32_t record[2];
     memcpy(record, self->data + position % self->cap, REC_HEADER);
     *size = record[0];
-    *kind = record[1];
+    return record[1] == REC_DATA && *size <= self->cap - REC_HEADER &&
+           position + (((uint64_t)*size + 15) & ~(uint64_t)7) <= head;
 }
 
 /* Up to ``max_count`` data records as bytes (a list if ``as_list``), in one lock round,
@@ -371,9 +403,8 @@ static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list, int *found)
     Py_ssize_t taken = 0;
     *found = tail < head ? ELSEWHERE : EMPTY;
     while (tail < head && taken < max_count) {
-        uint32_t size, kind;
-        record_at(self, tail, &size, &kind);
-        if (kind != REC_DATA)
+        uint32_t size;
+        if (!data_record(self, tail, head, &size))
             break;
         PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
         if (payload == NULL)
@@ -442,13 +473,16 @@ static PyObject *Ring_recv_into(Ring *self, PyObject *buffer) {
         return released();
     if (PyObject_GetBuffer(buffer, &target, PyBUF_WRITABLE) < 0)
         return NULL;
+    if (!self->mapped) { /* the exporter's Python code may have closed the handle */
+        PyBuffer_Release(&target);
+        return released();
+    }
     long result = -1;
     if (begin_take(self, &tail, &head) == TAKEN) {
         uint64_t taken = 0;
         if (tail < head) {
-            uint32_t size, kind;
-            record_at(self, tail, &size, &kind);
-            if (kind == REC_DATA && size <= (uint64_t)target.len) {
+            uint32_t size;
+            if (data_record(self, tail, head, &size) && size <= (uint64_t)target.len) {
                 get(self, tail + REC_HEADER, target.buf, size);
                 tail += ((uint64_t)size + 15) & ~(uint64_t)7;
                 taken = 1;
@@ -627,7 +661,7 @@ PyMODINIT_FUNC PyInit__ringc(void) {
     if (m == NULL)
         return NULL;
     PyObject *layout = Py_BuildValue(
-        "(iiiiiiiiiiiiii)", OFF_HEAD, OFF_TX_GEN, OFF_PRODUCED, OFF_TAIL, OFF_RX_GEN,
+        "(iiiiiiiiiiiiiii)", PROTOCOL, OFF_HEAD, OFF_TX_GEN, OFF_PRODUCED, OFF_TAIL, OFF_RX_GEN,
         OFF_CONSUMED, OFF_FLAG_DATA, OFF_FLAG_SPACE, OFF_FLAG_TX, OFF_FLAG_RX, REC_HEADER,
         REC_DATA, CLAIM_TX, CLAIM_RX);
     if (layout == NULL || PyModule_AddObject(m, "LAYOUT", layout) < 0) {

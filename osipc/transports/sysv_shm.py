@@ -97,7 +97,7 @@ class UndoLock(_ring.RingLock):
                 continue  # the handler ran (and did not raise): the time left goes on
             raise Timeout(f"the ring's lock is busy {deadline.describe()}")
 
-    def release(self, bumped: bool) -> None:
+    def release(self) -> None:
         self._sem.release()
         self.local.release()
 
@@ -212,7 +212,7 @@ class SysvRingBackend(_ring.SegmentBackend):
         try:
             return super()._take_slot(role)
         finally:
-            lock.release(True)
+            lock.release()
 
     def _claim_slot(self, index: int) -> bool:
         return not self.alive(index)

@@ -11,6 +11,7 @@ import mmap
 import os
 import pickle
 import signal
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,6 +122,153 @@ def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
         tx.end(timeout=5)  # one end-of-stream per receiver
     got = [item for proc in receivers for item in finish(proc).split()]
     assert sorted(got) == sorted(f"{n}-{i}" for n in "ab" for i in range(2000))
+
+
+def test_a_corrupt_record_size_is_broken_never_a_read_past_the_ring(ring: str) -> None:
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        tx.send(b"x" * 16)
+        backend = rx._backend  # type: ignore[attr-defined]
+        struct.pack_into("@I", backend.mm, backend.data, 0x7FFFFFF0)  # a hostile size word
+        for call in (lambda: rx.recv(timeout=0.5), lambda: rx.recv_many(2**70, timeout=0.5)):
+            with pytest.raises(osipc.Broken, match="corrupt at position 0"):
+                call()
+        with pytest.raises(osipc.Broken, match="corrupt"):
+            rx.recv_into(bytearray(64), timeout=0.5)
+
+
+def test_frames_of_any_buffer_type_are_sent(ring: str) -> None:
+    class Frame(bytearray):  # (a subclass may run Python code for its buffer: not in C)
+        pass
+
+    frames = [Frame(b"sub"), memoryview(b"view"), bytearray(b"array"), b"bytes"]
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:
+        for frame in frames:
+            tx.send(frame)
+        tx.send_many(frames)
+        got = [rx.recv(timeout=1) for _ in range(2 * len(frames))]
+    assert got == [bytes(frame) for frame in frames] * 2
+
+
+def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url) -> None:
+    # The takeover rule (no live claimant, generation unchanged) once fired on a live
+    # holder: it moved the generation, was preempted before its post, and cleared its claim
+    # after it, while a waiter read the generation, failed its try and then scanned. Sleeps
+    # stand in for the preemptions: the holder's post is slow, the waiter's failed tries
+    # too. (shm:// only: sysv+shm's SEM_UNDO locks have no takeover.)
+    target = url("shm", capacity="64K")
+    osipc.sender(target).close()
+    holder = spawn(
+        """
+        import sys, time, osipc
+        from osipc._deadline import Deadline
+        class SlowPost:
+            def __init__(self, sem): self.sem = sem
+            def release(self): time.sleep(0.1); self.sem.release()
+        tx = osipc.sender(sys.argv[1])
+        lock = tx._lock
+        lock.acquire(Deadline(5))
+        lock._sem = SlowPost(lock._sem)
+        print("held", flush=True)
+        time.sleep(0.2)
+        lock.release()
+        time.sleep(1)
+        tx.close()
+        """,
+        target,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with osipc.sender(target) as tx:
+        lock = tx._lock  # type: ignore[attr-defined]
+        real_try, real_check = lock._try, lock._take_over_if_dead
+        took_over: list[bool] = []
+        checking = []
+
+        def slow_try(block: bool = False) -> bool:
+            ok: bool = real_try(block)
+            if not ok and checking:
+                time.sleep(0.03)  # between the failed try and the scan of the claims
+            return ok
+
+        def check() -> bool:
+            checking.append(True)
+            try:
+                result: bool = real_check()
+            finally:
+                checking.clear()
+            took_over.append(result)
+            return result
+
+        lock._try, lock._take_over_if_dead = slow_try, check
+        from osipc._deadline import Deadline
+
+        lock.acquire(Deadline(3))
+        try:
+            assert took_over and not any(took_over), "took over from a live holder"
+            assert not real_try(False), "the lock is held, yet anyone can take it"
+        finally:
+            lock.release()
+    finish(holder)
+    osipc.unlink(target)
+
+
+def test_threads_of_mixed_processes_keep_the_lock_whole(url: Url, scheme: str) -> None:
+    # Two producer and two consumer processes, one pure Python (OSIPC_NO_ACCEL=1), one
+    # with the C part, three threads sharing each handle. A waiter once took a lock over
+    # from a live holder that released it under its eyes (the generation moved before the
+    # post, the claim went after it): two holders, then a semaphore stuck at 2.
+    target = url(scheme, capacity="16K")
+    producer = """
+        import sys, threading, osipc
+        tx = osipc.sender(sys.argv[1])
+        def run(t):
+            for i in range(0, 3000, 5):
+                batch = [b"%s.%d.%d" % (sys.argv[2].encode(), t, i + j) for j in range(5)]
+                if i % 15 == 0:
+                    tx.send_many(batch, timeout=30)
+                else:
+                    for message in batch:
+                        tx.send(message, timeout=30)
+        threads = [threading.Thread(target=run, args=(t,)) for t in range(3)]
+        for thread in threads: thread.start()
+        for thread in threads: thread.join()
+        tx.close()
+    """
+    consumer = """
+        import hashlib, sys, threading, osipc
+        rx = osipc.receiver(sys.argv[1])
+        got = []
+        def run():
+            while True:
+                try:
+                    batch = rx.recv_many(4, timeout=30)
+                except osipc.EndOfStream:
+                    return
+                got.extend(batch)
+        threads = [threading.Thread(target=run) for _ in range(3)]
+        for thread in threads: thread.start()
+        for thread in threads: thread.join()
+        rx.close()
+        # a multiset fingerprint: a count and a sum of hashes (the whole list would fill
+        # the stdout pipe while the test still sends end-of-stream markers)
+        print(len(got), sum(int(hashlib.sha256(m).hexdigest()[:16], 16) for m in got))
+    """
+    osipc.sender(target).close()
+    pure = {**os.environ, "OSIPC_NO_ACCEL": "1"}
+    consumers = [spawn(consumer, target, env=env) for env in (pure, None)]
+    producers = [spawn(producer, target, tag, env=env) for tag, env in (("P", pure), ("C", None))]
+    for proc in producers:
+        finish(proc, timeout=120)
+    with osipc.sender(target) as tx:  # one end-of-stream per consumer thread, until all end
+        deadline = time.monotonic() + 60
+        while any(proc.poll() is None for proc in consumers) and time.monotonic() < deadline:
+            tx.end(timeout=5)
+            time.sleep(0.02)
+    counts = [[int(n) for n in finish(proc, timeout=60).split()] for proc in consumers]
+    want = [f"{tag}.{t}.{i}".encode() for tag in "PC" for t in range(3) for i in range(3000)]
+    fingerprint = sum(int(hashlib.sha256(m).hexdigest()[:16], 16) for m in want)
+    assert sum(count for count, _ in counts) == len(want), counts  # none lost, none twice
+    assert sum(total for _, total in counts) == fingerprint
+    osipc.unlink(target.split("?")[0])
 
 
 def test_a_sender_killed_holding_the_lock_is_taken_over(ring: str) -> None:
