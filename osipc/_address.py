@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from osipc._errors import InvalidURL, PermissionDenied, TransportError, os_errors
+from osipc._errors import InvalidArgument, InvalidURL, PermissionDenied, TransportError, os_errors
 
 NAME_MAX_LENGTH = 200
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -217,7 +217,28 @@ def resolve_options(
     options = cls(**values)  # type: ignore[arg-type]
     if options.create is False and options.exclusive:
         raise InvalidURL(f"{address}: exclusive=True needs create=True")
+    object.__setattr__(options, "_given", frozenset(values))
     return options
+
+
+def check_existing(address: Address, options: CommonOptions, found: Mapping[str, object]) -> None:
+    """On attaching to an existing object: InvalidArgument if an option the caller gave
+    explicitly (a creation option, such as capacity=) differs from what the object has
+    (``found``); it cannot change once created, and attaching anyway would hide that."""
+    asked: frozenset[str] = getattr(options, "_given", frozenset())
+    differ = [
+        (key, getattr(options, key), value)
+        for key, value in found.items()
+        if key in asked and getattr(options, key) != value
+    ]
+    if differ:
+        has = ", ".join(f"{key}={value}" for key, _, value in differ)
+        wanted = ", ".join(f"{key}={value}" for key, value, _ in differ)
+        raise InvalidArgument(
+            f"{address.base_url} exists with {has}, not the {wanted} asked for (creation "
+            f"options cannot change): drop {', '.join(key + '=' for key, _, _ in differ)} "
+            f"to use it as it is, or remove it (osipc rm {address.base_url}) and create it anew"
+        )
 
 
 # -- runtime directory -------------------------------------------------------------------

@@ -62,7 +62,14 @@ from typing import Any
 
 from osipc import _accel, _futex
 from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport
-from osipc._address import Address, CommonOptions, option, parse_choice, parse_int
+from osipc._address import (
+    Address,
+    CommonOptions,
+    check_existing,
+    option,
+    parse_choice,
+    parse_int,
+)
 from osipc._codecs import Buffer, Codec
 from osipc._deadline import Backoff, Deadline, check_timeout
 from osipc._errors import (
@@ -545,6 +552,16 @@ class SegmentBackend(RingBackend):
                 )
             if actual < segment_size(header[1], header[2]):
                 raise self._not_a_ring()
+            _, capacity, slots, overflow, _ = header
+            check_existing(
+                self._address,
+                options,
+                {
+                    "capacity": capacity,
+                    "slots": slots,
+                    "overflow": "error" if overflow == OVERFLOW_ERROR else "block",
+                },
+            )
             self._open_locks(kind)
         self.kind, self.capacity, self.slots, self.overflow, self.data = read_header(self.mm)  # type: ignore[misc]
         top = memoryview(self.mm).cast("B")[: self.data]  # the header and the slots

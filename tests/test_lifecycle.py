@@ -198,3 +198,28 @@ def test_close_is_idempotent_and_final(target: str) -> None:
         tx.end()
     with pytest.raises(osipc.Closed):
         tx.__enter__()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "created", "asked", "named"),
+    [
+        ("shm", {"capacity": "64K"}, {"capacity": "1M"}, "capacity=65536"),
+        ("sysv+shm", {"capacity": "64K"}, {"slots": 8}, "slots=64"),
+        ("shm", {}, {"overflow": "error"}, "overflow=block"),
+        ("mq", {"maxmsg": 4, "msgsize": 64}, {"msgsize": 128}, "msgsize=64"),
+        ("sysv+mq", {"maxbytes": 4096}, {"maxbytes": 8192}, "maxbytes=4096"),
+    ],
+)
+def test_creation_options_that_differ_from_the_existing_object_are_refused(
+    url: Url, scheme: str, created: dict[str, Any], asked: dict[str, Any], named: str
+) -> None:
+    # Attaching anyway would hide that the object is not what the caller asked for.
+    target = url(scheme, **created)
+    base = target.split("?")[0]
+    opener = osipc.publisher if "overflow" in asked else osipc.sender
+    with (osipc.subscriber if "overflow" in asked else osipc.receiver)(target):
+        with pytest.raises(osipc.InvalidArgument, match=f"exists with {named}.*osipc rm"):
+            opener(base, **asked)
+        opener(target).close()  # the same options: fine
+        opener(base).close()  # none: use it as it is
+    osipc.unlink(base)

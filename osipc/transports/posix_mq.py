@@ -46,7 +46,15 @@ import posix_ipc
 
 from osipc import _accel, _inventory, _limits
 from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
-from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, validate_name
+from osipc._address import (
+    Address,
+    CommonOptions,
+    check_existing,
+    option,
+    parse_bool,
+    parse_int,
+    validate_name,
+)
 from osipc._codecs import Buffer, Codec, codec_name, get_codec
 from osipc._deadline import Deadline, check_timeout
 from osipc._errors import (
@@ -223,6 +231,11 @@ def _open_named(
             raise NotFound(f"{address} does not exist (create=False)", errno=errno.ENOENT) from None
         try:
             _check_owner(queue.mqd, address, options)
+            check_existing(
+                address,
+                options,
+                {"maxmsg": queue.max_messages, "msgsize": queue.max_message_size},
+            )
         except BaseException:
             queue.close()
             raise

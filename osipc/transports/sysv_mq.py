@@ -38,7 +38,7 @@ import sysv_ipc
 
 from osipc import _accel, _inventory, _limits
 from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
-from osipc._address import Address, CommonOptions, option, parse_bool, parse_int
+from osipc._address import Address, CommonOptions, check_existing, option, parse_bool, parse_int
 from osipc._codecs import Buffer, Codec, codec_name
 from osipc._deadline import Backoff, Deadline, check_timeout
 from osipc._errors import (
@@ -136,6 +136,7 @@ def _open(address: Address, options: SysvMqOptions, codec: Codec[Any]) -> sysv_i
                 continue
             raise NotFound(f"{address} does not exist (create=False)", errno=errno.ENOENT) from None
         _sysv.check_owner(queue.uid, address, options.trust_existing)
+        check_existing(address, options, {"maxbytes": queue.max_size})
         return queue
     raise TransportError(f"{address}: it kept disappearing while being opened; try again")
 

@@ -64,7 +64,16 @@ class Queue:
         if self.transport == "mq" and self._asked:
             channel["maxmsg"] = self._asked
         try:
-            self._tx = osipc.sender(self.url, **channel)
+            try:
+                self._tx = osipc.sender(self.url, **channel)
+            except osipc.InvalidURL:
+                raise  # a depth the kernel refuses, say
+            except osipc.InvalidArgument:
+                if "maxmsg" in self._options or "maxmsg" not in channel:
+                    raise
+                # it exists with another depth: _bound says so in this class's words
+                del channel["maxmsg"]
+                self._tx = osipc.sender(self.url, **channel)
             self._rx = osipc.receiver(self.url, **channel)
             self._maxsize = self._bound()
         except BaseException:
