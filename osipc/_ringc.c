@@ -602,12 +602,17 @@ static PyObject *Ring_recv_wait(Ring *self, PyObject *args) {
             Py_RETURN_NONE;
         if (round == 1)
             break;
-        __atomic_store_n(HALF(self->base, OFF_FLAG_DATA), 1, __ATOMIC_SEQ_CST);
-        uint64_t seen = __atomic_load_n(head, __ATOMIC_SEQ_CST);
+        uint64_t seen = __atomic_load_n(head, __ATOMIC_ACQUIRE);
         if (seen > self->tail_last)
             continue; /* committed meanwhile */
+        /* Spin before raising the flag: producers wake only flagged sleepers, so a
+         * spinner costs them no system call. */
         if (spin > 0 && spin_until(head, seen, spin))
             continue;
+        __atomic_store_n(HALF(self->base, OFF_FLAG_DATA), 1, __ATOMIC_SEQ_CST);
+        seen = __atomic_load_n(head, __ATOMIC_SEQ_CST);
+        if (seen > self->tail_last)
+            continue; /* committed while the flag went up */
         if (futex_sleep(head, seen, seconds) < 0)
             return NULL;
     }
