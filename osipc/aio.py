@@ -514,6 +514,25 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             writing=False, what="nothing arrived", keep=self._keep,
         )  # fmt: skip
 
+    async def recv_into(self, buffer: Any, *, timeout: float | None = None) -> int:
+        """Copy the next message's raw payload into ``buffer``; see osipc.Receiver.recv_into.
+        Straight from the kernel object when it is ready at once (the ring's C part copies
+        from shared memory); a message a worker thread waited for is copied from its bytes."""
+        sync = self.sync
+
+        def attempt() -> int:
+            self._raise_kept()
+            return sync.recv_into(buffer, timeout=0)
+
+        def finish(frames: list[_abc.Frame | None]) -> int:
+            sync._pending.extendleft(reversed(frames))
+            return sync.recv_into(buffer, timeout=0)
+
+        return await self._run(
+            attempt, lambda seconds: self._take(1, seconds), finish, _Deadline(timeout),
+            writing=False, what="nothing arrived", keep=self._keep,
+        )  # fmt: skip
+
     def __aiter__(self) -> AsyncIterator[_T]:
         return self._iterate()
 

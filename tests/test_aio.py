@@ -113,6 +113,30 @@ def test_an_async_sender_waits_for_room_and_reaches_another_process(url: Url, sc
     remove(target)
 
 
+def test_recv_into_fills_a_buffer_whether_the_message_waited_or_not(url: Url, scheme: str) -> None:
+    target = endpoint(url, scheme)
+
+    async def main() -> None:
+        async with osipc.aio.receiver(target) as rx, osipc.aio.sender(target) as tx:
+            buffer = bytearray(64)
+            await tx.send(b"ready at once")
+            assert await rx.recv_into(buffer, timeout=5) == 13
+            assert bytes(buffer[:13]) == b"ready at once"
+            later = asyncio.ensure_future(rx.recv_into(buffer, timeout=5))
+            await asyncio.sleep(0.05)  # the receive waits (on the fd, or on a worker)
+            await tx.send(b"waited for")
+            assert await later == 10 and bytes(buffer[:10]) == b"waited for"
+            await tx.send(b"x" * 65)
+            with pytest.raises(osipc.MessageTooLarge, match="stays queued"):
+                await rx.recv_into(buffer, timeout=5)
+            assert await rx.recv(timeout=5) == b"x" * 65
+            with pytest.raises(osipc.Timeout, match="timeout=0"):
+                await rx.recv_into(buffer, timeout=0)
+
+    run(main())
+    remove(target)
+
+
 def test_timeouts_follow_the_sync_rule(url: Url, scheme: str) -> None:
     target = endpoint(url, scheme)
 
