@@ -639,3 +639,24 @@ class Transport(ABC):
     def inventory(self) -> list[ObjectInfo]:
         """Every object of this kind the process can see (for ``ls --all``)."""
         return []
+
+
+class SemaphoreTransport(Transport):
+    """A scheme that names a semaphore (osipc.Semaphore, osipc.Lock), not a channel: its
+    senders and receivers are refused, pointing at ``channels``, the schemes to use."""
+
+    channels = "shm:// or mq://"
+
+    def _no_channel(self, address: Address) -> Unsupported:
+        return Unsupported(
+            f"{address.base_url} names a semaphore, not a channel: use osipc.Semaphore or "
+            f"osipc.Lock (or a channel scheme such as {self.channels})"
+        )
+
+    def open_sender(self, address: Address, options: Any, codec: _codecs.Codec[Any]) -> Sender[Any]:
+        raise self._no_channel(address)
+
+    def open_receiver(
+        self, address: Address, options: Any, codec: _codecs.Codec[Any]
+    ) -> Receiver[Any]:
+        raise self._no_channel(address)

@@ -44,7 +44,7 @@ from typing import Any
 import posix_ipc
 
 from osipc import _inventory, _ring
-from osipc._abc import ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import ObjectInfo, SemaphoreTransport
 from osipc._address import (
     Address,
     validate_name,
@@ -501,21 +501,9 @@ class PosixLock:
             os.close(fd)  # drops the flock if this handle held it
 
 
-class SemTransport(Transport):
+class SemTransport(SemaphoreTransport):
     scheme = "sem"
     summary = "POSIX named semaphore: osipc.Semaphore and osipc.Lock (not a channel)"
-
-    def _no_channel(self, address: Address) -> Unsupported:
-        return Unsupported(
-            f"{address.base_url} names a semaphore, not a channel: use osipc.Semaphore or "
-            "osipc.Lock (or a channel scheme such as shm:// or mq://)"
-        )
-
-    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
-        raise self._no_channel(address)
-
-    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
-        raise self._no_channel(address)
 
     def open_semaphore(
         self,

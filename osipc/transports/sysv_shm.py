@@ -34,7 +34,7 @@ from typing import Any
 import sysv_ipc
 
 from osipc import _inventory, _limits, _ring
-from osipc._abc import ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import ObjectInfo, SemaphoreTransport
 from osipc._address import Address
 from osipc._codecs import Codec
 from osipc._deadline import Deadline
@@ -45,7 +45,6 @@ from osipc._errors import (
     NotFound,
     Timeout,
     TransportError,
-    Unsupported,
 )
 from osipc.transports import _sysv
 
@@ -397,24 +396,13 @@ class SysvLock:
         pass
 
 
-class SysvSemTransport(Transport):
+class SysvSemTransport(SemaphoreTransport):
     scheme = "sysv+sem"
+    channels = "sysv+mq://"
     summary = "System V semaphore (SEM_UNDO): osipc.Semaphore and osipc.Lock (not a channel)"
 
     def parse_name(self, url: str, netloc: str, path: str) -> str:
         return _sysv.parse_name(url, netloc, path, self.scheme)
-
-    def _no_channel(self, address: Address) -> Unsupported:
-        return Unsupported(
-            f"{address.base_url} names a semaphore, not a channel: use osipc.Semaphore or "
-            "osipc.Lock (or a channel scheme such as sysv+mq://)"
-        )
-
-    def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
-        raise self._no_channel(address)
-
-    def open_receiver(self, address: Address, options: Any, codec: Codec[Any]) -> Receiver[Any]:
-        raise self._no_channel(address)
 
     def _open(self, address: Address, value: int, *, create: bool, exclusive: bool, mode: int,
               trust_existing: bool, record_kind: str) -> sysv_ipc.Semaphore:  # fmt: skip

@@ -233,8 +233,10 @@ def test_semaphore_rules(sem_url: str) -> None:
             osipc.Semaphore(sem_url, value=bad)  # type: ignore[arg-type]
     with pytest.raises(osipc.InvalidArgument):
         sem.release(0)
-    with pytest.raises(osipc.Unsupported, match="semaphore, not a channel"):
+    with pytest.raises(osipc.Unsupported, match=r"semaphore, not a channel.*shm:// or mq://"):
         osipc.sender(sem_url)
+    with pytest.raises(osipc.Unsupported, match=r"semaphore, not a channel.*sysv\+mq://"):
+        osipc.receiver("sysv+sem://" + sem_url.split("://")[1])
     sem.close()
     with pytest.raises(osipc.Closed):
         sem.acquire(timeout=0)
