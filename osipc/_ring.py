@@ -131,7 +131,7 @@ def _load_accelerator() -> tuple[Any, str]:
     """(the C part or None, why not): see the module docstring."""
     module, status = _accel.load("_ringc")
     layout = (
-        2,  # the locking and commit protocol's version (_ringc.c's PROTOCOL)
+        3,  # the locking and commit protocol's version (_ringc.c's PROTOCOL)
         OFF_HEAD, OFF_TX_GEN, OFF_HEAD + 16, OFF_TAIL, OFF_RX_GEN, OFF_TAIL + 16,
         H_FLAG_DATA * 4, H_FLAG_SPACE * 4, H_FLAG_TX * 4, H_FLAG_RX * 4,
         REC.size, REC_DATA, CLAIM_TX, CLAIM_RX,
@@ -299,7 +299,19 @@ class RingLock(ABC):
     do it themselves.
     """
 
-    local: threading.Lock
+    def __init__(self, slot: int) -> None:
+        self.local = threading.Lock()
+        self._stamp_next = int.from_bytes(os.urandom(4), "little")  # per lifetime of a slot
+        self._stamp_tag = slot << 1  # (the C part's stamps have the low bit set)
+
+    def stamp(self) -> int:
+        """A value for the lock's generation word that no store ever wrote before. A
+        release moves the word by storing one, never by ``+= 1``: that read-modify-write,
+        racing with the next holder's release, could put back a value a waiter had read,
+        and the takeover rule would then mistake a live holder for a dead one. Called with
+        ``local`` held."""
+        self._stamp_next += 1
+        return ((self._stamp_next << 13) | self._stamp_tag) & 0xFFFF_FFFF_FFFF_FFFF
 
     def enter(self, deadline: Deadline) -> None:
         """Take ``local`` within the deadline (Timeout if another thread keeps it)."""
@@ -376,7 +388,7 @@ class ClaimLock(RingLock):
         self._value = value
         self._claim = slot_half(backend.slot, SLOT_CLAIM)
         self._try = sem.acquire
-        self.local = threading.Lock()
+        super().__init__(backend.slot)
 
     def fast(self) -> tuple[Any, Any, int, int]:
         return self._try, self._sem.release, self._claim, self._value
@@ -402,7 +414,7 @@ class ClaimLock(RingLock):
         # the claim gone then finds the generation moved too, and never takes over a lock
         # released under its eyes (it once did: two holders). The C part does the same.
         self._sem.release()
-        self._words[self._gen] += 1
+        self._words[self._gen] = self.stamp()
         self._halves[self._claim] = 0
         self.local.release()
 
@@ -456,7 +468,7 @@ class ClaimLock(RingLock):
             # The semaphore stays taken; this handle holds the lock from now on.
             for claim in dead:
                 halves[claim] = 0
-            words[self._gen] = before + 1
+            words[self._gen] = self.stamp()
             return True
 
 
@@ -572,7 +584,10 @@ class SegmentBackend(RingBackend):
         if ACCEL is not None and self.rx is not None:
             tx, rx = self.tx.accel_spec(), self.rx.accel_spec()
             if tx is not None and rx is not None:
-                self.accel = ACCEL.Ring(self.mm, self.data, self.capacity, tx, rx)
+                self.accel = ACCEL.Ring(
+                    self.mm, self.data, self.capacity, tx, rx,
+                    (self.slot << 1) | 1, int.from_bytes(os.urandom(4), "little"),
+                )  # fmt: skip
 
     def _not_a_ring(self) -> InvalidArgument:
         return InvalidArgument(
@@ -849,7 +864,7 @@ class RingSender(_RingHandle, Sender[Any]):
         words[W_HEAD] = head + need  # the commit
         words[W_PRODUCED] += 1
         self._release()  # then the generation, then the claim: see ClaimLock.release
-        words[W_TX_GEN] += 1
+        words[W_TX_GEN] = self._lock.stamp()
         if claim >= 0:
             halves[claim] = 0
         local.release()
@@ -1036,7 +1051,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         words[W_CONSUMED] += 1
         self._tail_last = tail
         self._release()  # then the generation, then the claim: see ClaimLock.release
-        words[W_RX_GEN] += 1
+        words[W_RX_GEN] = self._lock.stamp()
         if claim >= 0:
             halves[claim] = 0
         local.release()

@@ -50,7 +50,7 @@
 #define REC_DATA 1
 #define CLAIM_TX 1
 #define CLAIM_RX 2
-#define PROTOCOL 2 /* bump with any change of the locking or commit order */
+#define PROTOCOL 3 /* bump with any change of the locking or commit order */
 
 #define WORD(base, off) ((uint64_t *)((base) + (off)))
 #define HALF(base, off) ((uint32_t *)((base) + (off)))
@@ -67,7 +67,16 @@ typedef struct {
     uint32_t value;   /* what the claim holds while this handle wants the lock */
     long gen;         /* byte offset of the lock's generation word */
     long flag;        /* byte offset of the lock waiters' flag */
+    uint64_t stamp;   /* the last stamp stored in ``gen`` (see stamp()) */
+    uint64_t tag;     /* this handle's slot << 1, with the low bit set (the C part's) */
 } Lock;
+
+/* A value for the generation word that no store ever wrote before (as _ring.py's
+ * RingLock.stamp, whose stamps have the low bit clear): a release that stores one, rather
+ * than adding 1, can never put back a value a waiter already read. */
+static uint64_t stamp(Lock *lock) {
+    return (++lock->stamp << 13) | lock->tag;
+}
 
 static int lock_try(char *base, Lock *lock) {
     if (lock->semid >= 0) {
@@ -99,10 +108,10 @@ static int lock_release(char *base, Lock *lock, int committed, long wake_flag, l
     if (lock->semid >= 0) {
         struct sembuf op = {0, 1, SEM_UNDO};
         failed = semop(lock->semid, &op, 1) != 0;
-        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_RELEASE);
+        __atomic_store_n(WORD(base, lock->gen), stamp(lock), __ATOMIC_RELEASE);
     } else {
         failed = sem_post(lock->sem) != 0;
-        __atomic_add_fetch(WORD(base, lock->gen), 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(WORD(base, lock->gen), stamp(lock), __ATOMIC_SEQ_CST);
         __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELEASE);
     }
     if (failed)
@@ -169,14 +178,19 @@ typedef struct {
 static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
     PyObject *buffer, *tx, *rx;
     Py_ssize_t data;
-    unsigned long long cap;
-    static char *kwlist[] = {"buffer", "data", "capacity", "tx", "rx", NULL};
+    unsigned long long cap, tag, seed;
+    static char *kwlist[] = {"buffer", "data", "capacity", "tx", "rx", "tag", "seed", NULL};
     if (self->mapped) {
         PyErr_SetString(PyExc_RuntimeError, "already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnKOO", kwlist, &buffer, &data, &cap, &tx, &rx))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnKOOKK", kwlist, &buffer, &data, &cap, &tx, &rx,
+                                     &tag, &seed))
         return -1;
+    if (!(tag & 1) || tag >= 1 << 13) {
+        PyErr_SetString(PyExc_ValueError, "tag: a slot << 1 | 1 below 8192");
+        return -1;
+    }
     if (PyObject_GetBuffer(buffer, &self->map, PyBUF_WRITABLE) < 0)
         return -1;
     self->mapped = 1;
@@ -193,6 +207,8 @@ static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
         return -1;
     Lock *locks[2] = {&self->tx, &self->rx};
     for (int i = 0; i < 2; i++) {
+        locks[i]->tag = tag;
+        locks[i]->stamp = seed;
         long claim = locks[i]->claim;
         if (claim != -1 && (claim < 0 || claim % 4 != 0 || claim + 4 > data)) {
             PyErr_SetString(PyExc_ValueError, "a claim offset outside the slot table");
@@ -600,8 +616,8 @@ static PyObject *Ring_recv_wait(Ring *self, PyObject *args) {
             return got;
         if (found == ELSEWHERE)
             Py_RETURN_NONE;
-        if (round == 1)
-            break;
+        if (round == 1 || seconds <= 0)
+            break; /* (a try without waiting neither spins nor raises the flag) */
         uint64_t seen = __atomic_load_n(head, __ATOMIC_ACQUIRE);
         if (seen > self->tail_last)
             continue; /* committed meanwhile */

@@ -6,7 +6,14 @@ LAYOUT: tuple[int, ...]
 
 class Ring:
     def __init__(
-        self, buffer: Any, data: int, capacity: int, tx: tuple[Any, ...], rx: tuple[Any, ...]
+        self,
+        buffer: Any,
+        data: int,
+        capacity: int,
+        tx: tuple[Any, ...],
+        rx: tuple[Any, ...],
+        tag: int,
+        seed: int,
     ) -> None: ...
     def send(self, frame: Any) -> bool: ...
     def send_many(self, frames: list[Any], start: int) -> int: ...

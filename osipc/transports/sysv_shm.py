@@ -55,11 +55,11 @@ SEM_VALUE_MAX = 32767  # SEMVMX
 class UndoLock(_ring.RingLock):
     """A SysV semaphore taken with SEM_UNDO: the kernel releases a dead holder's lock."""
 
-    def __init__(self, sem: sysv_ipc.Semaphore) -> None:
+    def __init__(self, sem: sysv_ipc.Semaphore, slot: int = 0) -> None:
         self._sem = sem
         sem.undo = True
         self._semid = sem.id
-        self.local = threading.Lock()
+        super().__init__(slot)
 
     def _try(self, block: bool = False) -> bool:
         try:
@@ -201,8 +201,8 @@ class SysvRingBackend(_ring.SegmentBackend):
                 ) from None
 
     def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
-        tx = UndoLock(self._sems[0])
-        return tx, (UndoLock(self._sems[1]) if kind == _ring.KIND_QUEUE else None)
+        tx = UndoLock(self._sems[0], self.slot)
+        return tx, (UndoLock(self._sems[1], self.slot) if kind == _ring.KIND_QUEUE else None)
 
     def _take_slot(self, role: int) -> int:
         # No kernel lease without a file: take the slot under the producers' semaphore.

@@ -211,6 +211,69 @@ def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url) -> 
     osipc.unlink(target)
 
 
+def test_a_late_generation_store_never_makes_a_live_holder_look_dead(url: Url) -> None:
+    # A release that moved the generation with `+= 1` after its post could be preempted
+    # between the read and the write while the next holder released; its late store then
+    # put back a value a waiter had read, and the waiter took the lock over from a live
+    # holder. Events stand in for the preemptions: A's store waits, W's scan waits.
+    from osipc._deadline import Deadline
+
+    target = url("shm", capacity="64K")
+    a, b, w = osipc.sender(target), osipc.sender(target), osipc.sender(target)
+    lock_a, lock_b, lock_w = a._lock, b._lock, w._lock  # type: ignore[attr-defined]
+    gen = lock_a._gen
+    a_storing, a_go, w_tried, w_go = (threading.Event() for _ in range(4))
+
+    class LateStore:  # A's view of the header words: its generation store comes late
+        def __init__(self, real: object) -> None:
+            self.real = real
+
+        def __getitem__(self, index: int) -> int:
+            return self.real[index]  # type: ignore[index, no-any-return]
+
+        def __setitem__(self, index: int, value: int) -> None:
+            if index == gen:
+                a_storing.set()
+                a_go.wait(5)
+            self.real[index] = value  # type: ignore[index]
+
+    lock_a.acquire(Deadline(5))
+    lock_a._words = LateStore(lock_a._words)
+    releasing = threading.Thread(target=lock_a.release)
+    releasing.start()
+    assert a_storing.wait(5)  # A has posted; its generation store is late
+    lock_b.acquire(Deadline(5))
+    lock_b.release()  # B moves the generation
+    lock_b.acquire(Deadline(5))  # and holds the lock again
+    real_try = lock_w._try
+
+    def slow_try(block: bool = False) -> bool:
+        ok: bool = real_try(block)
+        if not ok:
+            w_tried.set()
+            w_go.wait(5)
+        return ok
+
+    lock_w._try = slow_try
+    took_over: list[bool] = []
+    checking = threading.Thread(target=lambda: took_over.append(lock_w._take_over_if_dead()))
+    checking.start()
+    assert w_tried.wait(5)  # W read the generation, its try failed
+    lock_b.release()  # B releases
+    a_go.set()
+    releasing.join(5)  # A's late store lands
+    w_go.set()
+    checking.join(5)
+    anyone = real_try(False)
+    if anyone:
+        lock_b._sem.release()
+    assert took_over == [False], "took the lock over from a live holder"
+    lock_a._words = lock_a._words.real
+    for handle in (a, b, w):
+        handle.close()
+    osipc.unlink(target)
+
+
 def test_threads_of_mixed_processes_keep_the_lock_whole(url: Url, scheme: str) -> None:
     # Two producer and two consumer processes, one pure Python (OSIPC_NO_ACCEL=1), one
     # with the C part, three threads sharing each handle. A waiter once took a lock over
