@@ -12,8 +12,11 @@
  *
  * The mq:// calls also wait (``seconds``: -1 no limit, 0 one try): in poll() with the
  * GIL released, as the Python path would, a signal's handler running at once (its
- * exception propagates; otherwise the wait goes on with the time left). The sysv+mq
- * calls never wait: sysv_ipc's blocking calls already release the GIL.
+ * exception propagates; otherwise the wait goes on with the time left). Once the queue
+ * is ready they return the seconds left (-1: no limit) instead of trying again: another
+ * thread may have closed the handle meanwhile, and its descriptor number may now be
+ * another queue's, so the caller re-reads it and calls again with that time. The sysv+mq calls never
+ * wait: sysv_ipc's blocking calls already release the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -116,12 +119,26 @@ static double deadline_of(double seconds) {
     return seconds < 0 ? -1 : monotonic() + seconds;
 }
 
+/* The seconds left before ``deadline`` (-1: none; never below 0), as a float. */
+static PyObject *time_left(double deadline) {
+    if (deadline < 0)
+        return PyFloat_FromDouble(-1);
+    double left = deadline - monotonic();
+    return PyFloat_FromDouble(left > 0 ? left : 0);
+}
+
+static PyObject *new_ref(PyObject *object) { /* Py_NewRef, which 3.9 lacks */
+    Py_INCREF(object);
+    return object;
+}
+
 /* The descriptor must be O_NONBLOCK (posix_ipc's ``block = False``): then a full or an
  * empty queue is EAGAIN at once. (A zero timeout would do on any descriptor, but costs
  * the kernel's timeout handling on every call: ~0.2 us here.) */
 
-/* mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | None: sent; the
- * queue stayed full for ``seconds``; the Python path's (see the top). */
+/* mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | float | None:
+ * sent; the queue stayed full for ``seconds``; it has room now (call again with the
+ * seconds returned); the Python path's (see the top). */
 static PyObject *mq_send(PyObject *module, PyObject *args) {
     int mqd, raw;
     unsigned int priority;
@@ -153,34 +170,29 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
         out = buffer;
     }
     PyObject *result = NULL;
-    double deadline = seconds > 0 ? deadline_of(seconds) : seconds;
-    for (;;) {
-        long done = syscall(SYS_mq_timedsend, mqd, out, (size_t)size, priority, NULL);
-        int error = errno;
-        if (done == 0) {
-            result = Py_True;
-        } else if (error == EAGAIN) {
-            int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLOUT, deadline);
-            if (ready > 0)
-                continue; /* room, unless another sender took it first */
-            result = ready == 0 ? Py_False : NULL;
-        } else if (error == EMSGSIZE || error == EINTR || error == ETIMEDOUT) {
-            result = Py_None;
-        } else {
-            errno = error;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-        break;
+    long done = syscall(SYS_mq_timedsend, mqd, out, (size_t)size, priority, NULL);
+    int error = errno;
+    if (done == 0) {
+        result = new_ref(Py_True);
+    } else if (error == EAGAIN) {
+        double deadline = deadline_of(seconds);
+        int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLOUT, deadline);
+        result = ready > 0 ? time_left(deadline) : ready == 0 ? new_ref(Py_False) : NULL;
+    } else if (error == EMSGSIZE || error == EINTR || error == ETIMEDOUT) {
+        result = new_ref(Py_None);
+    } else {
+        errno = error;
+        PyErr_SetFromErrno(PyExc_OSError);
     }
     if (buffer != NULL)
         unscratch(stack, buffer);
     PyBuffer_Release(&view);
-    Py_XINCREF(result);
     return result;
 }
 
-/* mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | None: a
- * message; none for ``seconds``; the Python path's (see the top). */
+/* mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | float |
+ * None: a message; none for ``seconds``; one is there now (call again with the seconds
+ * returned); the Python path's (see the top). */
 static PyObject *mq_recv(PyObject *module, PyObject *args) {
     int mqd, raw;
     Py_ssize_t msgsize;
@@ -194,29 +206,20 @@ static PyObject *mq_recv(PyObject *module, PyObject *args) {
     if (buffer == NULL)
         return NULL;
     PyObject *result = NULL;
-    double deadline = seconds > 0 ? deadline_of(seconds) : seconds;
-    for (;;) {
-        unsigned int priority = 0;
-        long size = syscall(SYS_mq_timedreceive, mqd, buffer, (size_t)msgsize, &priority, NULL);
-        int error = errno;
-        if (size >= 0) {
-            result = received(buffer, (Py_ssize_t)size, raw, (long)priority);
-        } else if (error == EAGAIN) {
-            int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLIN, deadline);
-            if (ready > 0)
-                continue; /* a message, unless another receiver took it first */
-            if (ready == 0) {
-                Py_INCREF(Py_False);
-                result = Py_False;
-            }
-        } else if (error == EINTR || error == EMSGSIZE || error == ETIMEDOUT) {
-            Py_INCREF(Py_None);
-            result = Py_None;
-        } else {
-            errno = error;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-        break;
+    unsigned int priority = 0;
+    long size = syscall(SYS_mq_timedreceive, mqd, buffer, (size_t)msgsize, &priority, NULL);
+    int error = errno;
+    if (size >= 0) {
+        result = received(buffer, (Py_ssize_t)size, raw, (long)priority);
+    } else if (error == EAGAIN) {
+        double deadline = deadline_of(seconds);
+        int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLIN, deadline);
+        result = ready > 0 ? time_left(deadline) : ready == 0 ? new_ref(Py_False) : NULL;
+    } else if (error == EINTR || error == EMSGSIZE || error == ETIMEDOUT) {
+        result = new_ref(Py_None);
+    } else {
+        errno = error;
+        PyErr_SetFromErrno(PyExc_OSError);
     }
     unscratch(stack, buffer);
     return result;
@@ -287,8 +290,7 @@ static PyObject *msg_recv(PyObject *module, PyObject *args) {
         memcpy(&mtype, buffer, sizeof(long));
         result = received(buffer + sizeof(long), (Py_ssize_t)size, raw, mtype);
     } else if (is_busy(error) || error == EINTR || error == E2BIG) {
-        Py_INCREF(Py_None);
-        result = Py_None;
+        result = new_ref(Py_None);
     } else {
         errno = error;
         result = PyErr_SetFromErrno(PyExc_OSError);
@@ -299,9 +301,9 @@ static PyObject *msg_recv(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"mq_send", mq_send, METH_VARARGS,
-     "mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | None"},
+     "mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | Ellipsis | None"},
     {"mq_recv", mq_recv, METH_VARARGS,
-     "mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | None"},
+     "mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | Ellipsis | None"},
     {"msg_send", msg_send, METH_VARARGS,
      "msg_send(msqid, mtype, frame, raw, limit) -> bool: sent without waiting"},
     {"msg_recv", msg_recv, METH_VARARGS,

@@ -443,17 +443,23 @@ class MqSender(Sender[Any]):
 
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
         if self._fast is not None:  # in one call, waiting too; None: see the steps below
-            try:
-                sent = self._fast.mq_send(
-                    self._mq.mqd, frame, priority, self._raw, self._msgsize,
-                    -1.0 if timeout is None else timeout,
-                )  # fmt: skip
-            except OSError as exc:
-                raise _map(self, exc, "send to") from exc
-            if sent:
+            left = -1.0 if timeout is None else timeout
+            while True:
+                try:
+                    sent = self._fast.mq_send(
+                        self._mq.mqd, frame, priority, self._raw, self._msgsize, left
+                    )  # (the descriptor is read anew after each wait: closed is -1)
+                except OSError as exc:
+                    raise _map(self, exc, "send to") from exc
+                if type(sent) is not float:
+                    break
+                left = sent  # there is room now: try again with the time left
+            if sent is True:
                 return
             if sent is False:
                 raise self._full(timeout)
+            if left >= 0:
+                timeout = left
         size = len(frame)
         escaped = False
         if not self._raw and (size == 0 or frame[0] == ESCAPE):
@@ -558,12 +564,15 @@ class MqReceiver(Receiver[Any]):
 
     def _recv(self, timeout: float | None) -> Frame | None:
         if self._fast is not None:  # in one call, waiting too; None: the Python path's
-            try:
-                got = self._fast.mq_recv(
-                    self._mq.mqd, self._msgsize, self._raw, -1.0 if timeout is None else timeout
-                )
-            except OSError as exc:
-                raise _map(self, exc, "receive from") from exc
+            left = -1.0 if timeout is None else timeout
+            while True:
+                try:
+                    got = self._fast.mq_recv(self._mq.mqd, self._msgsize, self._raw, left)
+                except OSError as exc:  # (the descriptor is read anew after each wait)
+                    raise _map(self, exc, "receive from") from exc
+                if type(got) is not float:
+                    break
+                left = got  # a message is there now: try again with the time left
             if got is False:
                 raise Timeout(
                     f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN
@@ -572,7 +581,7 @@ class MqReceiver(Receiver[Any]):
                 frame: Frame | None
                 frame, self.priority = got
                 return frame
-            data = self._wait_and_receive(timeout)
+            data = self._wait_and_receive(None if left < 0 else left)
         else:
             try:
                 data, self.priority = self._mq.receive(0)  # see MqSender._write: never block

@@ -136,9 +136,23 @@ def _open(address: Address, options: SysvMqOptions, codec: Codec[Any]) -> sysv_i
                 continue
             raise NotFound(f"{address} does not exist (create=False)", errno=errno.ENOENT) from None
         _sysv.check_owner(queue.uid, address, options.trust_existing)
-        check_existing(address, options, {"maxbytes": queue.max_size})
+        _check_maxbytes(address, options, queue)
         return queue
     raise TransportError(f"{address}: it kept disappearing while being opened; try again")
+
+
+def _check_maxbytes(address: Address, options: SysvMqOptions, queue: Any) -> None:
+    """check_existing for maxbytes=, which a creator sets just after msgget: a queue still
+    at the kernel's default (msgmnb) may be one whose creator is about to set it."""
+    deadline, backoff = Deadline(0.2), Backoff(0.001, 0.02)
+    while (
+        options.maxbytes
+        and queue.max_size != options.maxbytes
+        and queue.max_size == _limits.sysv("msgmnb")
+        and backoff.wait(deadline)
+    ):
+        pass
+    check_existing(address, options, {"maxbytes": queue.max_size})
 
 
 def _wait(deadline: Deadline, backoff: Backoff, url: str, what: str) -> None:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import posix_ipc
@@ -336,3 +338,33 @@ def test_a_c_program_is_a_peer(mq_url: str, c_peer: str) -> None:
             [c_peer, "recv", name], capture_output=True, text=True, timeout=10, check=False
         )
         assert done.stdout == "4:hello from Python\n"
+
+
+def test_a_receiver_closed_while_it_waits_never_takes_another_queue_s_message(url: Url) -> None:
+    # The waiting thread's descriptor is closed under it and its number may be reused by
+    # a queue opened meanwhile: after the wait it must read the handle anew (Closed), not
+    # receive from whatever now has that number.
+    first, second = url("mq", maxmsg=4, msgsize=64), url("mq", maxmsg=4, msgsize=64)
+    rx1, tx1, tx2 = osipc.receiver(first), osipc.sender(first), osipc.sender(second)
+    out: list[object] = []
+
+    def wait() -> None:
+        try:
+            out.append(rx1.recv(timeout=3))
+        except osipc.OsipcError as exc:
+            out.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.2)
+    rx1.close()
+    with osipc.receiver(second) as rx2:
+        tx2.send(b"meant for rx2")
+        tx1.send(b"wakes the old wait")
+        waiter.join(5)
+        assert len(out) == 1 and isinstance(out[0], osipc.Closed), out
+        assert rx2.recv(timeout=1) == b"meant for rx2"
+    for handle in (tx1, tx2):
+        handle.close()
+    osipc.unlink(first.split("?")[0])
+    osipc.unlink(second.split("?")[0])

@@ -660,3 +660,21 @@ def test_ls_all_shows_what_osipc_did_not_create(literal_key: int) -> None:
     assert found[f"sysv+sem://{literal_key:#010x}"][:2] == ("sysv-semaphore", "foreign")
     assert osipc.gc(force=True) == [], "gc never touches what osipc did not create"
     assert queue.current_messages == 1 and sem.value == 0
+
+
+def test_maxbytes_of_a_queue_being_created_is_waited_for_not_refused(url: Url) -> None:
+    # A creator sets msg_qbytes just after msgget: an attacher asking for the same
+    # maxbytes= in between sees the kernel's default, and must not call it a mismatch.
+    target = url("sysv+mq")
+    raw = sysv_ipc.MessageQueue(osipc.sysv_key(name_of(target)), sysv_ipc.IPC_CREX, mode=0o600)
+    assert raw.max_size == _limits.sysv("msgmnb")
+    setter = threading.Timer(0.05, lambda: setattr(raw, "max_size", 4096))
+    setter.start()
+    try:
+        with osipc.sender(target, maxbytes=4096) as tx:
+            assert tx.capabilities.max_message_size == 4096
+        with pytest.raises(osipc.InvalidArgument, match="exists with maxbytes=4096"):
+            osipc.sender(target, maxbytes=2048)
+    finally:
+        setter.join()
+        raw.remove()
