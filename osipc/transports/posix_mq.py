@@ -22,6 +22,11 @@ with one 0xC1 byte in front. 0xC1 never begins UTF-8 text, JSON, msgpack or a pi
 so text and codec payloads reach the queue unchanged and C peers can read them as is.
 With ``raw=True`` the bytes are always exact and zero-length messages are data.
 
+Descriptors: a queue osipc opens itself is O_NONBLOCK (osipc never blocks inside a
+mq_send/mq_receive: it waits in poll(), where signals behave), so ``fileno()`` of such a
+handle gives EAGAIN, not a wait, to a blocking mq_receive of your own. An adopted ``fd=``
+descriptor is left as it was (its open file description is shared with whoever passed it).
+
 Limits (read at run time, named in errors): fs.mqueue.msg_max and msgsize_max (10 and
 8192 by default), fs.mqueue.queues_max queues in all, and RLIMIT_MSGQUEUE bytes per user
 (819200 by default: nine default-size queues for every process of that user together).
