@@ -73,6 +73,9 @@ def peer(
     return done
 
 
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
 def spawn(
     code: str,
     *args: str,
@@ -80,7 +83,8 @@ def spawn(
     env: dict[str, str] | None = None,
     **popen: object,
 ) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+    """Start a peer; one the test leaves running (it failed half-way) is killed after it."""
+    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
         _argv(code, args, user),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -89,6 +93,20 @@ def spawn(
         cwd=tempfile.gettempdir(),
         **popen,
     )
+    _SPAWNED.append(proc)
+    return proc
+
+
+def reap_spawned() -> list[str]:
+    """Kill the peers a test left running; their command lines (for its failure)."""
+    left = []
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            left.append(" ".join(str(arg) for arg in proc.args)[:200])  # type: ignore[union-attr]
+            proc.kill()
+        proc.communicate()  # reap it and close its pipes
+    return left
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 60) -> str:

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+from _helpers import reap_spawned
 
 import osipc
 
 
 @pytest.fixture(autouse=True)
-def _isolated(osipc_leak_check: None) -> None:
-    """Every test: a private runtime dir, unique names, and a failure if it leaks."""
+def _isolated(osipc_leak_check: None) -> Iterator[None]:
+    """Every test: a private runtime dir, unique names, and a failure if it leaks; peers
+    it left running (it failed half-way: they would wait forever) are killed after it."""
+    yield
+    reap_spawned()
 
 
 @pytest.fixture

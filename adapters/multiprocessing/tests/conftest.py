@@ -4,11 +4,15 @@ from collections.abc import Callable, Iterator
 
 import osipc_mp
 import pytest
+from _helpers import reap_spawned
 
 
 @pytest.fixture(autouse=True)
-def _isolated(osipc_leak_check: None) -> None:
-    """Every test: a private runtime dir, unique names, and a failure if it leaks."""
+def _isolated(osipc_leak_check: None) -> Iterator[None]:
+    """Every test: a private runtime dir, unique names, and a failure if it leaks; peers
+    it left running are killed after it."""
+    yield
+    reap_spawned()
 
 
 @pytest.fixture
