@@ -437,13 +437,10 @@ static PyObject *take(Ring *self, Py_ssize_t max_count, int as_list, int *found)
         tail += ((uint64_t)size + 15) & ~(uint64_t)7;
         taken++;
     }
-    /* the lock goes back whatever happened; an allocation error waits meanwhile */
-    PyObject *error_type, *error_value, *error_tb;
-    PyErr_Fetch(&error_type, &error_value, &error_tb);
-    int release_ok = end_take(self, tail, (uint64_t)taken) == 0;
-    int saved = errno;
-    PyErr_Restore(error_type, error_value, error_tb);
-    if (!release_ok) {
+    /* The lock goes back whatever happened: end_take calls no Python API, so a
+     * MemoryError raised above stays set meanwhile. */
+    if (end_take(self, tail, (uint64_t)taken) < 0) {
+        int saved = errno;
         Py_XDECREF(out);
         Py_XDECREF(one);
         PyErr_Clear();
