@@ -579,9 +579,7 @@ class MqReceiver(Receiver[Any]):
                     break
                 left = got  # a message is there now: try again with the time left
             if got is False:
-                raise Timeout(
-                    f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN
-                )
+                raise self._empty(timeout)
             if got is not None:
                 frame: Frame | None
                 frame, self.priority = got
@@ -608,7 +606,7 @@ class MqReceiver(Receiver[Any]):
         deadline = Deadline(timeout)
         while True:
             if timeout == 0 or not _poll(self._mq.mqd, select.POLLIN, deadline):
-                raise Timeout(f"{self.url}: no message {deadline.describe()}", errno=errno.EAGAIN)
+                raise self._empty(timeout)
             try:
                 data, self.priority = self._mq.receive(0)
                 return data  # type: ignore[no-any-return]
@@ -616,6 +614,9 @@ class MqReceiver(Receiver[Any]):
                 continue  # another receiver took it first
             except Exception as exc:
                 raise _map(self, exc, "receive from") from exc
+
+    def _empty(self, timeout: float | None) -> Timeout:
+        return Timeout(f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN)
 
     def _raw_fileno(self) -> int:
         return int(self._mq.mqd)
