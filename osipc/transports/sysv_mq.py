@@ -144,14 +144,11 @@ def _open(address: Address, options: SysvMqOptions, codec: Codec[Any]) -> sysv_i
 def _check_maxbytes(address: Address, options: SysvMqOptions, queue: Any) -> None:
     """check_existing for maxbytes=, which a creator sets just after msgget: a queue still
     at the kernel's default (msgmnb) may be one whose creator is about to set it."""
-    deadline, backoff = Deadline(0.2), Backoff(0.001, 0.02)
-    while (
-        options.maxbytes
-        and queue.max_size != options.maxbytes
-        and queue.max_size == _limits.sysv("msgmnb")
-        and backoff.wait(deadline)
-    ):
-        pass
+    if options.maxbytes:
+        default = _limits.sysv("msgmnb")
+        deadline, backoff = Deadline(0.2), Backoff(0.001, 0.02)
+        while queue.max_size == default != options.maxbytes and backoff.wait(deadline):
+            pass
     check_existing(address, options, {"maxbytes": queue.max_size})
 
 
