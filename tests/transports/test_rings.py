@@ -180,22 +180,26 @@ def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url) -> 
     with osipc.sender(target) as tx:
         lock = tx._lock  # type: ignore[attr-defined]
         real_try, real_check = lock._try, lock._take_over_if_dead
-        took_over: list[bool] = []
-        checking = []
+        took_over: list[bool] = []  # per check: did it take the lock without its post?
+        checking: list[bool] = []  # while a check runs: did its try get the lock?
 
         def slow_try(block: bool = False) -> bool:
             ok: bool = real_try(block)
-            if not ok and checking:
-                time.sleep(0.03)  # between the failed try and the scan of the claims
+            if checking:
+                checking.append(ok)
+                if not ok:
+                    time.sleep(0.03)  # between the failed try and the scan of the claims
             return ok
 
         def check() -> bool:
-            checking.append(True)
+            checking.append(False)
             try:
                 result: bool = real_check()
+                # A check whose own try got the lock (the post landed just before it) is
+                # an ordinary acquisition, not a takeover.
+                took_over.append(result and not any(checking))
             finally:
                 checking.clear()
-            took_over.append(result)
             return result
 
         lock._try, lock._take_over_if_dead = slow_try, check
