@@ -86,7 +86,7 @@ from osipc._errors import (
 )
 
 MAGIC = b"OSIPCRNG"
-VERSION = 1
+VERSION = 2  # 2: sysv+shm's locks are semaphores inside the segment (OFF_TX_SEM, OFF_RX_SEM)
 KIND_QUEUE, KIND_BROADCAST = 1, 2
 KIND_NAMES = {KIND_QUEUE: "queue", KIND_BROADCAST: "broadcast"}
 OVERFLOW_BLOCK, OVERFLOW_ERROR = 0, 1
@@ -103,6 +103,8 @@ OFF_RX_GEN = 136
 CONS = struct.Struct("@QQQ")
 OFF_FLAGS = 192  # data, space, tx-lock, rx-lock waiters      (written only by sleepers)
 OFF_SUB_GEN = 256  # broadcast: bumped by subscribers a blocked publisher waits on
+OFF_TX_SEM = 320  # a backend without named semaphores keeps its locks' sem_t here
+OFF_RX_SEM = 384
 OFF_SLOTS = 512
 SLOT_SIZE = 64
 SLOT = struct.Struct("@IIQQQII")  # pid, claim, start, cursor, seq, sleeping, role
@@ -183,7 +185,11 @@ def read_header(mm: Any) -> tuple[int, int, int, int, int] | None:
     if magic != MAGIC:
         return None
     if version != VERSION or kind not in KIND_NAMES:
-        raise TransportError(f"unsupported ring format (version {version}, kind {kind})")
+        raise TransportError(
+            f"unsupported ring format (version {version}, kind {kind}; this osipc reads "
+            f"version {VERSION}): another osipc version made it; remove it (osipc rm) once "
+            "its users are gone, and create it again"
+        )
     return kind, capacity, slots, overflow, data
 
 
@@ -293,7 +299,7 @@ class RingLock(ABC):
     """One of a ring's two locks, robust against a holder that dies.
 
     Threads sharing one handle take turns through ``local`` before they touch the
-    semaphore: the claims protocol (and SEM_UNDO) know processes, not threads, and one
+    semaphore: the claims protocol knows processes, not threads, and one
     thread must never take the lock over from another thread of its own handle.
     ``acquire``/``release`` take and drop ``local`` too; the handles' inlined fast paths
     do it themselves.

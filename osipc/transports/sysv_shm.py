@@ -2,15 +2,20 @@
 semaphores (``osipc.Semaphore``, ``osipc.Lock``).
 
 The ring is the same implementation as shm:// (``_ring``): records, commit protocol,
-queue and broadcast, futex waits. Only the memory and the locks differ: the segment is
-``shmget(key)``, and each lock is a SysV semaphore taken with SEM_UNDO, so the kernel
-itself releases the lock of a process that dies holding it (no claims needed).
+queue and broadcast, robust locks, futex waits. Only the memory and the semaphores differ:
+the segment is ``shmget(key)``; each lock is a process-shared POSIX semaphore inside it
+(``sem_init(pshared=1)``: taking one uncontended is an atomic, no system call), made robust
+by the same claims as shm://'s; and the ring's SysV semaphore, taken with SEM_UNDO, guards
+the takeover checks and slot claims (the flock of shm://): the kernel releases it if a
+process dies there. (Before ring format 2 each lock was a SysV semaphore taken with
+SEM_UNDO: two system calls per lock, half shm://'s speed for small messages.)
 
 URL:     ``sysv+shm://NAME?capacity=1M&slots=64&spin=0&overflow=block&mode=0600`` (or a
          literal key ``sysv+shm://0x5a5a``); ``sysv+sem://NAME?value=1&undo=1``.
 
-Keys: the segment has ``osipc.sysv_key(NAME)`` (or the literal key); its semaphores have
-``sysv_key(NAME + ":tx")`` and ``sysv_key(NAME + ":rx")``.
+Keys: the segment has ``osipc.sysv_key(NAME)`` (or the literal key); its semaphore has
+``sysv_key(NAME + ":tx")`` (``NAME + ":rx"`` was a second one before format 2; removing a
+ring removes both).
 
 Semaphores: ``undo`` (default on) makes the kernel give back what a dead process took.
 Turn it off for producer/consumer counting, where one process takes what another gives
@@ -26,9 +31,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sysv_ipc
@@ -50,55 +57,83 @@ from osipc.transports import _sysv
 
 MADV_POPULATE_WRITE = 23
 SEM_VALUE_MAX = 32767  # SEMVMX
+ADMIN_WAIT = 5.0  # the admin semaphore is held for microseconds; a dead holder's is undone
 
 
-class UndoLock(_ring.RingLock):
-    """A SysV semaphore taken with SEM_UNDO: the kernel releases a dead holder's lock."""
+class SegmentSemaphore:
+    """A process-shared POSIX semaphore (``sem_t``) inside the segment, taken as the
+    claims protocol takes one: ``acquire(False) -> bool`` and ``release()``, like SemLock,
+    whose ``handle`` (here the address) the C part takes too. It is only ever tried:
+    waiters sleep on the lock's generation word."""
 
-    def __init__(self, sem: sysv_ipc.Semaphore, slot: int = 0) -> None:
+    def __init__(self, address: int) -> None:
+        self.handle = address
+
+    @staticmethod
+    def init(address: int, value: int) -> None:
+        """``sem_init(pshared=1)`` on fresh memory, before the ring's magic is written."""
+        if _libc().sem_init(address, 1, value) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"sem_init: {os.strerror(code)}")
+
+    def acquire(self, block: bool = False) -> bool:
+        if block:
+            raise ValueError("a ring's in-segment semaphore is only ever tried")
+        if _libc().sem_trywait(self.handle) == 0:
+            return True
+        code = ctypes.get_errno()
+        if code in (errno.EAGAIN, errno.EINTR):
+            return False
+        raise OSError(code, f"sem_trywait: {os.strerror(code)}")
+
+    def release(self) -> None:
+        if _libc().sem_post(self.handle) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"sem_post: {os.strerror(code)}")
+
+
+@functools.cache
+def _libc() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sem_init.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
+    libc.sem_trywait.argtypes = libc.sem_post.argtypes = [ctypes.c_void_p]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+class UndoMutex:
+    """The ring's SysV semaphore, taken with SEM_UNDO around takeover checks and slot
+    claims (the backend's ``admin``): the kernel releases it if its holder dies there."""
+
+    def __init__(self, sem: sysv_ipc.Semaphore) -> None:
         self._sem = sem
         sem.undo = True
         self._semid = sem.id
-        super().__init__(slot)
+        self._local = threading.Lock()  # the threads of one process take turns first
 
-    def _try(self, block: bool = False) -> bool:
-        try:
-            self._sem.acquire(0)
-            return True
-        except sysv_ipc.BusyError:
-            return False
-
-    def fast(self) -> tuple[Any, Any, int, int]:
-        return self._try, self._sem.release, -1, 0
-
-    def accel_spec(self) -> tuple[Any, ...] | None:
-        return (self._semid,)
-
-    def acquire(self, deadline: Deadline) -> None:
-        self.enter(deadline)
+    @contextmanager
+    def held(self, deadline: Deadline) -> Iterator[None]:
+        left = deadline.remaining()
+        if not self._local.acquire(True, -1 if left is None else left):
+            raise Timeout(f"the ring's admin semaphore is busy {deadline.describe()}")
         try:
             self._take(deadline)
-        except BaseException:
-            self.local.release()
-            raise
+            try:
+                yield
+            finally:
+                with _sysv.sysv_ipc_errors("release the ring's admin semaphore"):
+                    self._sem.release()
+        finally:
+            self._local.release()
 
     def _take(self, deadline: Deadline) -> None:
-        if self._try():
-            return
         while True:
-            left = deadline.remaining()
-            if left == 0:
-                raise Timeout(f"the ring's lock is busy {deadline.describe()}")
             try:
-                if _sysv.semtimedop(self._semid, -1, True, left):
+                if _sysv.semtimedop(self._semid, -1, True, deadline.remaining()):
                     return
             except InterruptedError:
                 continue  # the handler ran (and did not raise): the time left goes on
-            raise Timeout(f"the ring's lock is busy {deadline.describe()}")
-
-    def release(self) -> None:
-        self._sem.release()
-        self.local.release()
+            raise Timeout(f"the ring's admin semaphore is busy {deadline.describe()}")
 
 
 def _create_sem(address: Address, key: int, value: int, mode: int) -> sysv_ipc.Semaphore:
@@ -107,7 +142,7 @@ def _create_sem(address: Address, key: int, value: int, mode: int) -> sysv_ipc.S
 
 
 class SysvRingBackend(_ring.SegmentBackend):
-    """A ring in a SysV segment, locked with SysV semaphores taken with SEM_UNDO."""
+    """A ring in a SysV segment: in-segment semaphores, an admin semaphore (SEM_UNDO)."""
 
     record_kind = "sysv-shm"
 
@@ -115,12 +150,8 @@ class SysvRingBackend(_ring.SegmentBackend):
         self, address: Address, options: Any, codec: Codec[Any], kind: int, role: int
     ) -> None:
         self._shm: Any = None
-        self._sems: list[sysv_ipc.Semaphore] = []
-        self._local = threading.Lock()
+        self._admin: Any = None
         super().__init__(address, options, codec, kind, role)
-
-    def _roles(self, kind: int) -> list[str]:
-        return ["tx"] + (["rx"] if kind == _ring.KIND_QUEUE else [])
 
     def _segment(self, options: Any, size: int) -> tuple[bool, int]:
         address = self._address
@@ -159,9 +190,7 @@ class SysvRingBackend(_ring.SegmentBackend):
 
     def _populate(self, size: int) -> None:
         """Allocate every page now: a machine without the memory fails here, cleanly."""
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        if libc.madvise(self._shm.address, size, MADV_POPULATE_WRITE) != 0:
+        if _libc().madvise(self._shm.address, size, MADV_POPULATE_WRITE) != 0:
             code = ctypes.get_errno()
             if code in (errno.ENOMEM, errno.EFAULT):
                 self._shm.detach()
@@ -177,41 +206,47 @@ class SysvRingBackend(_ring.SegmentBackend):
         return (ctypes.c_char * size).from_buffer(self._shm)
 
     def _create_locks(self, kind: int, options: Any) -> None:
-        for role in self._roles(kind):
-            key = _sysv.companion_key(self._address.name, role)
-            try:
-                sem = _create_sem(self._address, key, 1, options.mode)
-            except NotFound:  # a stale one from an earlier channel of this name
-                with _sysv.sysv_ipc_errors(f"replace the semaphore of {self._address}"):
-                    sysv_ipc.Semaphore(key, 0).remove()
-                sem = _create_sem(self._address, key, 1, options.mode)
-            self._sems.append(sem)
+        base = self._shm.address
+        SegmentSemaphore.init(base + _ring.OFF_TX_SEM, 1)
+        SegmentSemaphore.init(base + _ring.OFF_RX_SEM, 1)
+        key = _sysv.companion_key(self._address.name, "tx")
+        try:
+            sem = _create_sem(self._address, key, 1, options.mode)
+        except NotFound:  # a stale one from an earlier channel of this name
+            with _sysv.sysv_ipc_errors(f"replace the semaphore of {self._address}"):
+                sysv_ipc.Semaphore(key, 0).remove()
+            sem = _create_sem(self._address, key, 1, options.mode)
+        self._admin = UndoMutex(sem)
 
     def _open_locks(self, kind: int) -> None:
-        for role in self._roles(kind):
-            key = _sysv.companion_key(self._address.name, role)
-            try:
-                with _sysv.sysv_ipc_errors(f"open the semaphore of {self._address}"):
-                    self._sems.append(sysv_ipc.Semaphore(key, 0))
-            except NotFound:
-                raise NotFound(
-                    f"{self._address}: its semaphore (key {_sysv.key_name(key)}) is missing; "
-                    f"remove the ring (osipc rm {self._address.base_url}) and create it again",
-                    errno=errno.ENOENT,
-                ) from None
+        key = _sysv.companion_key(self._address.name, "tx")
+        try:
+            with _sysv.sysv_ipc_errors(f"open the semaphore of {self._address}"):
+                self._admin = UndoMutex(sysv_ipc.Semaphore(key, 0))
+        except NotFound:
+            raise NotFound(
+                f"{self._address}: its semaphore (key {_sysv.key_name(key)}) is missing; "
+                f"remove the ring (osipc rm {self._address.base_url}) and create it again",
+                errno=errno.ENOENT,
+            ) from None
 
     def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
-        tx = UndoLock(self._sems[0], self.slot)
-        return tx, (UndoLock(self._sems[1], self.slot) if kind == _ring.KIND_QUEUE else None)
+        base = self._shm.address
+        tx = _ring.ClaimLock(
+            SegmentSemaphore(base + _ring.OFF_TX_SEM), self,
+            _ring.W_TX_GEN, _ring.H_FLAG_TX, _ring.CLAIM_TX,
+        )  # fmt: skip
+        if kind != _ring.KIND_QUEUE:
+            return tx, None
+        return tx, _ring.ClaimLock(
+            SegmentSemaphore(base + _ring.OFF_RX_SEM), self,
+            _ring.W_RX_GEN, _ring.H_FLAG_RX, _ring.CLAIM_RX,
+        )  # fmt: skip
 
     def _take_slot(self, role: int) -> int:
-        # No kernel lease without a file: take the slot under the producers' semaphore.
-        lock = UndoLock(self._sems[0])
-        lock.acquire(Deadline(5.0))
-        try:
+        # No kernel lease without a file: slots are taken under the admin semaphore.
+        with self.admin():
             return super()._take_slot(role)
-        finally:
-            lock.release()
 
     def _claim_slot(self, index: int) -> bool:
         return not self.alive(index)
@@ -222,14 +257,13 @@ class SysvRingBackend(_ring.SegmentBackend):
         )
         return bool(pid) and _inventory.process_alive(pid, start or None)
 
-    @contextmanager
-    def admin(self) -> Iterator[None]:
-        with self._local:  # (only the claims protocol needs more; SEM_UNDO locks do not)
-            yield
+    def admin(self) -> AbstractContextManager[None]:
+        held: AbstractContextManager[None] = self._admin.held(Deadline(ADMIN_WAIT))
+        return held
 
     def _release(self, in_child: bool) -> None:
         self.mm = None  # the ctypes view must go before detach
-        self._sems = []
+        self._admin = None
         if self._shm is not None:
             shm, self._shm = self._shm, None
             try:
@@ -259,7 +293,7 @@ def _segment_failed(address: Address, size: int, exc: TransportError) -> Transpo
 
 class SysvShmTransport(_ring.RingTransport):
     scheme = "sysv+shm"
-    summary = "the shm:// ring over System V shared memory (SEM_UNDO locks)"
+    summary = "the shm:// ring over System V shared memory"
     backend = SysvRingBackend
 
     def parse_name(self, url: str, netloc: str, path: str) -> str:

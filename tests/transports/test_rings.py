@@ -149,13 +149,13 @@ def test_frames_of_any_buffer_type_are_sent(ring: str) -> None:
     assert got == [bytes(frame) for frame in frames] * 2
 
 
-def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url) -> None:
+def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url, scheme: str) -> None:
     # The takeover rule (no live claimant, generation unchanged) once fired on a live
     # holder: it moved the generation, was preempted before its post, and cleared its claim
     # after it, while a waiter read the generation, failed its try and then scanned. Sleeps
     # stand in for the preemptions: the holder's post is slow, the waiter's failed tries
-    # too. (shm:// only: sysv+shm's SEM_UNDO locks have no takeover.)
-    target = url("shm", capacity="64K")
+    # too.
+    target = url(scheme, capacity="64K")
     osipc.sender(target).close()
     holder = spawn(
         """
@@ -215,14 +215,14 @@ def test_a_lock_released_while_a_waiter_checks_is_never_taken_over(url: Url) -> 
     osipc.unlink(target)
 
 
-def test_a_late_generation_store_never_makes_a_live_holder_look_dead(url: Url) -> None:
+def test_a_late_generation_store_never_makes_a_live_holder_look_dead(url: Url, scheme: str) -> None:
     # A release that moved the generation with `+= 1` after its post could be preempted
     # between the read and the write while the next holder released; its late store then
     # put back a value a waiter had read, and the waiter took the lock over from a live
     # holder. Events stand in for the preemptions: A's store waits, W's scan waits.
     from osipc._deadline import Deadline
 
-    target = url("shm", capacity="64K")
+    target = url(scheme, capacity="64K")
     a, b, w = osipc.sender(target), osipc.sender(target), osipc.sender(target)
     lock_a, lock_b, lock_w = a._lock, b._lock, w._lock  # type: ignore[attr-defined]
     gen = lock_a._gen
@@ -389,6 +389,28 @@ def test_a_receiver_killed_holding_the_lock_is_taken_over(ring: str) -> None:
             assert got == b"one"
 
 
+def test_a_process_killed_inside_the_admin_section_blocks_nobody(ring: str) -> None:
+    # Takeover checks and slot claims run in the backend's admin section (a flock on
+    # shm://, the ring's SysV semaphore with SEM_UNDO on sysv+shm://): the kernel ends it.
+    osipc.sender(ring).close()
+    done = peer(
+        """
+        import os, signal, sys, osipc
+        tx = osipc.sender(sys.argv[1])
+        tx._backend.admin().__enter__()
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        ring,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL
+    started = time.monotonic()
+    with osipc.sender(ring) as tx, osipc.receiver(ring) as rx:  # each takes a slot in it
+        tx.send(b"after", timeout=2)
+        assert rx.recv(timeout=2) == b"after"
+    assert time.monotonic() - started < 1, "the dead process's admin section outlived it"
+
+
 @pytest.mark.slow
 def test_killed_writers_and_readers_never_tear_or_wedge(url: Url, scheme: str) -> None:
     target = url(scheme, capacity="1M")
@@ -536,6 +558,17 @@ def test_threads_sharing_handles_never_take_the_lock_from_each_other(url: Url, s
             thread.join(timeout=60)
     assert len(got) == count and sorted(got) == list(range(count)), (len(got), len(set(got)))
     osipc.unlink(target)
+
+
+def test_a_ring_of_another_format_is_refused_with_the_way_out(ring: str) -> None:
+    with osipc.sender(ring) as tx:
+        halves = tx._backend.halves  # type: ignore[attr-defined]
+        halves[2] = 1  # the format version (sysv+shm's locks were SysV semaphores in 1)
+        try:
+            with pytest.raises(osipc.TransportError, match=r"version 1.*osipc rm"):
+                osipc.receiver(ring)
+        finally:
+            halves[2] = 2
 
 
 def test_a_queue_ring_is_not_a_broadcast_ring(ring: str) -> None:
