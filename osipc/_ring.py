@@ -133,7 +133,7 @@ def _load_accelerator() -> tuple[Any, str]:
     """(the C part or None, why not): see the module docstring."""
     module, status = _accel.load("_ringc")
     layout = (
-        3,  # the locking and commit protocol's version (_ringc.c's PROTOCOL)
+        4,  # the locking and commit protocol's version (_ringc.c's PROTOCOL)
         OFF_HEAD, OFF_TX_GEN, OFF_HEAD + 16, OFF_TAIL, OFF_RX_GEN, OFF_TAIL + 16,
         H_FLAG_DATA * 4, H_FLAG_SPACE * 4, H_FLAG_TX * 4, H_FLAG_RX * 4,
         REC.size, REC_DATA, CLAIM_TX, CLAIM_RX,
@@ -295,20 +295,64 @@ def capabilities(kind: int, capacity: int) -> Capabilities:
 # -- backends ----------------------------------------------------------------------------
 
 
-class RingLock(ABC):
-    """One of a ring's two locks, robust against a holder that dies.
+class RingBackend(ABC):
+    """What a memory/semaphore backend gives a ring handle: the mapping, its header as
+    8-byte ``words`` and 4-byte ``halves`` (the only way shared words are written), the
+    address for futexes, this handle's slot, the locks, and liveness of other slots."""
 
-    Threads sharing one handle take turns through ``local`` before they touch the
-    semaphore: the claims protocol knows processes, not threads, and one
-    thread must never take the lock over from another thread of its own handle.
-    ``acquire``/``release`` take and drop ``local`` too; the handles' inlined fast paths
-    do it themselves.
+    mm: Any
+    words: Any
+    halves: Any
+    address: int
+    slot: int
+    kind: int
+    capacity: int
+    slots: int
+    overflow: int
+    data: int
+    tx: ClaimLock
+    rx: ClaimLock | None
+    accel: Any  # the C part's view of a queue ring (ACCEL.Ring), or None
+
+    @abstractmethod
+    def alive(self, slot: int) -> bool:
+        """True if the handle holding ``slot`` is alive (its process holds the lease)."""
+
+    @abstractmethod
+    def admin(self) -> AbstractContextManager[None]:
+        """A short cross-process critical section the kernel releases if its holder dies."""
+
+    @abstractmethod
+    def close(self, in_child: bool) -> None:
+        """Release the slot (unless ``in_child``: the parent still uses it) and unmap."""
+
+
+class ClaimLock:
+    """One of a ring's two locks: a semaphore made robust by claims against a holder that
+    dies (see the module docstring).
+
+    ``sem`` needs ``acquire(False) -> bool`` and ``release()``, like
+    ``_multiprocessing.SemLock``; with an int ``handle`` (its ``sem_t*``) the C part takes
+    it too. Threads sharing one handle take turns through ``local`` before they touch the
+    semaphore: the claims protocol knows processes, not threads, and one thread must never
+    take the lock over from another thread of its own handle. ``acquire``/``release`` take
+    and drop ``local`` too; the handles' inlined fast paths do it themselves.
     """
 
-    def __init__(self, slot: int) -> None:
+    def __init__(
+        self, sem: Any, backend: RingBackend, gen_word: int, flag_half: int, value: int
+    ) -> None:
+        self._sem = sem
+        self._backend = backend
+        self._words, self._halves = backend.words, backend.halves
+        self._gen = gen_word
+        self._flag = flag_half
+        self._value = value
+        self._claim = slot_half(backend.slot, SLOT_CLAIM)
+        self._try = sem.acquire
         self.local = threading.Lock()
         self._stamp_next = int.from_bytes(os.urandom(4), "little")  # per lifetime of a slot
-        self._stamp_tag = slot << 1  # (the C part's stamps have the low bit set)
+        self._stamp_tag = backend.slot << 1  # (the C part's stamps have the low bit set)
 
     def stamp(self) -> int:
         """A value for the lock's generation word that no store ever wrote before. A
@@ -325,81 +369,14 @@ class RingLock(ABC):
         if not self.local.acquire(True, -1 if left is None else left):
             raise Timeout(f"the ring's lock is busy {deadline.describe()} (another thread)")
 
-    @abstractmethod
-    def acquire(self, deadline: Deadline) -> None:
-        """Take the lock. Raises Timeout, taking over from a dead holder first if needed."""
-
-    @abstractmethod
-    def release(self) -> None:
-        """Release (and let waiters see it: see ClaimLock.release)."""
-
-    @abstractmethod
     def fast(self) -> tuple[Any, Any, int, int]:
-        """(try_acquire(False) -> bool, release(), claim index in ``halves`` or -1, claim
-        value): the uncontended path, inlined by the handles; the rest goes through acquire()."""
-
-    @abstractmethod
-    def accel_spec(self) -> tuple[Any, ...] | None:
-        """The lock as the C part takes it: (SemLock, claim byte offset, claim value) or
-        (SysV semid,); None if it cannot (another semaphore type)."""
-
-
-class RingBackend(ABC):
-    """What a memory/semaphore backend gives a ring handle: the mapping, its header as
-    8-byte ``words`` and 4-byte ``halves`` (the only way shared words are written), the
-    address for futexes, this handle's slot, the locks, and liveness of other slots."""
-
-    mm: Any
-    words: Any
-    halves: Any
-    address: int
-    slot: int
-    kind: int
-    capacity: int
-    slots: int
-    overflow: int
-    data: int
-    tx: RingLock
-    rx: RingLock | None
-    accel: Any  # the C part's view of a queue ring (ACCEL.Ring), or None
-
-    @abstractmethod
-    def alive(self, slot: int) -> bool:
-        """True if the handle holding ``slot`` is alive (its process holds the lease)."""
-
-    @abstractmethod
-    def admin(self) -> AbstractContextManager[None]:
-        """A short cross-process critical section the kernel releases if its holder dies."""
-
-    @abstractmethod
-    def close(self, in_child: bool) -> None:
-        """Release the slot (unless ``in_child``: the parent still uses it) and unmap."""
-
-
-class ClaimLock(RingLock):
-    """A semaphore lock made robust by claims (see the module docstring).
-
-    ``sem`` needs ``acquire(block, timeout=None) -> bool`` and ``release()``, like
-    ``_multiprocessing.SemLock``.
-    """
-
-    def __init__(
-        self, sem: Any, backend: RingBackend, gen_word: int, flag_half: int, value: int
-    ) -> None:
-        self._sem = sem
-        self._backend = backend
-        self._words, self._halves = backend.words, backend.halves
-        self._gen = gen_word
-        self._flag = flag_half
-        self._value = value
-        self._claim = slot_half(backend.slot, SLOT_CLAIM)
-        self._try = sem.acquire
-        super().__init__(backend.slot)
-
-    def fast(self) -> tuple[Any, Any, int, int]:
+        """(try_acquire(False) -> bool, release(), claim index in ``halves``, claim value):
+        the uncontended path, inlined by the handles; the rest goes through acquire()."""
         return self._try, self._sem.release, self._claim, self._value
 
     def accel_spec(self) -> tuple[Any, ...] | None:
+        """The lock as the C part takes it: (semaphore whose ``handle`` is its sem_t*,
+        claim byte offset, claim value), or None if it cannot (no such handle)."""
         if not isinstance(getattr(self._sem, "handle", None), int):
             return None  # not a _multiprocessing.SemLock: no sem_t* to hand over
         return self._sem, self._claim * 4, self._value
@@ -482,7 +459,7 @@ class SegmentBackend(RingBackend):
     """The create/attach flow every segment-based backend shares (POSIX and SysV alike).
 
     Subclasses provide the segment (``_segment``), the mapping (``_map``), the companion
-    semaphores (``_create_locks``/``_open_locks``/``_locks``), leases (``_claim_slot``,
+    semaphores (``_create_locks``/``_open_locks``/``_semaphores``), leases (``_claim_slot``,
     ``alive``), ``admin`` and the release of it all (``_release``).
     """
 
@@ -522,8 +499,17 @@ class SegmentBackend(RingBackend):
         """Open the semaphores of an existing ring."""
 
     @abstractmethod
-    def _locks(self, kind: int) -> tuple[RingLock, RingLock | None]:
-        """(producers' lock, consumers' lock or None for broadcast), once attached."""
+    def _semaphores(self) -> tuple[Any, Any]:
+        """The semaphores under the producers' and the consumers' lock (the second is
+        unused by broadcast rings), once attached."""
+
+    def _locks(self, kind: int) -> tuple[ClaimLock, ClaimLock | None]:
+        """(producers' lock, consumers' lock or None for broadcast)."""
+        tx_sem, rx_sem = self._semaphores()
+        tx = ClaimLock(tx_sem, self, W_TX_GEN, H_FLAG_TX, CLAIM_TX)
+        if kind != KIND_QUEUE:
+            return tx, None
+        return tx, ClaimLock(rx_sem, self, W_RX_GEN, H_FLAG_RX, CLAIM_RX)
 
     @abstractmethod
     def _claim_slot(self, index: int) -> bool:
@@ -847,11 +833,9 @@ class RingSender(_RingHandle, Sender[Any]):
         if not local.acquire(False):  # another thread of this handle is in: wait in _put
             self._put([frame], Deadline(timeout))
             return
-        if claim >= 0:
-            halves[claim] = CLAIM_TX
+        halves[claim] = CLAIM_TX
         if not self._try(False):
-            if claim >= 0:
-                halves[claim] = 0
+            halves[claim] = 0
             local.release()
             self._put([frame], Deadline(timeout))
             return
@@ -871,8 +855,7 @@ class RingSender(_RingHandle, Sender[Any]):
         words[W_PRODUCED] += 1
         self._release()  # then the generation, then the claim: see ClaimLock.release
         words[W_TX_GEN] = self._lock.stamp()
-        if claim >= 0:
-            halves[claim] = 0
+        halves[claim] = 0
         local.release()
         if halves[H_FLAG_DATA] or halves[H_FLAG_TX]:
             self._wake_after_release(producer=True)
@@ -1030,11 +1013,9 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         local = self._local
         if not local.acquire(False):  # another thread of this handle is in: wait in _take
             return self._take(1, Deadline(timeout))[0]
-        if claim >= 0:
-            halves[claim] = CLAIM_RX
+        halves[claim] = CLAIM_RX
         if not self._try(False):
-            if claim >= 0:
-                halves[claim] = 0
+            halves[claim] = 0
             local.release()
             return self._take(1, Deadline(timeout))[0]
         tail = words[W_TAIL]
@@ -1058,8 +1039,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         self._tail_last = tail
         self._release()  # then the generation, then the claim: see ClaimLock.release
         words[W_RX_GEN] = self._lock.stamp()
-        if claim >= 0:
-            halves[claim] = 0
+        halves[claim] = 0
         local.release()
         if halves[H_FLAG_SPACE] or halves[H_FLAG_RX]:
             self._wake_after_release(producer=False)

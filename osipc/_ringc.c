@@ -30,7 +30,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sched.h>
-#include <sys/sem.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,20 +49,20 @@
 #define REC_DATA 1
 #define CLAIM_TX 1
 #define CLAIM_RX 2
-#define PROTOCOL 3 /* bump with any change of the locking or commit order */
+#define PROTOCOL 4 /* bump with any change of the locking or commit order */
 
 #define WORD(base, off) ((uint64_t *)((base) + (off)))
 #define HALF(base, off) ((uint32_t *)((base) + (off)))
 
 /* -- locks ------------------------------------------------------------------------- */
 
-/* One of the ring's two locks: a POSIX semaphore (sem_t* of a _multiprocessing.SemLock,
- * made robust by the claim in this handle's slot) or a SysV semaphore (SEM_UNDO). */
+/* One of the ring's two locks: a process-shared POSIX semaphore (the sem_t* of a
+ * _multiprocessing.SemLock, or one inside a SysV segment), made robust by the claim in
+ * this handle's slot. */
 typedef struct {
-    PyObject *owner;  /* keeps the SemLock (and so its sem_t) alive; NULL for SysV */
+    PyObject *owner;  /* keeps the semaphore's owner (and so its sem_t) alive */
     sem_t *sem;
-    int semid;        /* -1 for POSIX */
-    long claim;       /* byte offset of this handle's claim word, -1: none (SysV) */
+    long claim;       /* byte offset of this handle's claim word */
     uint32_t value;   /* what the claim holds while this handle wants the lock */
     long gen;         /* byte offset of the lock's generation word */
     long flag;        /* byte offset of the lock waiters' flag */
@@ -72,17 +71,13 @@ typedef struct {
 } Lock;
 
 /* A value for the generation word that no store ever wrote before (as _ring.py's
- * RingLock.stamp, whose stamps have the low bit clear): a release that stores one, rather
+ * ClaimLock.stamp, whose stamps have the low bit clear): a release that stores one, rather
  * than adding 1, can never put back a value a waiter already read. */
 static uint64_t stamp(Lock *lock) {
     return (++lock->stamp << 13) | lock->tag;
 }
 
 static int lock_try(char *base, Lock *lock) {
-    if (lock->semid >= 0) {
-        struct sembuf op = {0, -1, IPC_NOWAIT | SEM_UNDO};
-        return semop(lock->semid, &op, 1) == 0;
-    }
     uint32_t *claim = HALF(base, lock->claim);
     if (__atomic_load_n(claim, __ATOMIC_RELAXED) != 0)
         return 0; /* another thread of this handle is in the Python path */
@@ -104,19 +99,12 @@ static void futex_wake(void *address) {
  * (``wake_flag``, ``wake_word``) the other side's sleepers, whose flag the waker clears.
  * -1 (errno set) if the semaphore is gone; the claim is dropped all the same. */
 static int lock_release(char *base, Lock *lock, int committed, long wake_flag, long wake_word) {
-    int failed;
-    if (lock->semid >= 0) {
-        struct sembuf op = {0, 1, SEM_UNDO};
-        failed = semop(lock->semid, &op, 1) != 0;
-        __atomic_store_n(WORD(base, lock->gen), stamp(lock), __ATOMIC_RELEASE);
-    } else {
-        failed = sem_post(lock->sem) != 0;
-        __atomic_store_n(WORD(base, lock->gen), stamp(lock), __ATOMIC_SEQ_CST);
-        __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELEASE);
-    }
+    int failed = sem_post(lock->sem) != 0;
+    __atomic_store_n(WORD(base, lock->gen), stamp(lock), __ATOMIC_SEQ_CST);
+    __atomic_store_n(HALF(base, lock->claim), 0, __ATOMIC_RELEASE);
     if (failed)
         return -1;
-    /* the release is a full barrier (a locked instruction, or a system call); the fence
+    /* the release is a full barrier (a locked instruction); the fence
      * says so: a sleeper's flag raised before it is visible below */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (committed && __atomic_load_n(HALF(base, wake_flag), __ATOMIC_RELAXED)) {
@@ -129,19 +117,11 @@ static int lock_release(char *base, Lock *lock, int committed, long wake_flag, l
 }
 
 static int lock_init(Lock *lock, PyObject *spec, long gen, long flag) {
-    /* spec: (SemLock, claim_offset, claim_value) or (semid,) */
+    /* spec: (semaphore with an int ``handle``: its sem_t*, claim_offset, claim_value) */
     memset(lock, 0, sizeof(*lock));
-    lock->semid = -1;
     lock->gen = gen;
     lock->flag = flag;
-    if (!PyTuple_Check(spec))
-        goto bad;
-    if (PyTuple_GET_SIZE(spec) == 1) {
-        lock->semid = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
-        lock->claim = -1;
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    if (PyTuple_GET_SIZE(spec) != 3)
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) != 3)
         goto bad;
     PyObject *handle = PyObject_GetAttrString(PyTuple_GET_ITEM(spec, 0), "handle");
     if (handle == NULL)
@@ -156,7 +136,7 @@ static int lock_init(Lock *lock, PyObject *spec, long gen, long flag) {
     Py_INCREF(lock->owner);
     return 0;
 bad:
-    PyErr_SetString(PyExc_TypeError, "lock spec: (SemLock, claim, value) or (semid,)");
+    PyErr_SetString(PyExc_TypeError, "lock spec: (semaphore, claim, value)");
     return -1;
 }
 

@@ -277,13 +277,8 @@ class PosixRingBackend(_ring.SegmentBackend):
     def _open_locks(self, kind: int) -> None:
         self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
 
-    def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
-        tx = _ring.ClaimLock(self._sems[0], self, _ring.W_TX_GEN, _ring.H_FLAG_TX, _ring.CLAIM_TX)
-        if kind != _ring.KIND_QUEUE:
-            return tx, None
-        return tx, _ring.ClaimLock(
-            self._sems[1], self, _ring.W_RX_GEN, _ring.H_FLAG_RX, _ring.CLAIM_RX
-        )
+    def _semaphores(self) -> tuple[Any, Any]:
+        return self._sems[0], self._sems[1] if len(self._sems) > 1 else None
 
     # -- leases: an OFD lock on one byte per slot, far past the end of the segment ------
 

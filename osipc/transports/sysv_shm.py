@@ -230,18 +230,9 @@ class SysvRingBackend(_ring.SegmentBackend):
                 errno=errno.ENOENT,
             ) from None
 
-    def _locks(self, kind: int) -> tuple[_ring.RingLock, _ring.RingLock | None]:
+    def _semaphores(self) -> tuple[Any, Any]:
         base = self._shm.address
-        tx = _ring.ClaimLock(
-            SegmentSemaphore(base + _ring.OFF_TX_SEM), self,
-            _ring.W_TX_GEN, _ring.H_FLAG_TX, _ring.CLAIM_TX,
-        )  # fmt: skip
-        if kind != _ring.KIND_QUEUE:
-            return tx, None
-        return tx, _ring.ClaimLock(
-            SegmentSemaphore(base + _ring.OFF_RX_SEM), self,
-            _ring.W_RX_GEN, _ring.H_FLAG_RX, _ring.CLAIM_RX,
-        )  # fmt: skip
+        return SegmentSemaphore(base + _ring.OFF_TX_SEM), SegmentSemaphore(base + _ring.OFF_RX_SEM)
 
     def _take_slot(self, role: int) -> int:
         # No kernel lease without a file: slots are taken under the admin semaphore.
