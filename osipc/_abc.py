@@ -13,6 +13,7 @@ confused with data, an empty payload included.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import threading
@@ -36,6 +37,7 @@ from osipc._errors import (
     InvalidURL,
     MessageTooLarge,
     Timeout,
+    TransportError,
     Unsupported,
 )
 
@@ -140,11 +142,17 @@ class Handle(ABC):
 
     _closed = True  # until __init__ has finished, so __del__ of a half-built handle is quiet
     _in_child = False  # closed by fork: release descriptors, touch nothing shared
+    _waiters = 0  # threads inside a waiting call (see _waiting)
+    _release_owed = False  # close() came while some waited: the last one out releases
+    _wakeup: _Wakeup | None = None
+    _state = threading.Lock()  # each handle gets its own in __init__; this one is for
+    # close() of a handle whose __init__ failed early (it is closed: nothing to guard)
 
     def __init__(self, address: Address, capabilities: Capabilities) -> None:
         self._address = address
         self._capabilities = capabilities
         self._owner_pid = os.getpid()
+        self._state = threading.Lock()  # guards _closed against _waiters
         self._closed = False
         self._closed_reason = "it was closed"
         _live_handles.add(self)
@@ -163,16 +171,60 @@ class Handle(ABC):
         return self._capabilities
 
     def close(self) -> None:
-        """Release this handle's descriptors. Idempotent; never unlinks the object."""
-        if self._closed:
-            return
-        self._closed = True
+        """Release this handle's descriptors. Idempotent; never unlinks the object.
+
+        Another thread may close a handle while a call of it waits: the waiting call then
+        raises :class:`Closed` (within a few milliseconds), and the descriptors are
+        released when it has left, never under it.
+        """
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            owed = self._release_owed = self._waiters > 0
         _live_handles.discard(self)
-        self._close()
+        if owed:
+            self._wake_waiters()
+        else:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        try:
+            self._close()
+        finally:
+            if self._wakeup is not None:
+                self._wakeup.close()
 
     @abstractmethod
     def _close(self) -> None:
-        """Release resources. Called once. Must not block indefinitely."""
+        """Release resources. Called once, with no call of this handle waiting. Must not
+        block indefinitely."""
+
+    def _waiting(self) -> _Waiting:
+        """``with self._waiting():`` around a call's waits: close() from another thread
+        then wakes it (see _wake_waiters) instead of releasing what it waits on, and
+        the wait, seeing ``closed``, raises Closed (``_check_open``)."""
+        return _Waiting(self)
+
+    def _check_open(self) -> None:
+        """Raise Closed if the handle was closed (a waiting call checks after each wait)."""
+        if self._closed:
+            raise self._raise_closed()
+
+    def _wakeup_fd(self) -> int:
+        """A descriptor that becomes readable when close() wants waiting calls to stop:
+        add it to a poll() set. Made on first use (an eventfd, or a pipe on 3.9)."""
+        with self._state:
+            if self._wakeup is None:
+                self._wakeup = _Wakeup()
+            return self._wakeup.fileno()
+
+    def _wake_waiters(self) -> None:
+        """Called by close() when some call waits: make it return soon. Transports whose
+        waits watch nothing but their own descriptors extend this (notify a condition,
+        wake a futex); a wait sliced into short sleeps needs nothing more."""
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _forked(self) -> None:
         """In a forked child: release this process's copies of the descriptors."""
@@ -185,7 +237,7 @@ class Handle(ABC):
             "open a new handle in the child"
         )
         try:
-            self._close()
+            self._finish_close()
         except Exception:  # nothing useful to report in a fresh child
             pass
 
@@ -241,6 +293,71 @@ class Handle(ABC):
 
 
 HandleT = TypeVar("HandleT", bound=Handle)
+WaitingCall = TypeVar("WaitingCall", bound=Callable[..., Any])
+
+
+def waits(method: WaitingCall) -> WaitingCall:
+    """Decorate a handle method that may wait: it runs inside ``self._waiting()``."""
+
+    @functools.wraps(method)
+    def waiting(self: Handle, *args: Any) -> Any:
+        with self._waiting():
+            return method(self, *args)
+
+    return waiting  # type: ignore[return-value]
+
+
+class _Waiting:
+    """Handle._waiting's context manager (a class: cheaper than a generator)."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: Handle) -> None:
+        self._handle = handle
+
+    def __enter__(self) -> None:
+        handle = self._handle
+        with handle._state:
+            if handle._closed:
+                raise handle._raise_closed()
+            handle._waiters += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        handle = self._handle
+        with handle._state:
+            handle._waiters -= 1
+            release = handle._release_owed and handle._waiters == 0
+            if release:
+                handle._release_owed = False
+        if release:
+            handle._finish_close()
+
+
+class _Wakeup:
+    """A descriptor that close() makes readable; it stays readable from then on."""
+
+    __slots__ = ("_read", "_write")
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # Python 3.9
+            self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, (1).to_bytes(8, "little"))
+        except OSError:  # full (a pipe written before) or closed: readable either way
+            pass
+
+    def close(self) -> None:
+        for fd in {self._read, self._write}:
+            if fd >= 0:
+                os.close(fd)
+        self._read = self._write = -1
 
 
 class Sender(Handle, Generic[T]):
@@ -256,11 +373,13 @@ class Sender(Handle, Generic[T]):
 
     # -- public --------------------------------------------------------------------------
 
-    def send(self, obj: T, *, timeout: float | None = None) -> None:
+    def send(self, obj: T, *, timeout: float | None = None, priority: int = 0) -> None:
         """Send one object.
 
         ``timeout``: None blocks until there is room (or a receiver, for FIFOs); 0 tries
-        once; > 0 waits at most that many seconds.
+        once; > 0 waits at most that many seconds. ``priority``: where the transport has
+        priorities (``capabilities.priorities``: mq://), higher is received first;
+        elsewhere anything but 0 is Unsupported.
 
         Raises:
             EncodeError: the codec cannot encode ``obj``; nothing was sent.
@@ -272,19 +391,26 @@ class Sender(Handle, Generic[T]):
         """
         if self._closed:
             raise self._raise_closed()
+        if priority:
+            raise self._no_priorities(priority)
         # bytes through the bytes codec is the hot path: skip the call
         data: Any = obj if self._plain and type(obj) is bytes else self._encode(obj)
         self._send(data, None if timeout is None else check_timeout(timeout))
 
-    def send_many(self, objs: Iterable[T], *, timeout: float | None = None) -> int:
+    def send_many(
+        self, objs: Iterable[T], *, timeout: float | None = None, priority: int = 0
+    ) -> int:
         """Send every object in order, amortising per-message costs; return how many.
 
         All objects are encoded first, so an EncodeError means nothing was sent. The
-        timeout bounds the whole batch; on Timeout, ``exc.sent`` says how many went.
+        timeout bounds the whole batch; on Timeout (or any TransportError, such as a
+        MessageTooLarge further on in the batch), ``exc.sent`` says how many went.
         """
         if self._closed:
             raise self._raise_closed()
-        frames = [self._encode(obj) for obj in objs]
+        if priority:
+            raise self._no_priorities(priority)
+        frames = [self._encode(obj) for obj in _iterable(objs)]
         deadline = Deadline(timeout)
         if frames:
             self._send_batch(frames, deadline)
@@ -308,6 +434,12 @@ class Sender(Handle, Generic[T]):
             )
         self._send_end(Deadline(timeout))
 
+    def _no_priorities(self, priority: object) -> Unsupported:
+        return Unsupported(
+            f"{self.url}: {self._address.scheme}:// has no message priorities "
+            f"(priority={priority!r}); mq:// has them"
+        )
+
     # -- for transports ------------------------------------------------------------------
 
     @abstractmethod
@@ -315,11 +447,12 @@ class Sender(Handle, Generic[T]):
         """Send one frame whole, or raise (Timeout, MessageTooLarge, ...) with nothing sent."""
 
     def _send_batch(self, frames: list[_codecs.Buffer], deadline: Deadline) -> None:
-        """Send frames in order; default one by one. Timeout must carry ``sent``."""
+        """Send frames in order; default one by one. A TransportError (Timeout,
+        MessageTooLarge, ...) must carry ``sent``."""
         for index, frame in enumerate(frames):
             try:
                 self._send(frame, deadline.remaining())
-            except Timeout as exc:
+            except TransportError as exc:
                 exc.sent = index
                 raise
 
@@ -330,6 +463,9 @@ class Sender(Handle, Generic[T]):
 
 class Receiver(Handle, Generic[T]):
     """Receives objects from one named kernel object; iteration ends at end-of-stream."""
+
+    priority: int = 0
+    """The priority of the last message received (0 where the transport has none)."""
 
     def __init__(
         self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
@@ -420,7 +556,8 @@ class Receiver(Handle, Generic[T]):
         Returns the number of bytes written.
 
         Raises:
-            MessageTooLarge: the message does not fit; it stays queued for the next call.
+            MessageTooLarge: the message does not fit; the next call gets it (a receiver
+                closed first gives it back to the object where the mechanism allows).
             Timeout, EndOfStream, Closed: as ``recv``.
         """
         try:
@@ -435,7 +572,8 @@ class Receiver(Handle, Generic[T]):
             self._pending.appendleft(frame)
             raise MessageTooLarge(
                 f"{self.url}: the next message has {size} bytes and does not fit the "
-                f"{len(view)}-byte buffer; it stays queued for the next recv",
+                f"{len(view)}-byte buffer; it is kept for the next recv (and given back "
+                "to the object if this handle is closed first)",
                 size=size,
                 limit=len(view),
             )
@@ -518,6 +656,17 @@ class Receiver(Handle, Generic[T]):
         if frame is None:
             raise EndOfStream(f"{self.url}: end of stream")
         return frame
+
+
+def _iterable(objs: Iterable[T]) -> Iterable[T]:
+    """``objs`` if it can be iterated (a batch), else InvalidArgument: a lone bytes or
+    str is refused too, as it would be sent one byte or character at a time."""
+    if isinstance(objs, (bytes, bytearray, memoryview, str)) or not hasattr(objs, "__iter__"):
+        raise InvalidArgument(
+            f"send_many takes an iterable of messages, got {type(objs).__name__}; "
+            "use send() for one message"
+        )
+    return objs
 
 
 def _fast_encoder(codec: _codecs.Codec[Any]) -> Any:

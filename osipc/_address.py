@@ -241,6 +241,18 @@ def check_existing(address: Address, options: CommonOptions, found: Mapping[str,
         )
 
 
+def refuse_with_fd(address: Address, options: CommonOptions, creation: tuple[str, ...]) -> None:
+    """With ``fd=`` the object exists already (its descriptor was inherited): an option
+    that only says how to create or find it would be ignored, so it is an error."""
+    asked: frozenset[str] = getattr(options, "_given", frozenset())
+    ignored = [name for name in ("create", "exclusive", "mode", *creation) if name in asked]
+    if ignored:
+        raise InvalidURL(
+            f"{address}: fd= adopts an open descriptor; {', '.join(n + '=' for n in ignored)} "
+            "would not apply to it (drop them)"
+        )
+
+
 # -- runtime directory -------------------------------------------------------------------
 
 

@@ -138,6 +138,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+    except OSError as exc:  # the command's own files (keygen --dir, ...), not osipc's
+        print(f"osipc: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug: one line, and the traceback only on request
+        if os.environ.get("OSIPC_DEBUG"):
+            raise
+        print(
+            f"osipc: internal error: {type(exc).__name__}: {exc} (set OSIPC_DEBUG=1 for "
+            "the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 # -- send / recv -------------------------------------------------------------------------
@@ -149,6 +161,13 @@ def _stdin_lines() -> Iterator[bytes]:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
+    if args.priority and not _registry.parse(args.url)[0].capabilities.priorities:
+        print(
+            f"osipc: usage error: --priority needs a transport with priorities (mq://), "
+            f"not {args.url}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     source: Any = (os.fsencode(m) for m in args.messages) if args.messages else _stdin_lines()
     kwargs = {"priority": args.priority} if args.priority else {}
     count = 0

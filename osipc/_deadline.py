@@ -8,6 +8,7 @@ with the time that is left, never with the whole timeout again.
 from __future__ import annotations
 
 import math
+import select
 import time
 
 from osipc._errors import InvalidArgument
@@ -56,14 +57,20 @@ class Deadline:
             return -1
         return math.ceil(left * 1000)
 
-    def sleep(self, seconds: float) -> bool:
-        """Sleep ``seconds`` or until the deadline; False if the deadline had already passed."""
+    def sleep(self, seconds: float, wake: int = -1) -> bool:
+        """Sleep ``seconds`` or until the deadline (or until the descriptor ``wake`` is
+        readable); False if the deadline had already passed."""
         left = self.remaining()
         if left is not None:
             if left <= 0:
                 return False
             seconds = min(seconds, left)
-        time.sleep(seconds)
+        if wake < 0:
+            time.sleep(seconds)
+        else:
+            poller = select.poll()
+            poller.register(wake, select.POLLIN)
+            poller.poll(math.ceil(seconds * 1000))
         return True
 
     def describe(self) -> str:
@@ -84,9 +91,10 @@ class Backoff:
         self.delay = first
         self.maximum = maximum
 
-    def wait(self, deadline: Deadline) -> bool:
-        """Sleep one step; False once the deadline has passed (the caller then times out)."""
-        if not deadline.sleep(self.delay):
+    def wait(self, deadline: Deadline, wake: int = -1) -> bool:
+        """Sleep one step (cut short when the descriptor ``wake`` is readable); False once
+        the deadline has passed (the caller then times out)."""
+        if not deadline.sleep(self.delay, wake):
             return False
         self.delay = min(self.delay * 2, self.maximum)
         return True

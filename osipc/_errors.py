@@ -109,6 +109,9 @@ class EndOfStream(OsipcError, EOFError):
 class TransportError(OsipcError, OSError):
     """The kernel object or its backend failed; ``errno`` is set when the kernel gave one."""
 
+    sent: int = 0
+    """Raised by ``send_many``: how many of the batch went before the error."""
+
     def __init__(self, message: str, *, errno: int | None = None) -> None:
         super().__init__(message)
         # OSError(errno, strerror) would reformat the message; keep ours, expose the code.
@@ -139,8 +142,6 @@ class PermissionDenied(TransportError, PermissionError):
 
 class Timeout(TransportError, TimeoutError):
     """The timeout expired first; nothing was transferred (of a batch: ``sent`` went)."""
-
-    sent: int = 0
 
 
 class Broken(TransportError, BrokenPipeError):

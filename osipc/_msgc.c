@@ -10,25 +10,17 @@
  * (payload, tag) or None (nothing there, or nothing this file can take). Only an error
  * of the queue itself (removed, closed) raises OSError, which the transports map.
  *
- * The mq:// calls also wait (``seconds``: -1 no limit, 0 one try): in poll() with the
- * GIL released, as the Python path would, a signal's handler running at once (its
- * exception propagates; otherwise the wait goes on with the time left). Once the queue
- * is ready they return the seconds left (-1: no limit) instead of trying again: another
- * thread may have closed the handle meanwhile, and its descriptor number may now be
- * another queue's, so the caller re-reads it and calls again with that time. The sysv+mq calls never
- * wait: sysv_ipc's blocking calls already release the GIL.
+ * None of these calls waits: the transports wait in Python (poll() on the queue and on
+ * the handle's wake-up descriptor, so that close() from another thread stops the wait).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/msg.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ESCAPE 0xC1
@@ -79,54 +71,6 @@ static PyObject *received(const char *data, Py_ssize_t size, int raw, long tag) 
 
 /* -- POSIX message queues ------------------------------------------------------------- */
 
-static double monotonic(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-}
-
-/* Wait until ``fd`` shows ``events`` or ``deadline`` (monotonic seconds; < 0: none)
- * passes: 1 ready, 0 timed out, -1 error (set: a signal handler raised, poll failed). */
-static int wait_fd(int fd, short events, double deadline) {
-    for (;;) {
-        int ms = -1;
-        if (deadline >= 0) {
-            double left = deadline - monotonic();
-            if (left <= 0)
-                return 0;
-            ms = left * 1000 >= INT_MAX - 1 ? INT_MAX : (int)(left * 1000) + 1; /* never early */
-        }
-        struct pollfd watch = {fd, events, 0};
-        int ready, error;
-        Py_BEGIN_ALLOW_THREADS
-        ready = poll(&watch, 1, ms);
-        error = errno;
-        Py_END_ALLOW_THREADS
-        if (ready > 0)
-            return 1;
-        if (ready < 0 && error == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                return -1;
-        } else if (ready < 0) {
-            errno = error;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-    }
-}
-
-static double deadline_of(double seconds) {
-    return seconds < 0 ? -1 : monotonic() + seconds;
-}
-
-/* The seconds left before ``deadline`` (-1: none; never below 0), as a float. */
-static PyObject *time_left(double deadline) {
-    if (deadline < 0)
-        return PyFloat_FromDouble(-1);
-    double left = deadline - monotonic();
-    return PyFloat_FromDouble(left > 0 ? left : 0);
-}
-
 static PyObject *new_ref(PyObject *object) { /* Py_NewRef, which 3.9 lacks */
     Py_INCREF(object);
     return object;
@@ -137,8 +81,7 @@ static PyObject *new_ref(PyObject *object) { /* Py_NewRef, which 3.9 lacks */
  * the kernel's timeout handling on every call: ~0.2 us here.) */
 
 /* mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | float | None:
- * sent; the queue stayed full for ``seconds``; it has room now (call again with the
- * seconds returned); the Python path's (see the top). */
+ * sent; the queue is full; the Python path's (see the top). */
 static PyObject *mq_send(PyObject *module, PyObject *args) {
     int mqd, raw;
     unsigned int priority;
@@ -146,9 +89,8 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
     PyObject *frame;
     Py_buffer view;
     int escape;
-    double seconds;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "iOIpnd", &mqd, &frame, &priority, &raw, &limit, &seconds))
+    if (!PyArg_ParseTuple(args, "iOIpn", &mqd, &frame, &priority, &raw, &limit))
         return NULL;
     if (frame_of(frame, &view, raw, &escape) < 0)
         Py_RETURN_NONE;
@@ -175,9 +117,7 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
     if (done == 0) {
         result = new_ref(Py_True);
     } else if (error == EAGAIN) {
-        double deadline = deadline_of(seconds);
-        int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLOUT, deadline);
-        result = ready > 0 ? time_left(deadline) : ready == 0 ? new_ref(Py_False) : NULL;
+        result = new_ref(Py_False);
     } else if (error == EMSGSIZE || error == EINTR || error == ETIMEDOUT) {
         result = new_ref(Py_None);
     } else {
@@ -190,15 +130,13 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
     return result;
 }
 
-/* mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | float |
- * None: a message; none for ``seconds``; one is there now (call again with the seconds
- * returned); the Python path's (see the top). */
+/* mq_recv(mqd, msgsize, raw) -> (payload | None, priority) | False | None: a message;
+ * none there; the Python path's (see the top). */
 static PyObject *mq_recv(PyObject *module, PyObject *args) {
     int mqd, raw;
     Py_ssize_t msgsize;
-    double seconds;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "inpd", &mqd, &msgsize, &raw, &seconds))
+    if (!PyArg_ParseTuple(args, "inp", &mqd, &msgsize, &raw))
         return NULL;
     if (msgsize < 0)
         msgsize = 0;
@@ -212,9 +150,7 @@ static PyObject *mq_recv(PyObject *module, PyObject *args) {
     if (size >= 0) {
         result = received(buffer, (Py_ssize_t)size, raw, (long)priority);
     } else if (error == EAGAIN) {
-        double deadline = deadline_of(seconds);
-        int ready = seconds == 0 ? 0 : wait_fd(mqd, POLLIN, deadline);
-        result = ready > 0 ? time_left(deadline) : ready == 0 ? new_ref(Py_False) : NULL;
+        result = new_ref(Py_False);
     } else if (error == EINTR || error == EMSGSIZE || error == ETIMEDOUT) {
         result = new_ref(Py_None);
     } else {
@@ -301,9 +237,9 @@ static PyObject *msg_recv(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"mq_send", mq_send, METH_VARARGS,
-     "mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | Ellipsis | None"},
+     "mq_send(mqd, frame, priority, raw, limit) -> True | False | None"},
     {"mq_recv", mq_recv, METH_VARARGS,
-     "mq_recv(mqd, msgsize, raw, seconds) -> (payload | None, priority) | False | Ellipsis | None"},
+     "mq_recv(mqd, msgsize, raw) -> (payload | None, priority) | False | None"},
     {"msg_send", msg_send, METH_VARARGS,
      "msg_send(msqid, mtype, frame, raw, limit) -> bool: sent without waiting"},
     {"msg_recv", msg_recv, METH_VARARGS,

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from osipc import _accel, _futex
-from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport
+from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport, waits
 from osipc._address import (
     Address,
     CommonOptions,
@@ -748,6 +748,7 @@ class _RingHandle:
             if left == 0:
                 raise Timeout(f"{self.url}: {what} {deadline.describe()}")
             accel.wait(offset, seen, SLICE if left is None else min(left, SLICE))
+            self._check_open()  # type: ignore[attr-defined]
             return
         if self._spin:
             until = time.perf_counter() + self._spin
@@ -761,6 +762,7 @@ class _RingHandle:
         if left == 0:
             raise Timeout(f"{self.url}: {what} {deadline.describe()}")
         _futex.wait(self._addr + offset, seen, SLICE if left is None else min(left, SLICE))
+        self._check_open()  # type: ignore[attr-defined]  # (a slice is the most close() waits)
 
     def _wake_after_release(self, producer: bool) -> None:
         """After a producer's release: wake consumers waiting for data and producers
@@ -910,6 +912,7 @@ class RingSender(_RingHandle, Sender[Any]):
             # a dead subscriber must not hold the publisher back
             halves[slot_half(slowest_slot, SLOT_ROLE)] = 0
 
+    @waits
     def _put(self, frames: Sequence[Buffer | None], deadline: Deadline) -> None:
         mm, words, lock, hdr = self._mm, self._w, self._lock, self._hdr
         align = 16 if self._broadcast else 8
@@ -1052,6 +1055,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 return batch
         return self._take(max_count, deadline)
 
+    @waits
     def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         mm, words, lock = self._mm, self._w, self._lock
         while True:
@@ -1095,6 +1099,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 if batch is not None:
                     return batch
 
+    @waits
     def _wait_and_recv(self, deadline: Deadline) -> Frame | None:
         """The C part's wait: no lock round in Python before or after each sleep."""
         accel, spin = self._accel, self._spin
@@ -1104,6 +1109,7 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 got = accel.recv_wait(spin, SLICE if left is None else min(left, SLICE))
             except (OSError, ValueError) as exc:
                 raise self._accel_error(exc) from None
+            self._check_open()
             if got is None:  # the lock is busy, or an end-of-stream record is next
                 return self._take(1, deadline)[0]
             if got is not False:
@@ -1150,7 +1156,10 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 raise self._accel_error(exc) from None
             if copied >= 0:
                 return copied
-        deadline = Deadline(timeout)
+        return self._wait_and_recv_into(view, Deadline(timeout))
+
+    @waits
+    def _wait_and_recv_into(self, view: memoryview, deadline: Deadline) -> int:
         mm, words, lock = self._mm, self._w, self._lock
         while True:
             lock.acquire(deadline)
@@ -1239,6 +1248,7 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         return self._take(max_count, deadline)
 
+    @waits
     def _take(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         mm, words, cap, base = self._mm, self._w, self._cap, self._data
         while True:

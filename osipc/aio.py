@@ -407,17 +407,20 @@ class AsyncSender(_AsyncHandle[_abc.Sender[_T]]):
 
         await self._run(attempt, blocking, _none, deadline, writing=True, what="no room to send")
 
-    async def send_many(self, objs: Iterable[_T], *, timeout: float | None = None) -> int:
-        """Send every object in order; see osipc.Sender.send_many (``exc.sent`` on Timeout)."""
-        remaining = list(objs)
+    async def send_many(
+        self, objs: Iterable[_T], *, timeout: float | None = None, priority: int = 0
+    ) -> int:
+        """Send every object in order; see osipc.Sender.send_many (``exc.sent`` on a
+        Timeout or another TransportError counts the whole batch)."""
+        remaining = list(_abc._iterable(objs))
         total = len(remaining)
 
         def push(seconds: float) -> None:
             nonlocal remaining
             try:
-                self.sync.send_many(remaining, timeout=seconds)
-            except _errors.Timeout as exc:
-                remaining = remaining[getattr(exc, "sent", 0) or 0 :]
+                self.sync.send_many(remaining, timeout=seconds, priority=priority)
+            except _errors.TransportError as exc:
+                remaining = remaining[exc.sent :]
                 raise
             remaining = []
 
@@ -426,7 +429,7 @@ class AsyncSender(_AsyncHandle[_abc.Sender[_T]]):
                 lambda: push(0), push, _none, _Deadline(timeout), writing=True,
                 what="no room to send",
             )  # fmt: skip
-        except _errors.Timeout as exc:
+        except _errors.TransportError as exc:
             exc.sent = total - len(remaining)
             raise
         return total

@@ -183,6 +183,64 @@ def _check_close(make_url: Callable[[], str]) -> None:
         osipc.info(url)  # close() must not destroy the object
 
 
+def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``call`` in a thread; the list gets what it raised (or a None-like marker)."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(AssertionError("it returned"))
+        except BaseException as exc:  # reported by the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _closed_while_waiting(handle: Any, call: Callable[[], object], what: str) -> None:
+    """``call`` waits (5 s at most); close() from this thread must end it with Closed."""
+    thread, outcome = _in_thread(call)
+    time.sleep(0.2)  # well inside the wait
+    started = time.monotonic()
+    handle.close()
+    thread.join(3.0)
+    assert not thread.is_alive(), f"{what}: close() from another thread did not end the wait"
+    took = time.monotonic() - started
+    assert isinstance(outcome[0], osipc.Closed), f"{what}: expected Closed, got {outcome[0]!r}"
+    assert took < 2.0, f"{what}: the wait ended {took:.2f} s after close(), not at once"
+
+
+def _fill(tx: osipc.Sender[Any], seconds: float = 2.0) -> bool:
+    """Send until the object refuses more (timeout=0); False if it still took messages
+    after ``seconds`` (an unbounded or very large object)."""
+    until = time.monotonic() + seconds
+    payload = b"f" * min(1024, tx.capabilities.max_message_size or 1024)
+    for batch in ([payload] * 16, [b"x"]):  # then the room that is left, if any
+        while True:
+            if time.monotonic() > until:
+                return False
+            try:
+                tx.send_many(batch, timeout=0)
+            except osipc.Timeout:
+                break
+    return True
+
+
+def _check_waits(make_url: Callable[[], str]) -> None:
+    with _fresh(make_url) as url, osipc.receiver(url) as rx, osipc.sender(url) as tx:
+        _closed_while_waiting(rx, lambda: rx.recv(timeout=5), "a waiting recv()")
+        if not _fill(tx):
+            return  # nothing for a sender to wait for
+        started = time.monotonic()
+        exc = _expect(osipc.Timeout, lambda: tx.send(b"x", timeout=0.2), "send() when full")
+        waited = time.monotonic() - started
+        assert 0.19 <= waited < 3.0, f"send(timeout=0.2) on a full object took {waited:.3f} s"
+        assert getattr(exc, "sent", 0) == 0
+        _closed_while_waiting(tx, lambda: tx.send(b"x", timeout=5), "a send() waiting for room")
+
+
 def _check_capabilities(make_url: Callable[[], str]) -> None:
     with _fresh(make_url) as url, osipc.receiver(url) as rx, osipc.sender(url) as tx:
         caps = rx.capabilities
@@ -257,6 +315,7 @@ CHECKS: dict[str, Callable[[Callable[[], str]], None]] = {
     "batches": _check_batches,
     "recv_into": _check_recv_into,
     "close": _check_close,
+    "waits": _check_waits,
     "capabilities": _check_capabilities,
     "large_messages": _check_large,
     "lifecycle": _check_lifecycle,

@@ -61,6 +61,7 @@ from osipc._address import (
     parse_bool,
     parse_choice,
     parse_int,
+    refuse_with_fd,
     runtime_dir,
     runtime_dir_path,
     validate_name,
@@ -175,10 +176,18 @@ def _ensure_fifo(address: Address, options: FifoOptions, codec: Codec[Any]) -> s
     return path
 
 
-def _adopt(fd: int, address: Address, writable: bool) -> FdHolder:
+def _adopt(fd: int, address: Address, options: FifoOptions, writable: bool) -> FdHolder:
+    """Take over an inherited FIFO descriptor: osipc owns it from now on (makes it
+    non-blocking, as it waits in poll(), and closes it with the handle)."""
+    refuse_with_fd(address, options, ())
     role = "sender" if writable else "receiver"
-    with os_errors(f"adopt fd {fd} for {address}"):
+    try:
         st = os.fstat(fd)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"{address}: fd {fd} is not an open descriptor ({exc.strerror})"
+        ) from None
+    with os_errors(f"adopt fd {fd} for {address}"):
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     if not stat.S_ISFIFO(st.st_mode):
         raise InvalidArgument(f"{address}: fd {fd} is not a FIFO")
@@ -216,11 +225,17 @@ def _set_pipe_size(fd: int, size: int, address: Address) -> None:
         raise map_os_error(exc, f"set pipe_size on {address}") from exc
 
 
-def _wait(fd: int, events: int, deadline: Deadline) -> int:
+def _wait(fd: int, events: int, deadline: Deadline, wake: int = -1) -> int:
+    """The events of ``fd`` once it shows one of ``events``, or 0 when the deadline passed
+    or the descriptor ``wake`` became readable first."""
     poller = select.poll()
     poller.register(fd, events)
-    ready = poller.poll(deadline.poll_ms())
-    return ready[0][1] if ready else 0
+    if wake >= 0:
+        poller.register(wake, select.POLLIN)
+    for ready_fd, ready_events in poller.poll(deadline.poll_ms()):
+        if ready_fd == fd:
+            return ready_events
+    return 0
 
 
 def _small(frame: Buffer, lines: bool, url: str) -> Buffer | None:
@@ -303,7 +318,7 @@ class FifoSender(Sender[Any]):
         self._abort_owed = False
 
     def _adopt(self, fd: int) -> None:
-        self._fd = _adopt(fd, self._address, writable=True)
+        self._fd = _adopt(fd, self._address, self._options, writable=True)
         _set_pipe_size(self._fd.fd, self._options.pipe_size, self._address)
 
     # -- connection ----------------------------------------------------------------------
@@ -318,12 +333,14 @@ class FifoSender(Sender[Any]):
         until someone reads it, and the kernel offers no wake-up for that moment."""
         assert self._path is not None
         backoff = Backoff()
+        wake = self._wakeup_fd() if deadline.timeout != 0 else -1
         while True:
             try:
                 fd = os.open(self._path, os.O_WRONLY | _OPEN_FLAGS)
             except OSError as exc:
                 if exc.errno == errno.ENXIO:
-                    if backoff.wait(deadline):
+                    if backoff.wait(deadline, wake):
+                        self._check_open()
                         continue
                     raise self._no_receiver(deadline) from None
                 if exc.errno == errno.ENOENT:
@@ -348,16 +365,18 @@ class FifoSender(Sender[Any]):
         Called with ``_parts_lock`` held."""
         backoff: Backoff | None = None
         while True:
+            self._check_open()
             fd = self._fd.fd
             if fd < 0:
-                if self._closed:
-                    raise self._raise_closed()
                 fd = self._connect(deadline)
             try:
                 os.write(fd, buf)
                 return
             except BlockingIOError:
-                if not _wait(fd, select.POLLOUT, deadline):
+                if not _wait(fd, select.POLLOUT, deadline, self._wakeup_fd()):
+                    self._check_open()
+                    if not deadline.expired():
+                        continue
                     raise Timeout(
                         f"{self.url}: the FIFO is full (the receiver is not keeping up) "
                         f"{deadline.describe()}; raise pipe_size= or the timeout",
@@ -370,7 +389,7 @@ class FifoSender(Sender[Any]):
                     self._fd.close()
                     continue
                 backoff = backoff or Backoff()
-                if not backoff.wait(deadline):
+                if not backoff.wait(deadline, self._wakeup_fd()):
                     raise self._no_receiver(deadline) from None
             except OSError as exc:
                 raise map_os_error(exc, f"write to {self.url}") from exc
@@ -409,7 +428,7 @@ class FifoSender(Sender[Any]):
         """Write messages in order; a Timeout carries how many went whole, and a message
         left half-written is withdrawn (ABORT) before anything else is sent."""
         sent = 0
-        with self._parts_lock:
+        with self._waiting(), self._parts_lock:
             self._settle_abort(deadline)
             half_sent = False
             for buf, done, half_after in _pack(
@@ -459,6 +478,7 @@ class FifoReceiver(Receiver[Any]):
         self._lines = options.framing == "lines"
         self._read_size = 65536
         self._reading = threading.Lock()
+        self._broken: Broken | None = None  # raised once the messages before it are out
 
     def _open_path(self, path: str) -> None:
         with os_errors(f"open {self.url} ({path}) for reading"):
@@ -479,7 +499,7 @@ class FifoReceiver(Receiver[Any]):
         self._setup()
 
     def _adopt(self, fd: int) -> None:
-        self._fd = _adopt(fd, self._address, writable=False)
+        self._fd = _adopt(fd, self._address, self._options, writable=False)
         self._setup()
 
     def _setup(self) -> None:
@@ -545,16 +565,28 @@ class FifoReceiver(Receiver[Any]):
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         # Threads sharing this handle take turns reading and parsing (the readers' flock
         # cannot tell them apart: they share one descriptor).
-        left = deadline.remaining()
-        if not self._reading.acquire(timeout=-1 if left is None else left):
-            raise Timeout(f"{self.url}: no message {deadline.describe()} (another thread reads)")
-        try:
-            pending = self._pending
-            if not pending:
-                self._fill(deadline)
-            return [pending.popleft() for _ in range(min(max_count, len(pending)))]
-        finally:
-            self._reading.release()
+        with self._waiting():
+            left = deadline.remaining()
+            if not self._reading.acquire(timeout=-1 if left is None else left):
+                raise Timeout(
+                    f"{self.url}: no message {deadline.describe()} (another thread reads)"
+                )
+            try:
+                pending = self._pending
+                if pending and pending[0] is None and self._broken is not None:
+                    broken, self._broken = self._broken, None
+                    raise broken  # after every whole message before it, before the end
+                if not pending:
+                    self._fill(deadline)
+                count = min(max_count, len(pending))
+                if self._broken is not None and None in pending:
+                    count = min(count, pending.index(None))  # the error comes first
+                    if not count:
+                        broken, self._broken = self._broken, None
+                        raise broken
+                return [pending.popleft() for _ in range(count)]
+            finally:
+                self._reading.release()
 
     def _lock(self, deadline: Deadline, backoff: Backoff) -> bool:
         """Take the readers' lock; False if the deadline passed while another reader held it."""
@@ -563,8 +595,9 @@ class FifoReceiver(Receiver[Any]):
                 fcntl.flock(self._fd.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self._locked = True
             except BlockingIOError:
-                if not backoff.wait(deadline):
+                if not backoff.wait(deadline, self._wakeup_fd()):
                     return False
+                self._check_open()
             except OSError as exc:
                 raise map_os_error(exc, f"lock {self.url}") from exc
         return True
@@ -579,7 +612,9 @@ class FifoReceiver(Receiver[Any]):
 
     def _fill(self, deadline: Deadline) -> None:
         """Read until at least one item (a frame, or None for end-of-stream) is pending."""
+        self._check_open()
         fd = self._fd.fd
+        wake = self._wakeup_fd() if deadline.timeout != 0 else -1
         backoff = Backoff(0.0002, 0.01)
         while True:
             if self._lock(deadline, backoff):
@@ -612,8 +647,10 @@ class FifoReceiver(Receiver[Any]):
                 raise Timeout(f"{self.url}: no message {deadline.describe()}")
             if self._partial:
                 self._drop_dead_writers()
-            if not _wait(fd, select.POLLIN, deadline) and deadline.expired():
-                raise Timeout(f"{self.url}: no message {deadline.describe()}")
+            if not _wait(fd, select.POLLIN, deadline, wake):
+                self._check_open()
+                if deadline.expired():
+                    raise Timeout(f"{self.url}: no message {deadline.describe()}")
 
     def _at_eof(self) -> None:
         """Every writer has closed the FIFO: deliver what is complete, then end."""
@@ -628,11 +665,14 @@ class FifoReceiver(Receiver[Any]):
         self._partial.clear()
         self._pending.append(None)
         if lost:
-            warnings.warn(
+            # osipc writers send whole frames of at most PIPE_BUF bytes: only another
+            # writer (or one killed mid-message, whose parts are dropped) leaves a piece
+            self._broken = Broken(
                 f"{self.url}: the last writer closed the FIFO in the middle of a message; "
-                f"{lost} bytes of it were discarded",
-                RuntimeWarning,
-                stacklevel=4,
+                f"{lost} bytes of it were discarded (a writer that does not send osipc "
+                "frames? see the frame format in osipc/transports/fifo.py, or use "
+                "framing=lines for text)",
+                errno=errno.EPROTO,
             )
 
     def _parse_lines(self, data: bytes) -> None:
@@ -645,6 +685,8 @@ class FifoReceiver(Receiver[Any]):
         unpack = _SHORT.unpack_from
         end = len(data)
         pos = 0
+        if end and not END <= data[0] <= ABORT:  # the first byte tells: no need to wait
+            self._corrupt(data[:16])
         while end - pos >= 5:
             tag, size = unpack(data, pos)
             if tag == DATA:

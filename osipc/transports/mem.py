@@ -52,30 +52,37 @@ def _open(address: Address, options: MemOptions) -> _Queue:
         return queue
 
 
-def _put(queue: _Queue, item: Frame | None, deadline: Deadline, url: str) -> None:
-    with queue.cond:
-        while queue.capacity and len(queue.items) >= queue.capacity:
-            left = deadline.remaining()
-            if left == 0.0 or not queue.cond.wait(left):
-                if len(queue.items) < queue.capacity:
-                    break
-                raise Timeout(
-                    f"{url}: queue full ({queue.capacity} messages) {deadline.describe()}"
-                )
-        queue.items.append(item)
-        queue.cond.notify()
-
-
 class MemSender(Sender[Any]):
     def __init__(self, address: Address, codec: Codec[Any], queue: _Queue) -> None:
         super().__init__(address, CAPABILITIES, codec)
         self._queue = queue
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        _put(self._queue, bytes(frame), Deadline(timeout), self.url)
+        self._put(bytes(frame), Deadline(timeout))
 
     def _send_end(self, deadline: Deadline) -> None:
-        _put(self._queue, None, deadline, self.url)
+        self._put(None, deadline)
+
+    def _put(self, item: Frame | None, deadline: Deadline) -> None:
+        queue = self._queue
+        with queue.cond:
+            if queue.capacity and len(queue.items) >= queue.capacity:
+                with self._waiting():
+                    while len(queue.items) >= queue.capacity:
+                        left = deadline.remaining()
+                        if left == 0.0:
+                            raise Timeout(
+                                f"{self.url}: queue full ({queue.capacity} messages) "
+                                f"{deadline.describe()}"
+                            )
+                        queue.cond.wait(left)
+                        self._check_open()
+            queue.items.append(item)
+            queue.cond.notify()
+
+    def _wake_waiters(self) -> None:
+        with self._queue.cond:
+            self._queue.cond.notify_all()
 
     def _close(self) -> None:
         pass
@@ -91,14 +98,20 @@ class MemReceiver(Receiver[Any]):
         with queue.cond:
             if not queue.items:
                 deadline = Deadline(timeout)
-                while not queue.items:
-                    left = deadline.remaining()
-                    if left == 0.0:
-                        raise Timeout(f"{self.url}: no message {deadline.describe()}")
-                    queue.cond.wait(left)
+                with self._waiting():
+                    while not queue.items:
+                        left = deadline.remaining()
+                        if left == 0.0:
+                            raise Timeout(f"{self.url}: no message {deadline.describe()}")
+                        queue.cond.wait(left)
+                        self._check_open()
             item = queue.items.popleft()
             queue.cond.notify()
             return item
+
+    def _wake_waiters(self) -> None:
+        with self._queue.cond:
+            self._queue.cond.notify_all()
 
 
 class MemTransport(Transport):

@@ -43,6 +43,7 @@ import resource
 import select
 import stat
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
@@ -50,7 +51,16 @@ from typing import Any, TypeVar, cast
 import posix_ipc
 
 from osipc import _accel, _inventory, _limits
-from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import (
+    AioSource,
+    Capabilities,
+    Frame,
+    ObjectInfo,
+    Receiver,
+    Sender,
+    Transport,
+    _iterable,
+)
 from osipc._address import (
     Address,
     CommonOptions,
@@ -58,6 +68,7 @@ from osipc._address import (
     option,
     parse_bool,
     parse_int,
+    refuse_with_fd,
     validate_name,
 )
 from osipc._codecs import Buffer, Codec, codec_name, get_codec
@@ -311,9 +322,12 @@ class FdQueue:
         attr = _MqAttr()
         if self._lib.mq_getattr(fd, ctypes.byref(attr)) != 0:
             code = ctypes.get_errno()
-            raise InvalidArgument(
-                f"{address}: fd {fd} is not a POSIX message queue ({os.strerror(code)})"
-            )
+            try:
+                os.fstat(fd)  # (mq_getattr says EBADF for any descriptor not a queue)
+                what = "a POSIX message queue"
+            except OSError:
+                what = "an open descriptor"
+            raise InvalidArgument(f"{address}: fd {fd} is not {what} ({os.strerror(code)})")
         with os_errors(f"adopt fd {fd} for {address}"):
             access = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
             os.set_inheritable(fd, False)
@@ -367,6 +381,7 @@ def _open(
     read, write = role == "receiver", role == "sender"
     if options.fd < 0:
         return _open_named(address, options, codec, read=read, write=write)
+    refuse_with_fd(address, options, ("maxmsg", "msgsize"))
     queue = FdQueue(options.fd, address)
     if (read and not queue.readable) or (write and not queue.writable):
         need = "reading" if read else "writing"
@@ -428,17 +443,20 @@ class MqSender(Sender[Any]):
     def send_many(
         self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
     ) -> int:
-        """Send every object in order at ``priority``; see Sender.send_many."""
+        """Send every object in order at ``priority``; see Sender.send_many. Every message
+        is encoded and checked against the queue's msgsize before the first is sent."""
         if self._closed:
             raise self._raise_closed()
         if priority:
             _check_priority(priority)
-        frames = [self._encode(obj) for obj in objs]  # all encoded before any is sent
+        frames = [self._encode(obj) for obj in _iterable(objs)]
+        for frame in frames:
+            self._wire_size(frame)
         deadline = Deadline(timeout)
         for index, frame in enumerate(frames):
             try:
                 self._put(frame, deadline.remaining(), priority)
-            except Timeout as exc:
+            except TransportError as exc:
                 exc.sent = index
                 raise
         return len(frames)
@@ -446,37 +464,37 @@ class MqSender(Sender[Any]):
     def _send(self, frame: Buffer, timeout: float | None) -> None:
         self._put(frame, timeout, 0)
 
+    def _wire_size(self, frame: Buffer) -> bool:
+        """Whether ``frame`` goes out escaped; MessageTooLarge if it cannot go at all."""
+        size = len(frame)
+        escaped = not self._raw and (size == 0 or frame[0] == ESCAPE)
+        if size + escaped > self._msgsize:
+            raise _too_large(self.url, size + escaped, self._msgsize, escaped)
+        return escaped
+
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
-        if self._fast is not None:  # in one call, waiting too; None: see the steps below
-            left = -1.0 if timeout is None else timeout
-            while True:
-                try:
-                    sent = self._fast.mq_send(
-                        self._mq.mqd, frame, priority, self._raw, self._msgsize, left
-                    )  # (the descriptor is read anew after each wait: closed is -1)
-                except OSError as exc:
-                    raise _map(self, exc, "send to") from exc
-                if type(sent) is not float:
-                    break
-                left = sent  # there is room now: try again with the time left
+        fast = self._fast
+        if fast is not None:  # one try in one call; None: the Python path says why not
+            try:
+                sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
+            except OSError as exc:
+                raise _map(self, exc, "send to") from exc
             if sent is True:
                 return
             if sent is False:
-                raise self._full(timeout)
-            if left >= 0:
-                timeout = left
-        size = len(frame)
-        escaped = False
-        if not self._raw and (size == 0 or frame[0] == ESCAPE):
+                self._wait_and_send(frame, timeout, priority)
+                return
+        if self._wire_size(frame):
             frame = _ESCAPE_BYTE + bytes(frame)
-            size += 1
-            escaped = True
-        if size > self._msgsize:
-            raise _too_large(self.url, size, self._msgsize, escaped)
+        self._write(frame, timeout, priority)
+
+    def _try_send(self, frame: Buffer, priority: int) -> bool:
+        """One try without waiting (``frame`` as it goes on the wire): False if full."""
         try:
-            self._mq.send(frame, 0, priority)  # the common case: room in the queue
+            self._mq.send(frame, 0, priority)
+            return True
         except posix_ipc.BusyError:
-            self._write(frame, timeout, priority)
+            return False
         except Exception as exc:
             raise _map(self, exc, "send to") from exc
 
@@ -484,27 +502,39 @@ class MqSender(Sender[Any]):
         # Never block inside posix_ipc: on EINTR it runs the signal handler itself and
         # drops any exception but KeyboardInterrupt (a SIGTERM handler's SystemExit
         # included). Try without waiting; wait in poll(), which resumes per PEP 475.
-        try:
-            self._mq.send(frame, 0, priority)
-        except posix_ipc.BusyError:
-            self._wait_and_send(frame, timeout, priority)
-        except OsipcError:
-            raise
-        except Exception as exc:
-            raise _map(self, exc, "send to") from exc
+        if not self._try_send(frame, priority):
+            self._wait_and_send(frame, timeout, priority, wire=True)
 
-    def _wait_and_send(self, frame: Buffer, timeout: float | None, priority: int) -> None:
+    def _wait_and_send(
+        self, frame: Buffer, timeout: float | None, priority: int, wire: bool = False
+    ) -> None:
+        """Wait for room, then send; ``wire``: ``frame`` is already as it goes on the wire
+        (else the C part escapes it)."""
+        if timeout == 0:
+            raise self._full(timeout)
         deadline = Deadline(timeout)
-        while True:
-            if timeout == 0 or not _poll(self._mq.mqd, select.POLLOUT, deadline):
-                raise self._full(timeout)
-            try:
-                self._mq.send(frame, 0, priority)
-                return
-            except posix_ipc.BusyError:
-                continue  # another sender filled it first
-            except Exception as exc:
-                raise _map(self, exc, "send to") from exc
+        fast = None if wire else self._fast
+        with self._waiting():
+            wake = self._wakeup_fd()
+            while True:
+                ready = _poll(self._mq.mqd, select.POLLOUT, deadline, wake)
+                self._check_open()
+                if not ready:
+                    raise self._full(timeout)
+                if fast is not None:
+                    try:
+                        sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
+                    except OSError as exc:
+                        raise _map(self, exc, "send to") from exc
+                    if sent is not None:
+                        if sent:
+                            return
+                        continue  # another sender filled it first
+                    fast = None  # the Python path's: from now on the frame as it goes out
+                    if self._wire_size(frame):
+                        frame = _ESCAPE_BYTE + bytes(frame)
+                if self._try_send(frame, priority):
+                    return
 
     def _full(self, timeout: float | None) -> Timeout:
         return Timeout(
@@ -530,14 +560,17 @@ class MqSender(Sender[Any]):
             self._mq.close()
 
 
-def _poll(fd: int, events: int, deadline: Deadline) -> bool:
-    """Wait for ``events`` on a queue descriptor; False once the deadline has passed."""
+def _poll(fd: int, events: int, deadline: Deadline, wake: int) -> bool:
+    """Wait for ``events`` on a queue descriptor; False once the deadline has passed, or
+    when the descriptor ``wake`` is readable (the handle is being closed)."""
     poller = select.poll()
     poller.register(fd, events)
+    poller.register(wake, select.POLLIN)
     while True:
-        if poller.poll(deadline.poll_ms()):
+        ready = poller.poll(deadline.poll_ms())
+        if any(ready_fd == fd for ready_fd, _ in ready):
             return True
-        if deadline.expired():
+        if ready or deadline.expired():
             return False
 
 
@@ -557,9 +590,6 @@ def _check_priority(priority: int) -> None:
 
 
 class MqReceiver(Receiver[Any]):
-    priority: int = 0
-    """The priority of the last message received."""
-
     def __init__(self, address: Address, options: MqOptions, codec: Codec[Any], queue: Any) -> None:
         self._mq = queue
         self._fast = _fast_path(queue)
@@ -568,32 +598,23 @@ class MqReceiver(Receiver[Any]):
         super().__init__(address, _capabilities(self._msgsize, options.raw), codec)
 
     def _recv(self, timeout: float | None) -> Frame | None:
-        if self._fast is not None:  # in one call, waiting too; None: the Python path's
-            left = -1.0 if timeout is None else timeout
-            while True:
-                try:
-                    got = self._fast.mq_recv(self._mq.mqd, self._msgsize, self._raw, left)
-                except OSError as exc:  # (the descriptor is read anew after each wait)
-                    raise _map(self, exc, "receive from") from exc
-                if type(got) is not float:
-                    break
-                left = got  # a message is there now: try again with the time left
-            if got is False:
-                raise self._empty(timeout)
-            if got is not None:
+        got: Any
+        if self._fast is not None:  # one try in one call; None: the Python path's
+            try:
+                got = self._fast.mq_recv(self._mq.mqd, self._msgsize, self._raw)
+            except OSError as exc:
+                raise _map(self, exc, "receive from") from exc
+            if got.__class__ is tuple:
                 frame: Frame | None
                 frame, self.priority = got
                 return frame
-            data = self._wait_and_receive(None if left < 0 else left)
-        else:
-            try:
-                data, self.priority = self._mq.receive(0)  # see MqSender._write: never block
-            except posix_ipc.BusyError:
+            data = self._wait_and_receive(timeout) if got is False else self._try_receive()
+            if data is None:
                 data = self._wait_and_receive(timeout)
-            except OsipcError:
-                raise
-            except Exception as exc:
-                raise _map(self, exc, "receive from") from exc
+        else:
+            data = self._try_receive()
+            if data is None:
+                data = self._wait_and_receive(timeout)
         if self._raw:
             return data
         if not data:
@@ -602,18 +623,32 @@ class MqReceiver(Receiver[Any]):
             return data[1:]
         return data
 
+    def _try_receive(self) -> bytes | None:
+        """One message as it came off the wire (see MqSender._write: never block), or
+        None if the queue is empty."""
+        try:
+            data, self.priority = self._mq.receive(0)
+            return data  # type: ignore[no-any-return]
+        except posix_ipc.BusyError:
+            return None
+        except Exception as exc:
+            raise _map(self, exc, "receive from") from exc
+
     def _wait_and_receive(self, timeout: float | None) -> bytes:
+        if timeout == 0:
+            raise self._empty(timeout)
         deadline = Deadline(timeout)
-        while True:
-            if timeout == 0 or not _poll(self._mq.mqd, select.POLLIN, deadline):
-                raise self._empty(timeout)
-            try:
-                data, self.priority = self._mq.receive(0)
-                return data  # type: ignore[no-any-return]
-            except posix_ipc.BusyError:
-                continue  # another receiver took it first
-            except Exception as exc:
-                raise _map(self, exc, "receive from") from exc
+        with self._waiting():
+            wake = self._wakeup_fd()
+            while True:
+                ready = _poll(self._mq.mqd, select.POLLIN, deadline, wake)
+                self._check_open()
+                if not ready:
+                    raise self._empty(timeout)
+                data = self._try_receive()
+                if data is not None:
+                    return data
+                # another receiver took it first
 
     def _empty(self, timeout: float | None) -> Timeout:
         return Timeout(f"{self.url}: no message {Deadline(timeout).describe()}", errno=errno.EAGAIN)
@@ -623,8 +658,51 @@ class MqReceiver(Receiver[Any]):
 
     def _close(self) -> None:
         super()._close()
+        if self._pending and not self._in_child:
+            self._give_back()
         with posix_ipc_errors(f"close {self.url}"):
             self._mq.close()
+
+    def _give_back(self) -> None:
+        """Send messages taken from the queue but not delivered (a recv_into buffer too
+        small, the rest of a batch after a DecodeError) back to it, at the priority of
+        the last one received, so the next receiver gets them instead of nobody."""
+        held = list(self._pending)
+        self._pending.clear()
+        given = 0
+        why = "the queue is full"
+        try:  # a receiver's own descriptor is read-only: open one for writing
+            if isinstance(self._mq, FdQueue):
+                # (a magic link: this very queue, whatever its name, if we may write it)
+                fd = os.open(f"/proc/self/fd/{self._mq.mqd}", os.O_WRONLY | os.O_CLOEXEC)
+                writer: Any = FdQueue(fd, self._address)
+            else:
+                writer = posix_ipc.MessageQueue(self._mq.name, 0, read=False, write=True)
+        except Exception as exc:
+            writer, why = None, f"it cannot be opened for writing: {exc}"
+        try:
+            for frame in held if writer is not None else ():
+                if frame is None:
+                    wire = b""  # the end-of-stream marker
+                elif not self._raw and (not frame or frame[0] == ESCAPE):
+                    wire = _ESCAPE_BYTE + frame
+                else:
+                    wire = frame
+                try:
+                    writer.send(wire, 0, self.priority)
+                except Exception:  # full, or gone: say so below
+                    break
+                given += 1
+        finally:
+            if writer is not None:
+                writer.close()
+        if given < len(held):
+            warnings.warn(
+                f"{self.url}: closed while holding {len(held) - given} message(s) it had "
+                f"taken from the queue and could not put back ({why}); they are lost",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
 
 H = TypeVar("H", MqSender, MqReceiver)

@@ -21,7 +21,9 @@ The message type is the type given.
 
 Timeouts: sysv_ipc has only blocking and non-blocking calls, so a wait with a timeout
 polls with sleeps growing from 0.1 ms to 5 ms (a 1 s wait costs about 200 wake-ups, not a
-core; a message is seen at most 5 ms late). ``timeout=None`` blocks in the kernel.
+core; a message is seen at most 5 ms late). ``timeout=None`` blocks in the kernel, where
+nothing but a message (or a signal) wakes it: ``close()`` from another thread ends a wait
+with a timeout within 5 ms, but not one without (pass a timeout where that matters).
 
 Limits: kernel.msgmax (largest message, 8192 here), kernel.msgmnb (bytes a queue holds,
 16384 here: two maximum-size messages), kernel.msgmni (queues in all). Exact modes:
@@ -37,7 +39,7 @@ from typing import Any
 import sysv_ipc
 
 from osipc import _accel, _inventory, _limits
-from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import Capabilities, Frame, Handle, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, check_existing, option, parse_bool, parse_int
 from osipc._codecs import Buffer, Codec, codec_name
 from osipc._deadline import Backoff, Deadline, check_timeout
@@ -47,7 +49,6 @@ from osipc._errors import (
     InvalidURL,
     MessageTooLarge,
     NotFound,
-    OsipcError,
     Timeout,
     TransportError,
 )
@@ -152,9 +153,12 @@ def _check_maxbytes(address: Address, options: SysvMqOptions, queue: Any) -> Non
     check_existing(address, options, {"maxbytes": queue.max_size})
 
 
-def _wait(deadline: Deadline, backoff: Backoff, url: str, what: str) -> None:
-    if not backoff.wait(deadline):
-        raise Timeout(f"{url}: {what} {deadline.describe()}", errno=errno.EAGAIN)
+def _wait(handle: Handle, deadline: Deadline, backoff: Backoff, what: str) -> None:
+    """One backoff step of a wait System V cannot wake us from; Timeout once the deadline
+    passed, Closed once another thread closed the handle."""
+    if not backoff.wait(deadline, handle._wakeup_fd()):
+        raise Timeout(f"{handle.url}: {what} {deadline.describe()}", errno=errno.EAGAIN)
+    handle._check_open()
 
 
 class SysvMqSender(Sender[Any]):
@@ -168,23 +172,32 @@ class SysvMqSender(Sender[Any]):
         self._limit = min(_msgmax(), int(queue.max_size))
         super().__init__(address, _capabilities(self._limit, options.raw), codec)
 
-    def send(self, obj: Any, *, timeout: float | None = None, type: int | None = None) -> None:  # noqa: A002
-        """Send one object with message ``type`` (>= 1; default the URL's); see Sender.send."""
+    def send(
+        self,
+        obj: Any,
+        *,
+        timeout: float | None = None,
+        priority: int = 0,
+        type: int | None = None,  # noqa: A002
+    ) -> None:
+        """Send one object with message ``type`` (>= 1; default the URL's); see Sender.send
+        (System V messages have types, not priorities: receivers choose by type)."""
         if self._closed:
             raise self._raise_closed()
+        if priority:
+            raise self._no_priorities(priority)
         frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
         if (  # without the C part, the common case as directly as it goes
             _MSGC is None
-            and timeout is None
             and type is None
             and 0 < len(frame) <= self._limit
             and (self._raw or frame[0] != ESCAPE)
         ):
             try:
-                self._mq.send(frame, True, self._type)
+                self._mq.send(frame, False, self._type)
                 return
             except Exception:
-                pass  # _put says what went wrong, or retries an EINTR
+                pass  # _put says what went wrong, or waits for room
         self._put(
             frame,
             None if timeout is None else check_timeout(timeout),
@@ -193,6 +206,13 @@ class SysvMqSender(Sender[Any]):
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
         self._put(frame, timeout, self._type)
+
+    def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
+        for frame in frames:  # every size checked before the first message goes
+            escaped = not self._raw and (not frame or frame[0] == ESCAPE)
+            if len(frame) + escaped > self._limit:
+                raise self._too_large(len(frame) + escaped, escaped)
+        super()._send_batch(frames, deadline)
 
     def end(self, *, timeout: float | None = None, type: int | None = None) -> None:  # noqa: A002
         """End the stream for a receiver that takes ``type`` (default the URL's)."""
@@ -221,15 +241,7 @@ class SysvMqSender(Sender[Any]):
             escaped = True
         if size > self._limit:
             raise self._too_large(size, escaped)
-        try:  # no timeout: block in msgsnd; else try once, then wait in _write
-            self._mq.send(frame, timeout is None, mtype)
-            return
-        except sysv_ipc.BusyError:
-            pass
-        except Exception as exc:
-            if not _sysv.interrupted(exc):
-                raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
-        self._write(frame, timeout, mtype)  # (outside the except: a handler's error is clean)
+        self._write(frame, timeout, mtype)
 
     def _too_large(self, size: int, escaped: bool) -> MessageTooLarge:
         why = " (with the 0xC1 escape byte)" if escaped else ""
@@ -249,21 +261,26 @@ class SysvMqSender(Sender[Any]):
         )
 
     def _write(self, frame: Buffer, timeout: float | None, mtype: int) -> None:
+        """Send ``frame`` as it goes on the wire: without a timeout, blocking in msgsnd
+        (where close() from another thread cannot reach: System V has no wake-up); with
+        one, trying again with a backoff of at most 5 ms."""
         deadline = Deadline(timeout)
         backoff = Backoff(0.0001, 0.005)
-        while True:
-            try:
-                self._mq.send(frame, deadline.timeout is None, mtype)
-                return
-            except sysv_ipc.BusyError:
-                _wait(deadline, backoff, self.url, "the queue is full")
-            except sysv_ipc.Error as exc:
-                if not _sysv.interrupted(exc):
+        with self._waiting():
+            while True:
+                try:
+                    self._mq.send(frame, deadline.timeout is None, mtype)
+                    return
+                except sysv_ipc.BusyError:
+                    pass
+                except sysv_ipc.Error as exc:
+                    if not _sysv.interrupted(exc):
+                        raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+                    self._check_open()
+                    continue  # (outside the except: a signal handler's error is clean)
+                except Exception as exc:
                     raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
-            except OsipcError:
-                raise
-            except Exception as exc:
-                raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+                _wait(self, deadline, backoff, "the queue is full")
 
     def _close(self) -> None:
         self._mq = None
@@ -299,8 +316,8 @@ class SysvMqReceiver(Receiver[Any]):
                 frame: Frame | None
                 frame, self.type = got
                 return frame
-        try:  # no timeout: block in msgrcv; else try once, then wait in _wait_and_receive
-            data, self.type = self._mq.receive(timeout is None, self._filter)
+        try:  # one try; then wait in _wait_and_receive
+            data, self.type = self._mq.receive(False, self._filter)
         except sysv_ipc.BusyError:
             data = None
         except Exception as exc:
@@ -318,23 +335,28 @@ class SysvMqReceiver(Receiver[Any]):
         return data  # type: ignore[no-any-return]
 
     def _wait_and_receive(self, timeout: float | None) -> bytes:
+        """Without a timeout, block in msgrcv (where close() from another thread cannot
+        reach: System V has no wake-up); with one, try again with a backoff of at most
+        5 ms."""
         deadline = Deadline(timeout)
+        if timeout == 0:
+            raise Timeout(f"{self.url}: no message {deadline.describe()}", errno=errno.EAGAIN)
         backoff = Backoff(0.0001, 0.005)
-        while True:
-            if timeout == 0:
-                raise Timeout(f"{self.url}: no message {deadline.describe()}", errno=errno.EAGAIN)
-            try:
-                data, self.type = self._mq.receive(deadline.timeout is None, self._filter)
-                return data  # type: ignore[no-any-return]
-            except sysv_ipc.BusyError:
-                _wait(deadline, backoff, self.url, "no message")
-            except sysv_ipc.Error as exc:
-                if not _sysv.interrupted(exc):
+        with self._waiting():
+            while True:
+                try:
+                    data, self.type = self._mq.receive(deadline.timeout is None, self._filter)
+                    return data  # type: ignore[no-any-return]
+                except sysv_ipc.BusyError:
+                    pass
+                except sysv_ipc.Error as exc:
+                    if not _sysv.interrupted(exc):
+                        raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+                    self._check_open()
+                    continue
+                except Exception as exc:
                     raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
-            except OsipcError:
-                raise
-            except Exception as exc:
-                raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+                _wait(self, deadline, backoff, "no message")
 
     def _close(self) -> None:
         super()._close()

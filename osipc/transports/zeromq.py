@@ -82,7 +82,16 @@ from typing import Any, cast
 import zmq
 
 from osipc import _inventory
-from osipc._abc import AioSource, Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import (
+    AioSource,
+    Capabilities,
+    Frame,
+    Handle,
+    ObjectInfo,
+    Receiver,
+    Sender,
+    Transport,
+)
 from osipc._address import (
     Address,
     CommonOptions,
@@ -163,6 +172,8 @@ def map_zmq(exc: BaseException, what: str) -> OsipcError:
         )
     if code == errno.EINVAL:
         return InvalidArgument(text)
+    if code == errno.ENOTSOCK:  # pyzmq's word for a socket closed meanwhile
+        return Closed(f"{what}: the handle was closed")
     if isinstance(code, int) and 0 < code < _ZMQ_HAUSNUMERO:
         return map_os_error(OSError(code, str(exc)), what)
     for cls in type(exc).__mro__:
@@ -572,12 +583,19 @@ def _split_tcp(name: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _poll(sock: Any, event: int, deadline: Deadline) -> bool:
-    """Wait for ``event`` until the deadline, in slices; True when it came."""
+def _poll(handle: Handle, sock: Any, event: int, deadline: Deadline) -> bool:
+    """Wait for ``event`` until the deadline, in slices; True when it came. Called inside
+    ``handle._waiting()``, with the call's next socket operation: close() from another
+    thread then makes it raise Closed, and the socket is closed only after it left."""
+    poller = zmq.Poller()
+    poller.register(sock, event)
+    poller.register(handle._wakeup_fd(), zmq.POLLIN)
     while True:
         left = deadline.remaining()
         slice_ms = 100 if left is None else max(0, min(SLICE, left) * 1000)
-        if sock.poll(int(slice_ms + 0.999), event):
+        ready = poller.poll(int(slice_ms + 0.999))
+        handle._check_open()  # the wake-up descriptor is readable only once closing
+        if ready:
             return True
         if left is not None and deadline.expired():
             return False
@@ -595,64 +613,80 @@ class ZmqSender(Sender[Any]):
     def _aio_source(self, writing: bool) -> AioSource | None:
         return _aio_source(self._sock, True)
 
-    def send(self, obj: Any, *, timeout: float | None = None) -> None:
+    def send(self, obj: Any, *, timeout: float | None = None, priority: int = 0) -> None:
         """Send one object; see Sender.send (waits while no receiver is connected)."""
         if self._closed:
             raise self._raise_closed()
+        if priority:
+            raise self._no_priorities(priority)
         frame: Any = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
         if timeout is None:
             try:
-                self._sock.send(frame, copy=len(frame) < _COPY_THRESHOLD)
+                self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
                 return
+            except zmq.Again:
+                pass  # no room, or no receiver yet: wait in _send
             except zmq.ZMQError as exc:
                 raise map_zmq(exc, f"send to {self.url}") from None
-        self._send(frame, check_timeout(timeout))
+        self._send(frame, None if timeout is None else check_timeout(timeout))
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        _send_parts(self._sock, (frame,), Deadline(timeout), self.url, "receiver")
+        _send_parts(self, self._sock, (frame,), Deadline(timeout), "receiver")
 
     def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
         sock = self._sock
         for index, frame in enumerate(frames):
             try:
-                if deadline.end is None:
-                    sock.send(frame, copy=len(frame) < _COPY_THRESHOLD)
-                else:
-                    _send_parts(sock, (frame,), deadline, self.url, "receiver")
-            except Timeout as exc:
+                try:
+                    sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
+                except zmq.Again:
+                    _send_parts(self, sock, (frame,), deadline, "receiver")
+            except TransportError as exc:
                 exc.sent = index
                 raise
             except zmq.ZMQError as exc:
-                raise map_zmq(exc, f"send to {self.url}") from None
+                error = map_zmq(exc, f"send to {self.url}")
+                if isinstance(error, TransportError):
+                    error.sent = index
+                raise error from None
 
     def _send_end(self, deadline: Deadline) -> None:
-        _send_parts(self._sock, (CONTROL, END_FRAME), deadline, self.url, "receiver")
+        _send_parts(self, self._sock, (CONTROL, END_FRAME), deadline, "receiver")
 
     def _close(self) -> None:
         self._end.close(self._in_child)
 
 
 def _send_parts(
-    sock: Any, parts: tuple[Buffer, ...], deadline: Deadline, url: str, peer: str
+    handle: Handle, sock: Any, parts: tuple[Buffer, ...], deadline: Deadline, peer: str
 ) -> None:
     """Send one (multipart) message whole within the deadline, or Timeout with nothing sent."""
+    try:
+        if _try_send(sock, parts):
+            return
+        with handle._waiting():
+            while deadline.remaining() != 0 and _poll(handle, sock, zmq.POLLOUT, deadline):
+                if _try_send(sock, parts):
+                    return
+        raise Timeout(
+            f"{handle.url}: no {peer} took the message {deadline.describe()} (none "
+            "connected, or they are not keeping up)",
+            errno=errno.EAGAIN,
+        )
+    except zmq.ZMQError as exc:
+        raise map_zmq(exc, f"send to {handle.url}") from None
+
+
+def _try_send(sock: Any, parts: tuple[Buffer, ...]) -> bool:
+    """Send a (multipart) message if it can go now; False if not (nothing sent)."""
     last = len(parts) - 1
     try:
-        while True:
-            try:
-                sock.send(parts[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0))
-                break
-            except zmq.Again:
-                if deadline.remaining() == 0 or not _poll(sock, zmq.POLLOUT, deadline):
-                    raise Timeout(
-                        f"{url}: no {peer} took the message {deadline.describe()} (none "
-                        "connected, or they are not keeping up)",
-                        errno=errno.EAGAIN,
-                    ) from None
-        for index in range(1, last + 1):  # the rest of a message is never refused
-            sock.send(parts[index], zmq.SNDMORE if index < last else 0)
-    except zmq.ZMQError as exc:
-        raise map_zmq(exc, f"send to {url}") from None
+        sock.send(parts[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0))
+    except zmq.Again:
+        return False
+    for index in range(1, last + 1):  # the rest of a message is never refused
+        sock.send(parts[index], zmq.SNDMORE if index < last else 0)
+    return True
 
 
 def _aio_source(sock: Any, writing: bool, ready: Any = None) -> AioSource:
@@ -675,17 +709,18 @@ class _ZmqReceiving(Receiver[Any]):
     def _first_frame(self, timeout: float | None) -> bytes:
         """Raises Timeout, or pyzmq's errors for the caller to map."""
         sock = self._sock
-        if timeout is None:
-            return sock.recv()  # type: ignore[no-any-return]
         try:
             return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
         except zmq.Again:
-            deadline = Deadline(timeout)
-            if timeout == 0 or not _poll(sock, zmq.POLLIN, deadline):
-                raise Timeout(
-                    f"{self.url}: {self._idle} {deadline.describe()}", errno=errno.EAGAIN
-                ) from None
-            return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
+            pass
+        deadline = Deadline(timeout)
+        with self._waiting():
+            while deadline.remaining() != 0 and _poll(self, sock, zmq.POLLIN, deadline):
+                try:
+                    return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
+                except zmq.Again:
+                    continue  # another thread took it
+        raise Timeout(f"{self.url}: {self._idle} {deadline.describe()}", errno=errno.EAGAIN)
 
     def _raw_fileno(self) -> int:
         with _zmq_errors(f"fileno of {self.url}"):
@@ -724,9 +759,7 @@ class ZmqReceiver(_ZmqReceiving):
             and not self._closed
         ):
             try:
-                if timeout is None:
-                    frame = self._sock.recv()
-                elif check_timeout(timeout) is not None:
+                if timeout is None or check_timeout(timeout) is not None:
                     frame = self._sock.recv(zmq.NOBLOCK)
                 else:
                     return super().recv(timeout=timeout)
@@ -818,10 +851,14 @@ class ZmqPublisher(Sender[Any]):
         self._drain()
         return len(self._subscribers)
 
-    def send(self, obj: Any, *, timeout: float | None = None, topic: str | bytes = "") -> None:
+    def send(
+        self, obj: Any, *, timeout: float | None = None, priority: int = 0, topic: str | bytes = ""
+    ) -> None:
         """Publish one object under ``topic`` (subscribers filter by topic prefix)."""
         if self._closed:
             raise self._raise_closed()
+        if priority:
+            raise self._no_priorities(priority)
         try:
             head = _topic_bytes(topic)
         except ValueError as exc:
@@ -833,17 +870,18 @@ class ZmqPublisher(Sender[Any]):
         self._drain()
         if len(self._subscribers) < self._want:
             self._await_subscribers(deadline)
-        _send_parts(self._sock, (head, frame), deadline, self.url, "subscriber")
+        _send_parts(self, self._sock, (head, frame), deadline, "subscriber")
 
     def _await_subscribers(self, deadline: Deadline) -> None:
-        while len(self._subscribers) < self._want:
-            if deadline.remaining() == 0 or not _poll(self._sock, zmq.POLLIN, deadline):
-                raise Timeout(
-                    f"{self.url}: {len(self._subscribers)} of the {self._want} subscribers "
-                    f"it waits for (wait_for_subscribers) joined {deadline.describe()}",
-                    errno=errno.EAGAIN,
-                )
-            self._drain()
+        with self._waiting():
+            while len(self._subscribers) < self._want:
+                if deadline.remaining() == 0 or not _poll(self, self._sock, zmq.POLLIN, deadline):
+                    raise Timeout(
+                        f"{self.url}: {len(self._subscribers)} of the {self._want} subscribers "
+                        f"it waits for (wait_for_subscribers) joined {deadline.describe()}",
+                        errno=errno.EAGAIN,
+                    )
+                self._drain()
 
     def _drain(self) -> None:
         """Read subscription messages: a subscriber's hello topic says it is there."""
@@ -924,27 +962,31 @@ class ZmqClient(Client[Any]):
     def _send_request(self, frame: Buffer, deadline: Deadline) -> object:
         self._next_id += 1
         rid = self._next_id.to_bytes(8, "little")
-        _send_parts(self._sock, (b"", rid, frame), deadline, self.url, "server")
+        _send_parts(self, self._sock, (b"", rid, frame), deadline, "server")
         return rid
 
     def _await_reply(self, ticket: object, deadline: Deadline) -> bytes:
         sock = self._sock
         try:
-            while True:
-                if not sock.poll(0, zmq.POLLIN) and (
-                    deadline.remaining() == 0 or not _poll(sock, zmq.POLLIN, deadline)
-                ):
-                    raise Timeout(
-                        f"{self.url}: no reply {deadline.describe()} (the server is slow or "
-                        "gone; a late reply is discarded)",
-                        errno=errno.EAGAIN,
-                    )
-                parts = sock.recv_multipart(zmq.NOBLOCK)
-                if len(parts) == 3 and parts[1] == ticket:
-                    return parts[2]  # type: ignore[no-any-return]
-                # a late reply to a request that timed out: nobody waits for it any more
+            with self._waiting():
+                return self._reply_for(sock, ticket, deadline)
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"request on {self.url}") from None
+
+    def _reply_for(self, sock: Any, ticket: object, deadline: Deadline) -> bytes:
+        while True:
+            if not sock.poll(0, zmq.POLLIN) and (
+                deadline.remaining() == 0 or not _poll(self, sock, zmq.POLLIN, deadline)
+            ):
+                raise Timeout(
+                    f"{self.url}: no reply {deadline.describe()} (the server is slow or "
+                    "gone; a late reply is discarded)",
+                    errno=errno.EAGAIN,
+                )
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+            if len(parts) == 3 and parts[1] == ticket:
+                return parts[2]  # type: ignore[no-any-return]
+            # a late reply to a request that timed out: nobody waits for it any more
 
     def _aio_source(self, writing: bool) -> AioSource | None:
         return _aio_source(self._sock, writing)
@@ -966,22 +1008,21 @@ class ZmqServer(Server[Any]):
         sock = self._sock
         deadline = Deadline(timeout)
         try:
-            while True:
-                if (
-                    timeout is not None
-                    and not sock.poll(0, zmq.POLLIN)
-                    and (timeout == 0 or not _poll(sock, zmq.POLLIN, deadline))
-                ):
-                    raise Timeout(
-                        f"{self.url}: no request arrived {deadline.describe()}",
-                        errno=errno.EAGAIN,
-                    )
-                parts = sock.recv_multipart()
-                if len(parts) == 4 and parts[1] == b"":  # osipc client: id, "", rid, data
-                    return (parts[0], parts[2]), parts[3]
-                if len(parts) == 3 and parts[1] == b"":  # a plain REQ socket
-                    return (parts[0], None), parts[2]
-                # anything else is not a request this server can answer: skip it
+            with self._waiting():
+                while True:
+                    if not sock.poll(0, zmq.POLLIN) and (
+                        timeout == 0 or not _poll(self, sock, zmq.POLLIN, deadline)
+                    ):
+                        raise Timeout(
+                            f"{self.url}: no request arrived {deadline.describe()}",
+                            errno=errno.EAGAIN,
+                        )
+                    parts = sock.recv_multipart(zmq.NOBLOCK)
+                    if len(parts) == 4 and parts[1] == b"":  # osipc client: id, "", rid, data
+                        return (parts[0], parts[2]), parts[3]
+                    if len(parts) == 3 and parts[1] == b"":  # a plain REQ socket
+                        return (parts[0], None), parts[2]
+                    # anything else is not a request this server can answer: skip it
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
 
@@ -993,7 +1034,7 @@ class ZmqServer(Server[Any]):
         parts = (identity, b"", frame) if rid is None else (identity, b"", rid, frame)
         with self._lock:
             try:
-                _send_parts(self._sock, parts, deadline, self.url, "client")
+                _send_parts(self, self._sock, parts, deadline, "client")
             except Broken:
                 raise Broken(
                     f"{self.url}: the client that sent this request is gone; nobody waits "

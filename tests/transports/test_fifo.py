@@ -178,6 +178,32 @@ def test_data_that_is_not_frames_is_reported(fifo_url: str) -> None:
             os.close(fd)
 
 
+def test_a_short_shell_write_to_a_frames_fifo_is_an_error_not_a_silent_drop(
+    fifo_url: str,
+) -> None:
+    with osipc.receiver(fifo_url) as rx:
+        path = path_of(fifo_url)
+        subprocess.run(["sh", "-c", f"echo hi > {path}"], check=True, timeout=10)
+        with pytest.raises(osipc.Broken, match="framing=lines"):
+            rx.recv(timeout=5)  # 3 bytes: not even a frame header, yet never ignored
+
+
+def test_a_writer_that_stops_mid_frame_is_reported_after_the_whole_messages(
+    fifo_url: str,
+) -> None:
+    with osipc.receiver(fifo_url) as rx:
+        fd = os.open(path_of(fifo_url), os.O_WRONLY | os.O_NONBLOCK)
+        try:  # a DATA frame, then a header that promises 5 bytes and brings 2
+            os.write(fd, b"\xc1\x02\x00\x00\x00ok" + b"\xc1\x05\x00\x00\x00ab")
+        finally:
+            os.close(fd)
+        assert rx.recv(timeout=5) == b"ok"
+        with pytest.raises(osipc.Broken, match="in the middle of a message; 7 bytes"):
+            rx.recv(timeout=5)
+        with pytest.raises(osipc.EndOfStream):
+            rx.recv(timeout=5)
+
+
 def test_concurrent_writers_of_large_messages_never_interleave(fifo_url: str) -> None:
     """Four processes send messages of 1 B to 300 KB; every one arrives whole, in its
     writer's order."""
@@ -298,6 +324,13 @@ def test_adopt_an_inherited_fd_like_systemd(fifo_url: str) -> None:
 def test_adopted_fd_is_checked(fifo_url: str, tmp_path: object) -> None:
     with tempfile.TemporaryFile() as regular, pytest.raises(osipc.InvalidArgument, match="FIFO"):
         osipc.receiver("fifo://x", fd=regular.fileno())
+    with tempfile.TemporaryFile() as regular:
+        closed = regular.fileno()
+    with pytest.raises(osipc.InvalidArgument, match=f"fd {closed} is not an open descriptor"):
+        osipc.receiver("fifo://x", fd=closed)
+    for option in ("mode=0644", "exclusive=1", "create=0"):
+        with pytest.raises(osipc.InvalidURL, match="would not apply"):
+            osipc.receiver(f"fifo://x?fd=0&{option}")
     with osipc.receiver(fifo_url):
         fd = os.open(path_of(fifo_url), os.O_RDONLY | os.O_NONBLOCK)
         try:

@@ -254,6 +254,13 @@ def test_adopt_an_inherited_read_only_queue_fd_like_systemd(mq_url: str) -> None
 def test_a_descriptor_that_is_not_a_queue_is_refused() -> None:
     with tempfile.TemporaryFile() as regular, pytest.raises(osipc.InvalidArgument, match="POSIX"):
         osipc.receiver("mq://x", fd=regular.fileno())
+    with tempfile.TemporaryFile() as regular:
+        closed = regular.fileno()
+    with pytest.raises(osipc.InvalidArgument, match="not an open descriptor"):
+        osipc.receiver("mq://x", fd=closed)
+    for option in ("maxmsg=2", "msgsize=64", "mode=0644", "exclusive=1"):
+        with pytest.raises(osipc.InvalidURL, match="would not apply"):
+            osipc.receiver(f"mq://x?fd=0&{option}")
 
 
 def test_a_queue_created_by_another_user_is_refused(url: Url) -> None:

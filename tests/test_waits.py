@@ -1,0 +1,184 @@
+"""Closing a handle from another thread while a call of it waits, and the smaller
+promises around sending: priorities where there are none, batches checked first."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from _helpers import cli
+
+import osipc
+
+Url = Callable[..., str]
+
+try:
+    import zmq  # noqa: F401
+
+    HAVE_ZMQ = True
+except ImportError:
+    HAVE_ZMQ = False
+
+# sysv+mq is not here: a System V queue has no wake-up for a waiter blocked in msgrcv or
+# msgsnd without a timeout (waits with one are covered by the conformance suite).
+SCHEMES = [
+    ("mem", {"capacity": 4}),
+    ("fifo", {"pipe_size": 4096}),
+    ("mq", {"maxmsg": 2, "msgsize": 64}),
+    ("shm", {"capacity": "4096"}),
+    ("sysv+shm", {"capacity": "4096"}),
+    pytest.param(
+        "zmq+ipc",
+        {"hwm": 1},
+        marks=pytest.mark.skipif(not HAVE_ZMQ, reason="needs pyzmq (the zmq extra)"),
+    ),
+]
+
+
+def _wait_in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _close_under(handle: Any, call: Callable[[], object]) -> float:
+    """Close ``handle`` while ``call`` (in a thread) waits without a timeout; the seconds
+    until the call raised Closed."""
+    thread, outcome = _wait_in_thread(call)
+    time.sleep(0.3)
+    assert thread.is_alive(), f"the call did not wait: {outcome}"
+    started = time.monotonic()
+    handle.close()
+    thread.join(5)
+    assert not thread.is_alive(), "close() from another thread left the call waiting"
+    assert len(outcome) == 1 and isinstance(outcome[0], osipc.Closed), outcome
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(("scheme", "options"), SCHEMES)
+def test_close_ends_a_recv_waiting_without_timeout(
+    url: Url, scheme: str, options: dict[str, Any]
+) -> None:
+    target = url(scheme, **options)
+    with osipc.sender(target):  # (a FIFO receiver waits for data, not for a writer)
+        rx = osipc.receiver(target)
+        assert _close_under(rx, rx.recv) < 1.0
+        with osipc.receiver(target) as again:  # the object is fine; a new handle works
+            with osipc.sender(target) as tx:
+                tx.send(b"still here", timeout=5)
+            assert again.recv(timeout=5) == b"still here"
+    osipc.unlink(target, missing_ok=True)
+
+
+@pytest.mark.parametrize(("scheme", "options"), SCHEMES)
+def test_close_ends_a_send_waiting_for_room(url: Url, scheme: str, options: dict[str, Any]) -> None:
+    target = url(scheme, **options)
+    payload = b"p" * 48
+    if scheme.startswith("zmq"):  # a ZeroMQ sender waits for a receiver to connect
+        tx = osipc.sender(target)
+        assert _close_under(tx, lambda: tx.send(payload)) < 1.0
+        return
+    with osipc.receiver(target) as rx:
+        tx = osipc.sender(target)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # fill it
+            try:
+                tx.send(payload, timeout=0)
+            except osipc.Timeout:
+                break
+        else:
+            pytest.fail("the object never filled up")
+        assert _close_under(tx, lambda: tx.send(payload)) < 1.0
+        assert rx.recv(timeout=5) == payload  # what was sent before stays
+    osipc.unlink(target, missing_ok=True)
+
+
+def test_a_closed_mq_receiver_gives_back_what_it_took(url: Url) -> None:
+    target = url("mq", maxmsg=4, msgsize=64)
+    with osipc.sender(target) as tx:
+        tx.send(b'"a big one"', priority=5, timeout=5)
+        tx.send_many([b"[1]", b"oops", b"[3]"], priority=2, timeout=5)
+    rx = osipc.receiver(target)
+    with pytest.raises(osipc.MessageTooLarge, match="kept for the next recv"):
+        rx.recv_into(bytearray(4), timeout=5)
+    rx.close()  # it held the message: it goes back to the queue, not to nobody
+    with osipc.receiver(target, codec="json") as rx:
+        assert rx.recv(timeout=5) == "a big one"
+        assert rx.priority == 5, "given back at its own priority"
+        assert rx.recv(timeout=5) == [1]
+        with pytest.raises(osipc.DecodeError) as info:
+            rx.recv_many(3, timeout=5)  # took "oops" and [3]: holds [3]
+        assert info.value.data == b"oops"
+    with osipc.receiver(target) as rx:  # the next receiver gets the rest: none lost
+        assert rx.recv(timeout=5) == b"[3]"
+        with pytest.raises(osipc.Timeout):
+            rx.recv(timeout=0)
+    osipc.unlink(target)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options", "limit"),
+    [("mq", {"maxmsg": 4, "msgsize": 64}, 64), ("sysv+mq", {"maxbytes": 256}, 256)],
+)
+def test_a_batch_with_a_message_too_large_sends_nothing(
+    url: Url, scheme: str, options: dict[str, Any], limit: int
+) -> None:
+    target = url(scheme, **options)
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        with pytest.raises(osipc.MessageTooLarge, match=str(limit)) as info:
+            tx.send_many([b"ok", b"x" * (limit + 1)], timeout=5)
+        assert info.value.sent == 0
+        with pytest.raises(osipc.Timeout):
+            rx.recv(timeout=0)
+    osipc.unlink(target)
+
+
+def test_send_many_wants_a_batch(url: Url) -> None:
+    target = url("mem")
+    with osipc.sender(target) as tx:
+        for wrong in (b"abc", "abc", 5):
+            with pytest.raises(osipc.InvalidArgument, match="iterable of messages"):
+                tx.send_many(wrong)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scheme", ["mem", "fifo", "shm", "sysv+mq"])
+def test_priority_is_refused_where_there_are_none(url: Url, scheme: str) -> None:
+    target = url(scheme)
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        assert not tx.capabilities.priorities
+        with pytest.raises(osipc.Unsupported, match="priorities"):
+            tx.send(b"x", priority=3)
+        with pytest.raises(osipc.Unsupported, match="priorities"):
+            tx.send_many([b"x"], priority=3)
+        tx.send(b"y", priority=0, timeout=5)
+        assert rx.recv(timeout=5) == b"y" and rx.priority == 0
+    osipc.unlink(target)
+
+
+def test_the_cli_refuses_priority_where_there_are_none(url: Url) -> None:
+    target = url("fifo")
+    done = cli("send", target, "hi", "--priority", "3")
+    assert done.returncode == 2, done
+    assert "--priority needs a transport with priorities" in done.stderr
+    assert "Traceback" not in done.stderr
+    with pytest.raises(osipc.NotFound):
+        osipc.info(target)  # refused before anything was created
+
+
+def test_the_cli_reports_its_own_file_errors_in_one_line(tmp_path: Any) -> None:
+    pytest.importorskip("zmq", reason="keygen needs pyzmq (the zmq extra)")
+    (tmp_path / "file").write_text("")
+    done = cli("keygen", "server", "--dir", str(tmp_path / "file" / "sub"))
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("osipc: error:")
