@@ -25,9 +25,11 @@ Frame format (``framing=frames``), little-endian, for C and shell peers::
     ABORT  C5 00000000 stream:u32 pid:u32          the parts so far are withdrawn
 
 osipc writes every frame with one ``write`` of at most PIPE_BUF (4096) bytes, which the
-kernel never interleaves, so senders need no lock. Messages that do not fit are cut into
-FIRST/MORE/LAST parts tagged with the sender's stream id; parts of concurrent senders may
-interleave and the receiver reassembles them. Receivers share the pipe under a lock
+kernel never interleaves, so senders need no lock (none that a killed sender could leave
+held). Messages that do not fit are cut into FIRST/MORE/LAST parts tagged with the
+sender's stream id; parts of concurrent senders may interleave and the receiver
+reassembles them. Another writer sharing the FIFO must do the same: a DATA frame longer
+than PIPE_BUF is only safe from a writer that is alone. Receivers share the pipe under a lock
 (``flock`` on the FIFO) that a receiver keeps while it holds an unfinished message, so no
 other receiver can take the rest of it. A sender killed mid-message leaves only parts that
 receivers discard once its pid is gone: never a torn message.
@@ -214,11 +216,10 @@ def _set_pipe_size(fd: int, size: int, address: Address) -> None:
         fcntl.fcntl(fd, F_SETPIPE_SZ, size)
     except OSError as exc:
         if exc.errno == errno.EPERM:
-            raise MessageTooLarge(
+            raise PermissionDenied(
                 f"{address}: pipe_size={size} refused: it exceeds fs.pipe-max-size={limit} "
-                "or this user's pipe buffer quota (fs.pipe-user-pages-soft)",
-                size=size,
-                limit=limit or 0,
+                "or this user's pipe buffer quota (fs.pipe-user-pages-soft); ask for less",
+                errno=errno.EPERM,
             ) from exc
         if exc.errno == errno.EBUSY:
             return  # more data is buffered than the new size: keep the larger buffer
