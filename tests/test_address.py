@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 import pytest
 
 import osipc
 from osipc._address import runtime_dir, runtime_dir_path, sysv_key
+
+Url = Callable[..., str]
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,44 @@ def test_bad_options_are_invalid_url_naming_the_problem(call: object, words: lis
         call()  # type: ignore[operator]
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("call", [osipc.unlink, osipc.info], ids=["unlink", "info"])
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("bogus=1", ["unknown option 'bogus'", "maxmsg"]),
+        ("maxmsg=zzz", ["maxmsg='zzz'", "integer"]),
+        ("codec=yaml", ["unknown codec 'yaml'"]),
+    ],
+)
+def test_unlink_and_info_check_options_like_sender(
+    call: Callable[[str], object], query: str, words: list[str], url: Url
+) -> None:
+    # They use only the name, but a URL that sender() refuses is refused everywhere.
+    with pytest.raises(osipc.InvalidURL) as info:
+        call(url("mq") + "?" + query)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_a_bad_codec_in_the_url_is_invalid_url() -> None:
+    with pytest.raises(osipc.InvalidURL, match="unknown codec 'yaml'"):
+        osipc.sender("mem://x?codec=yaml")
+    with pytest.raises(osipc.InvalidArgument, match="unknown codec 'yaml'") as info:
+        osipc.sender("mem://x", codec="yaml")  # an argument, not the URL
+    assert not isinstance(info.value, osipc.InvalidURL)
+
+
+def test_unlink_takes_the_options_of_semaphores_and_blocks(url: Url) -> None:
+    # The URL that made an osipc.Semaphore or osipc.SharedMemory names it for rm too.
+    osipc.unlink(url("sem") + "?value=3&undo=0", missing_ok=True)
+    osipc.unlink(url("shm") + "?size=4096", missing_ok=True)
+    osipc.unlink(url("shm") + "?capacity=64K", missing_ok=True)
+    with pytest.raises(osipc.InvalidURL, match="did you mean 'value'"):
+        osipc.unlink(url("sem") + "?valu=3", missing_ok=True)
+    with pytest.raises(osipc.InvalidURL, match="unknown option 'sise'"):
+        osipc.unlink(url("shm") + "?sise=1", missing_ok=True)
 
 
 def test_same_option_twice_with_the_same_value_is_fine() -> None:
