@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from osipc import _limits, _registry
-from osipc._address import runtime_dir, runtime_dir_path
+from osipc._address import runtime_dir, runtime_dir_creation_problem, runtime_dir_path
 from osipc._api import gc, info, ls, receiver, sender, unlink
 from osipc._errors import EndOfStream, OsipcError, Timeout
 from osipc._version import __version__
@@ -423,6 +423,8 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
         facts.append(("runtime dir", path))
         if os.path.lexists(path):
             problems.append(str(exc))
+        elif runtime_dir_creation_problem(path) is not None:
+            problems.append(str(runtime_dir_creation_problem(path)))
         else:
             facts[-1] = ("runtime dir", f"{path} (created on first use)")
     nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

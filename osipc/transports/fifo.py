@@ -118,10 +118,10 @@ def _capabilities(framing: str, selectable: bool) -> Capabilities:
 # -- opening -----------------------------------------------------------------------------
 
 
-def fifo_path(address: Address) -> str:
+def fifo_path(address: Address, create: bool = True) -> str:
     if address.name.startswith("/"):
         return address.name
-    return os.path.join(runtime_dir(), address.name + ".fifo")
+    return os.path.join(runtime_dir(create=create), address.name + ".fifo")
 
 
 def _check_fifo(st: os.stat_result, path: str, options: FifoOptions) -> None:
@@ -775,7 +775,7 @@ class FifoTransport(Transport):
         return receiver
 
     def unlink(self, address: Address) -> None:
-        path = fifo_path(address)
+        path = fifo_path(address, create=False)
         with os_errors(f"remove {address.base_url} ({path})"):
             st = os.lstat(path)
             if not stat.S_ISFIFO(st.st_mode):
@@ -783,7 +783,7 @@ class FifoTransport(Transport):
             os.unlink(path)
 
     def info(self, address: Address) -> ObjectInfo:
-        path = fifo_path(address)
+        path = fifo_path(address, create=False)
         with os_errors(f"{address.base_url} ({path})"):
             st = os.lstat(path)
         if not stat.S_ISFIFO(st.st_mode):
