@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import posix_ipc
 import pytest
+import sysv_ipc
 from _helpers import cli, finish, peer, spawn
 
 import osipc
 from osipc import _inventory
+from osipc._address import sysv_key
 
 Url = Callable[..., str]
 
@@ -93,6 +95,85 @@ def test_an_object_removed_behind_osipcs_back_is_gone(url: Url) -> None:
     assert (entry.state, entry.exists) == ("gone", False)
     assert [(a.url, a.action) for a in osipc.gc()] == [(target.split("?")[0], "forgotten")]
     assert osipc.ls() == []
+
+
+def _replace_mq(name: str, runtime: str) -> Callable[[], None]:
+    posix_ipc.unlink_message_queue("/" + name)  # another program removes osipc's queue...
+    posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, max_messages=1, max_message_size=8)
+    return lambda: posix_ipc.MessageQueue("/" + name).close()  # ...and makes its own
+
+
+def _replace_shm(name: str, runtime: str) -> Callable[[], None]:
+    posix_ipc.unlink_shared_memory("/" + name)
+    os.close(posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096).fd)
+    return lambda: os.close(posix_ipc.SharedMemory("/" + name).fd)
+
+
+def _replace_fifo(name: str, runtime: str) -> Callable[[], None]:
+    path = os.path.join(runtime, name + ".fifo")
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+    return lambda: os.stat(path) and None
+
+
+def _replace_sysv_mq(name: str, runtime: str) -> Callable[[], None]:
+    sysv_ipc.MessageQueue(sysv_key(name)).remove()
+    sysv_ipc.MessageQueue(sysv_key(name), sysv_ipc.IPC_CREX)
+    return lambda: sysv_ipc.MessageQueue(sysv_key(name)) and None
+
+
+def _remove_foreign(scheme: str, name: str, runtime: str) -> None:
+    removals: list[Callable[[], object]] = {
+        "mq": [lambda: posix_ipc.unlink_message_queue("/" + name)],
+        "shm": [
+            lambda: posix_ipc.unlink_shared_memory("/" + name),
+            # the old ring's semaphores: gc leaves them, as a new ring of the name uses its own
+            lambda: posix_ipc.unlink_semaphore(f"/{name}:tx"),
+            lambda: posix_ipc.unlink_semaphore(f"/{name}:rx"),
+        ],
+        "fifo": [lambda: os.unlink(os.path.join(runtime, name + ".fifo"))],
+        "sysv+mq": [lambda: sysv_ipc.MessageQueue(sysv_key(name)).remove()],
+    }[scheme]
+    for remove in removals:
+        try:
+            remove()
+        except (OSError, posix_ipc.Error, sysv_ipc.Error):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("scheme", "query", "replace"),
+    [
+        ("mq", "?maxmsg=1&msgsize=8", _replace_mq),
+        ("shm", "?capacity=4K", _replace_shm),
+        ("fifo", "", _replace_fifo),
+        ("sysv+mq", "", _replace_sysv_mq),
+    ],
+    ids=["mq", "shm", "fifo", "sysv+mq"],
+)
+def test_gc_forgets_a_record_whose_object_was_replaced_and_spares_the_new_one(
+    osipc_names: Callable[[str], str],
+    osipc_runtime: str,
+    scheme: str,
+    query: str,
+    replace: Callable[[str, str], Callable[[], None]],
+) -> None:
+    # The record names an object; the name outlives it. gc must judge the object the
+    # record was written for, never another program's object that took the name later.
+    name = osipc_names("replaced")
+    target = f"{scheme}://{name}"
+    peer("import sys, osipc; osipc.receiver(sys.argv[1]).close()", target + query)
+    assert osipc.info(target).state == "stale", "the creator has exited: osipc's own is stale"
+    try:
+        still_there = replace(name, osipc_runtime)
+        info = osipc.info(target)
+        assert (info.state, info.creator_pid) == ("replaced", None)
+        assert [(a.action, a.url) for a in osipc.gc(force=True)] == [("forgotten", target)]
+        still_there()  # raises if gc removed the other program's object
+        assert osipc.ls() == [], "the record is gone"
+        assert osipc.info(target).state == "foreign"
+    finally:
+        _remove_foreign(scheme, name, osipc_runtime)
 
 
 def test_gc_never_touches_what_osipc_did_not_create(

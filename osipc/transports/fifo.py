@@ -158,10 +158,11 @@ def _ensure_fifo(address: Address, options: FifoOptions, codec: Codec[Any]) -> s
                     st = os.fstat(fd)
                     _check_fifo(st, path, options)
                     os.fchmod(fd, options.mode)
+                    instance = _inventory.fd_instance(fd)
                 finally:
                     os.close(fd)
             _inventory.write_record(
-                address, kind="fifo", mode=options.mode, codec=codec_name(codec)
+                address, kind="fifo", mode=options.mode, codec=codec_name(codec), instance=instance
             )
             return path
     with os_errors(f"open {what}"):
@@ -795,6 +796,7 @@ class FifoTransport(Transport):
             owner=st.st_uid,
             mode=stat.S_IMODE(st.st_mode),
             identity=(st.st_dev, st.st_ino),
+            instance=_inventory.path_instance(path),  # with its birth time: see there
         )
 
     def inventory(self) -> list[ObjectInfo]:

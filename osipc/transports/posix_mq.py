@@ -222,6 +222,7 @@ def _open_named(
                         codec=codec_name(codec),
                         capacity=maxmsg,
                         max_message_size=msgsize,
+                        instance=_inventory.fd_instance(queue.mqd),
                     )
                 except BaseException:
                     queue.close()
