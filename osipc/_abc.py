@@ -99,8 +99,9 @@ class ObjectInfo:
     holder: int | None = None
     """The pid holding a lock, if one does."""
     state: str = "foreign"
-    """live | stale (creator gone, nobody attached) | gone (record, no object) | replaced
-    (record of an object that is gone; another now has its name) | foreign (no record)."""
+    """live | stale (creator gone, nobody attached) | unknown (creator gone; processes that
+    may hold it could not be inspected) | gone (record, no object) | replaced (record of an
+    object that is gone; another now has its name) | foreign (no record)."""
     creator_pid: int | None = None
     created: float | None = None
     codec: str | None = None

@@ -9,7 +9,10 @@ id and creator uid of a SysV object), since a name outlives the objects it has n
 
 An object is **live** while its creator runs or any process holds it open (found by
 matching the object's device and inode against ``/proc/*/fd``, so C peers and systemd
-count too), **stale** when neither, **gone** when its record outlives it, **replaced**
+count too), **stale** when neither, **unknown** when its creator is gone but processes
+that may hold it could not be inspected (a user other than root cannot read another
+user's ``/proc/PID/fd``; ``gc`` keeps these unless forced), **gone** when its record
+outlives it, **replaced**
 when the object of its name is not the one the record was written for (someone removed
 osipc's and made their own). ``gc`` removes stale objects and forgets the records of gone
 and replaced ones: it never removes an object osipc did not create.
@@ -233,15 +236,51 @@ def load_records() -> list[dict[str, Any]]:
     return records
 
 
-def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+@dataclass(frozen=True)
+class Holders:
+    """What a scan of /proc found: the pids holding each object, and the processes whose
+    descriptors this user may not read (other users', for anyone but root), by their uids."""
+
+    pids: dict[tuple[int, int], list[int]]
+    hidden: dict[int, frozenset[int]]
+
+    def may_hide(self, info: ObjectInfo) -> list[int]:
+        """Pids that could not be inspected and may hold ``info`` open: any of them when
+        its mode lets group or others open it, else those running as its owner. (Root
+        may open anything, yet a root process that attached to another user's private
+        object, with trust_existing=True, is not counted: else no user's gc could ever
+        collect anything while root runs processes.)"""
+        if info.identity is None or not self.hidden:
+            return []
+        if info.mode is None or info.owner is None or info.mode & 0o077:
+            return sorted(self.hidden)
+        return sorted(pid for pid, uids in self.hidden.items() if info.owner in uids)
+
+
+def _uids(pid: str) -> frozenset[int] | None:
+    """Real, effective, saved and file-system uids of ``pid`` (None: it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return frozenset(int(uid) for uid in line.split()[1:])
+    except (OSError, ValueError):
+        return None
+    return frozenset()
+
+
+def holders(identities: set[tuple[int, int]]) -> Holders:
     """Pids holding each (st_dev, st_ino) open or mapped, from /proc/*/fd and
     /proc/*/maps (glibc maps a named semaphore and closes its descriptor).
 
-    Only processes this user may inspect are seen (all of them for root).
+    Only processes this user may inspect are seen (all of them for root, or for any user
+    with CAP_SYS_PTRACE); those whose descriptors it may not list are in ``hidden``, so
+    that nothing is called unused just because its users could not be seen.
     """
     found: dict[tuple[int, int], list[int]] = {ident: [] for ident in identities}
+    hidden: dict[int, frozenset[int]] = {}
     if not identities:
-        return found
+        return Holders(found, hidden)
     mapped = {
         f"{os.major(dev):02x}:{os.minor(dev):02x} {ino}": (dev, ino) for dev, ino in identities
     }
@@ -250,9 +289,12 @@ def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]
             continue
         pid = int(entry)
         seen: set[tuple[int, int]] = set()
+        denied = False
         try:
             fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
+        except PermissionError:
+            fds, denied = [], True
+        except OSError:  # it has exited
             fds = []
         for fd in fds:
             try:
@@ -270,11 +312,15 @@ def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]
                         key2 = mapped.get(f"{fields[3]} {fields[4]}")
                         if key2 is not None:
                             seen.add(key2)
-        except OSError:
-            pass
+        except OSError:  # a process whose fds are readable and maps are not (seen: a
+            pass  # sandbox's pid 1, even for root) counts as inspected: best effort
+        if denied and pid != os.getpid():
+            uids = _uids(entry)
+            if uids is not None:
+                hidden[pid] = uids
         for key in seen:
             found[key].append(pid)
-    return found
+    return Holders(found, hidden)
 
 
 def _with_record(info: ObjectInfo, record: dict[str, Any] | None) -> ObjectInfo:
@@ -291,10 +337,10 @@ def _with_record(info: ObjectInfo, record: dict[str, Any] | None) -> ObjectInfo:
 def _judge(infos: list[tuple[ObjectInfo, dict[str, Any] | None]]) -> list[ObjectInfo]:
     """Fill in ``attached`` and ``state`` for objects (and their records, if any)."""
     identities = {info.identity for info, _ in infos if info.identity is not None}
-    held = holders(identities)
+    scan = holders(identities)
     judged = []
     for info, record in infos:
-        attached = tuple(held.get(info.identity, ())) if info.identity else ()
+        attached = tuple(scan.pids.get(info.identity, ())) if info.identity else ()
         own = record  # the record, if it is this object's
         if record is None:
             state = "foreign"
@@ -304,6 +350,8 @@ def _judge(infos: list[tuple[ObjectInfo, dict[str, Any] | None]]) -> list[Object
             state, own = "replaced", None  # its creator and codec are another object's
         elif attached or process_alive(record.get("creator_pid"), record.get("creator_start")):
             state = "live"
+        elif scan.may_hide(info):
+            state = "unknown"  # processes this user may not inspect could hold it open
         else:
             state = "stale"
         judged.append(replace(_with_record(info, own), attached=attached, state=state))
@@ -383,7 +431,10 @@ def gc(force: bool = False, dry_run: bool = False) -> list[GcAction]:
             if not dry_run:
                 remove_record(address)
             actions.append(GcAction(info.url, "forgotten", _FORGOTTEN[info.state]))
-        elif info.state == "stale" and transport is not None:
+        elif info.state in ("stale", "unknown") and transport is not None:
+            if info.state == "unknown" and not force:
+                actions.append(GcAction(info.url, "kept", _UNKNOWN))
+                continue
             if info.depth and not force:
                 actions.append(
                     GcAction(
@@ -403,10 +454,18 @@ def gc(force: bool = False, dry_run: bool = False) -> list[GcAction]:
                 except NotFound:
                     pass
                 remove_record(address)
-            actions.append(
-                GcAction(info.url, "removed", "stale: creator gone and nobody has it open")
-            )
+            why = "stale: creator gone and nobody has it open"
+            if info.state == "unknown":
+                why = "creator gone; whether anyone has it open could not be told (--force)"
+            actions.append(GcAction(info.url, "removed", why))
     return actions
+
+
+_UNKNOWN = (
+    "creator gone, but whether anyone has it open cannot be told: its mode lets processes "
+    "open it whose descriptors this user may not inspect (another user's); run gc as root, "
+    "or use --force to remove it anyway"
+)
 
 
 _FORGOTTEN = {

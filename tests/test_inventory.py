@@ -13,7 +13,8 @@ from collections.abc import Callable
 import posix_ipc
 import pytest
 import sysv_ipc
-from _helpers import cli, finish, peer, spawn
+from _helpers import IS_ROOT, NOBODY, cli, finish, peer, runtime_for, spawn
+from _helpers import _argv as peer_argv
 
 import osipc
 from osipc import _inventory
@@ -238,6 +239,60 @@ def test_ls_all_says_when_queues_cannot_be_listed() -> None:
         pytest.skip("an mqueue file system is mounted here")
     done = cli("ls", "--all")
     assert done.returncode == 0 and "mount -t mqueue" in done.stderr
+
+
+_GC_AS_USER = """
+import json, sys, osipc
+states = {obj.url: obj.state for obj in osipc.ls()}
+actions = {a.url: a.action for a in osipc.gc(force=len(sys.argv) > 1)}
+print(json.dumps([states, actions]))
+"""
+
+
+def test_gc_by_another_user_keeps_what_it_cannot_tell_is_unused(url: Url) -> None:
+    # nobody cannot read root's /proc/PID/fd: a queue that root (or any other user) may
+    # have open is not known to be unused, so nobody's gc must not call it stale.
+    if not IS_ROOT or shutil.which("unshare") is None:
+        pytest.skip("needs root (to run peers as nobody) and unshare")
+    private = url("mq", maxmsg=1, msgsize=8)  # mode 0600: only nobody can open it
+    shared = url("mq", maxmsg=1, msgsize=8, mode="0666")
+    private_url, shared_url = private.split("?")[0], shared.split("?")[0]
+    with runtime_for(NOBODY) as env:
+        peer(
+            "import sys, osipc\nfor target in sys.argv[1:]: osipc.sender(target).close()",
+            private,
+            shared,
+            user=NOBODY,
+            env=env,
+        )
+        try:
+            # In a PID namespace of its own the only process nobody cannot inspect is
+            # the root shell that started it: nobody's own private queue is still
+            # collected (root's processes do not count against a 0600 object), the
+            # shared one is kept.
+            in_pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", '"$@"; exit $?']
+            done = subprocess.run(
+                [*in_pid_ns, "sh", *peer_argv(_GC_AS_USER, (), NOBODY)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            states, actions = json.loads(done.stdout)
+            assert states == {private_url: "stale", shared_url: "unknown"}
+            assert actions == {private_url: "removed", shared_url: "kept"}
+            # The audit's case: root has the shared queue open, nobody runs gc.
+            with osipc.receiver(shared_url, trust_existing=True):
+                states, actions = json.loads(peer(_GC_AS_USER, user=NOBODY, env=env).stdout)
+                assert (states, actions) == ({shared_url: "unknown"}, {shared_url: "kept"})
+                osipc.info(shared_url)  # still there
+                _, actions = json.loads(peer(_GC_AS_USER, "force", user=NOBODY, env=env).stdout)
+                assert actions == {shared_url: "removed"}, "--force removes it anyway"
+        finally:
+            for target in (private_url, shared_url):
+                osipc.unlink(target, missing_ok=True)
 
 
 def test_records_survive_a_sigkilled_creator(url: Url) -> None:
