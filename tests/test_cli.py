@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
 
 import pytest
@@ -62,6 +68,47 @@ def test_bytes_are_shown_as_text_or_escaped() -> None:
     assert show_bytes(b"two\nlines") == "two\\nlines"
     assert show_bytes("é\\\n".encode()) == "é\\\\\\n"
     assert show_bytes(b"") == ""
+
+
+def _wait_for_fifo(path: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not (os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)):
+        assert process.poll() is None and time.monotonic() < deadline, "no FIFO appeared"
+        time.sleep(0.01)
+
+
+def _osipc(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-m", "osipc", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+
+
+def test_send_and_recv_over_a_fifo_as_separate_commands(url: Url, osipc_runtime: str) -> None:
+    target = url("fifo")
+    sending = _osipc("send", target, "one", "", "two", "--timeout", "30")  # waits for a reader
+    _wait_for_fifo(os.path.join(osipc_runtime, target[len("fifo://") :] + ".fifo"), sending)
+    got = cli("recv", target, "--timeout", "30")  # ends when the sender closes the FIFO
+    out, err = sending.communicate(timeout=30)
+    assert (sending.returncode, out, err) == (0, "", "")
+    assert (got.returncode, got.stdout, got.stderr) == (0, "one\n\ntwo\n", "")
+    osipc.unlink(target)
+
+
+def test_a_shell_writes_lines_into_a_fifo(url: Url, osipc_runtime: str) -> None:
+    target = url("fifo")
+    path = os.path.join(osipc_runtime, target[len("fifo://") :] + ".fifo")
+    receiving = _osipc("recv", target + "?framing=lines", "--timeout", "30")
+    _wait_for_fifo(path, receiving)
+    shell = subprocess.run(
+        ["sh", "-c", f"{{ echo hi; echo 'from sh'; }} > {path}"], timeout=30, check=False
+    )
+    out, err = receiving.communicate(timeout=30)
+    assert shell.returncode == 0 and (receiving.returncode, out, err) == (0, "hi\nfrom sh\n", "")
+    osipc.unlink(target)
 
 
 def test_errors_are_one_line_without_traceback() -> None:
