@@ -73,6 +73,18 @@ def test_sizes_beyond_the_sysctls_name_them(url: Url, option: str, value: int, s
     assert f"/proc/sys/fs/mqueue/{sysctl}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "hard"), [("maxmsg", 65537, 65536), ("msgsize", 10**8, 16777216)]
+)
+def test_sizes_beyond_the_kernels_hard_limits_say_so(
+    url: Url, option: str, value: int, hard: int
+) -> None:
+    # No sysctl goes past HARD_MSGMAX / HARD_MSGSIZEMAX: advising one would mislead.
+    with pytest.raises(osipc.InvalidURL, match=f"hard limit of {hard}") as info:
+        osipc.sender(url("mq", **{option: value}))
+    assert "sysctl" not in str(info.value)
+
+
 def test_message_too_large_names_msgsize_and_its_limit(mq_url: str) -> None:
     with osipc.sender(mq_url) as tx, osipc.receiver(mq_url) as rx:
         with pytest.raises(osipc.MessageTooLarge) as info:
