@@ -55,6 +55,28 @@ def validate_name(name: str, url: str) -> str:
     return name
 
 
+PATH_MAX = 4096  # Linux: bytes in a path, its terminating NUL included
+NAME_MAX = 255  # Linux: bytes in one path component
+
+
+def check_path_length(path: str, url: str) -> str:
+    """Return ``path`` if the kernel can take it, else InvalidURL naming the limit (so a
+    long path fails here, not as ENAMETOOLONG from whichever syscall meets it first)."""
+    size = len(os.fsencode(path))
+    if size >= PATH_MAX:
+        raise InvalidURL(
+            f"{url[:60]!r}...: the path is {size} bytes; Linux takes at most {PATH_MAX - 1} "
+            "(PATH_MAX): use a shorter one"
+        )
+    for part in path.split("/"):
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise InvalidURL(
+                f"{url[:60]!r}...: the path component {part[:20]!r}... is "
+                f"{len(os.fsencode(part))} bytes; a file name is at most {NAME_MAX} (NAME_MAX)"
+            )
+    return path
+
+
 def split_url(url: object) -> tuple[str, str, str, list[tuple[str, str]]]:
     """Split ``url`` into (scheme, netloc, path, query pairs) without normalising the name."""
     if not isinstance(url, str):

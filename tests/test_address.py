@@ -56,6 +56,15 @@ def test_bad_names_never_reach_the_kernel(tmp_path: object) -> None:
         osipc.receiver("mq://..")
 
 
+def test_a_fifo_path_the_kernel_cannot_take_is_invalid_url(osipc_runtime: str) -> None:
+    with pytest.raises(osipc.InvalidURL, match=r"is 256 bytes.*255 \(NAME_MAX\)"):
+        osipc.sender(f"fifo://{osipc_runtime}/{'a' * 256}")
+    with pytest.raises(osipc.InvalidURL, match=r"4095 \(PATH_MAX\)"):
+        osipc.receiver(f"fifo://{osipc_runtime}{'/d' * 2100}")
+    with pytest.raises(osipc.NotFound):  # the longest file name is fine
+        osipc.info(f"fifo://{osipc_runtime}/{'a' * 255}")
+
+
 def test_unknown_scheme_suggests_the_closest() -> None:
     with pytest.raises(osipc.UnknownScheme) as info:
         osipc.sender("fif://jobs")

@@ -57,6 +57,7 @@ from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transp
 from osipc._address import (
     Address,
     CommonOptions,
+    check_path_length,
     option,
     parse_bool,
     parse_choice,
@@ -742,7 +743,7 @@ class FifoTransport(Transport):
                     f"{url!r}: the FIFO path must be absolute and normalised "
                     "(no '.', '..', '//' or trailing '/')"
                 )
-            return path
+            return check_path_length(path, url)
         return super().parse_name(url, netloc, path)
 
     def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
