@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         help="wait at most S seconds per message; without -n, a quiet S seconds ends it",
     )
     p.add_argument("--json", action="store_true", help="messages are JSON; print them compact")
+    p.epilog = (
+        "A message is printed as text when it is printable UTF-8 without a backslash, else "
+        "escaped as in Python (\\xff, \\n, and \\\\ for a backslash)."
+    )
 
     p = sub.add_parser("ls", help="list osipc objects and whether they are live or stale")
     p.add_argument("--json", action="store_true")
@@ -126,6 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    in_process = [url for url in _urls(args) if url.partition("://")[0].lower() == "mem"]
+    if in_process:
+        print(
+            f"osipc: usage error: {in_process[0]}: a mem:// queue lives inside one process, "
+            f"so what `osipc {args.command}` would pass through it is lost when the command "
+            "exits; use mem:// from Python (threads, tests), and fifo:// or mq:// between "
+            "commands",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return int(_COMMANDS[args.command](args))
     except OsipcError as exc:
@@ -138,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+
+
+def _urls(args: argparse.Namespace) -> list[str]:
+    """The channels a command sends to or receives from (not info/rm/ls: they only look)."""
+    if args.command == "bridge":
+        return [args.src, args.dst]
+    return [args.url] if args.command in ("send", "recv", "bench") else []
 
 
 # -- send / recv -------------------------------------------------------------------------
@@ -169,12 +190,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def show_bytes(data: bytes) -> str:
-    """Text when it is printable UTF-8, else a Python-style escaped form (one line)."""
+    """Text when it is printable UTF-8 without a backslash, else a Python-style escaped
+    form (one line) in which a backslash is doubled: so a backslash on the screen always
+    starts an escape, and the text ``\\x00`` never looks like the byte 0."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return repr(data)[2:-1]
-    if text.isprintable():
+    if text.isprintable() and "\\" not in text:
         return text
     return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
 
@@ -220,6 +243,20 @@ def _dash(value: object) -> str:
     return "-" if value is None or value == () else str(value)
 
 
+def human_size(size: int | None) -> str:
+    """Bytes as ``ls -h`` shows them: 512, 1.8K, 64K, 16M; '-' when unknown."""
+    if size is None:
+        return "-"
+    value, unit = float(size), ""
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            break
+        value /= 1024
+    if not unit:
+        return str(size)
+    return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     objects = ls(all=args.all)
     if args.json:
@@ -234,7 +271,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not objects:
         print("no osipc objects" + ("" if args.all else " (--all shows other IPC objects)"))
         return EXIT_OK
-    rows = [["URL", "KIND", "STATE", "DEPTH", "CAPACITY", "MODE", "OWNER", "CREATOR", "ATTACHED"]]
+    header = ["URL", "KIND", "STATE", "DEPTH", "CAPACITY", "SIZE", "MODE", "OWNER", "CREATOR"]
+    rows = [[*header, "ATTACHED"]]
     for obj in objects:
         rows.append(
             [
@@ -243,6 +281,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
                 obj.state,
                 _dash(obj.depth),
                 _dash(obj.capacity),
+                human_size(obj.size),
                 "-" if obj.mode is None else f"{obj.mode:04o}",
                 _dash(obj.owner),
                 _dash(obj.creator_pid),
