@@ -101,17 +101,22 @@ class ObjectInfo:
     holder: int | None = None
     """The pid holding a lock, if one does."""
     state: str = "foreign"
-    """live | stale (creator gone, nobody attached) | gone (record, no object) | foreign."""
+    """live | stale (creator gone, nobody attached) | unknown (creator gone; processes that
+    may hold it could not be inspected) | gone (record, no object) | replaced (record of an
+    object that is gone; another now has its name) | foreign (no record)."""
     creator_pid: int | None = None
     created: float | None = None
     codec: str | None = None
     attached: tuple[int, ...] = ()
     identity: tuple[int, int] | None = field(default=None, compare=False, repr=False)
     """(st_dev, st_ino) of the object, to find the processes that hold it open."""
+    instance: str | None = field(default=None, compare=False, repr=False)
+    """Which object of this name it is, where ``identity`` does not say (SysV: its id)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("identity")
+        data.pop("instance")
         data["attached"] = list(self.attached)
         if self.mode is not None:
             data["mode"] = f"{self.mode:04o}"

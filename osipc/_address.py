@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from osipc._errors import InvalidArgument, InvalidURL, PermissionDenied, TransportError, os_errors
+from osipc._errors import (
+    InvalidArgument,
+    InvalidURL,
+    OsipcError,
+    PermissionDenied,
+    TransportError,
+    os_errors,
+)
 
 NAME_MAX_LENGTH = 200
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -45,6 +53,28 @@ def validate_name(name: str, url: str) -> str:
                 f"the name {name!r} in {url!r} contains {char!r}, which is not allowed; {NAME_RULE}"
             )
     return name
+
+
+PATH_MAX = 4096  # Linux: bytes in a path, its terminating NUL included
+NAME_MAX = 255  # Linux: bytes in one path component
+
+
+def check_path_length(path: str, url: str) -> str:
+    """Return ``path`` if the kernel can take it, else InvalidURL naming the limit (so a
+    long path fails here, not as ENAMETOOLONG from whichever syscall meets it first)."""
+    size = len(os.fsencode(path))
+    if size >= PATH_MAX:
+        raise InvalidURL(
+            f"{url[:60]!r}...: the path is {size} bytes; Linux takes at most {PATH_MAX - 1} "
+            "(PATH_MAX): use a shorter one"
+        )
+    for part in path.split("/"):
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise InvalidURL(
+                f"{url[:60]!r}...: the path component {part[:20]!r}... is "
+                f"{len(os.fsencode(part))} bytes; a file name is at most {NAME_MAX} (NAME_MAX)"
+            )
+    return path
 
 
 def split_url(url: object) -> tuple[str, str, str, list[tuple[str, str]]]:
@@ -284,14 +314,96 @@ def _check_runtime_dir(path: str, st: os.stat_result) -> None:
             f"runtime directory {path} belongs to uid {st.st_uid}, not to you (uid "
             f"{os.geteuid()}); refusing it (remove it, or set OSIPC_RUNTIME_DIR)"
         )
+    if st.st_mode & 0o022:
+        who = {0o020: "its group", 0o002: "other users"}.get(st.st_mode & 0o022, "everyone")
+        raise PermissionDenied(
+            f"runtime directory {path} is writable by {who} (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}), who could replace its FIFOs, sockets and "
+            f"records; refusing it (fix: chmod 700 {path})"
+        )
+
+
+def _check_ancestors(path: str) -> None:
+    """Before RUNTIME or a missing parent of it is created: every directory above it, and
+    every symlink on the way, must be changeable only by this user or root (or be sticky,
+    as /tmp is), else another user could move our directory away and put theirs there."""
+    uid = os.geteuid()
+    parent = os.path.dirname(path)
+    existing = parent
+    while not os.path.lexists(existing):  # the part that exists; the rest osipc creates
+        existing = os.path.dirname(existing)
+    links = []
+    partial = "/"
+    for part in existing.split("/"):
+        partial = os.path.join(partial, part)
+        if os.path.islink(partial):
+            links.append(partial)
+    real = os.path.realpath(existing)
+    chain = [real]
+    while chain[-1] != "/":
+        chain.append(os.path.dirname(chain[-1]))
+    for item in links + chain:
+        st = os.lstat(item)
+        if st.st_uid not in (0, uid):
+            raise PermissionDenied(
+                f"cannot create the runtime directory {path}: {item} belongs to uid "
+                f"{st.st_uid}, who could replace what osipc puts there; set "
+                "OSIPC_RUNTIME_DIR to a directory under one that only you (or root) control"
+            )
+        if stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise PermissionDenied(
+                f"cannot create the runtime directory {path}: {item} is writable by other "
+                f"users (mode {stat.S_IMODE(st.st_mode):04o}) and not sticky, so they could "
+                "replace it; set OSIPC_RUNTIME_DIR elsewhere, or chmod go-w " + item
+            )
+
+
+def _xdg_missing(path: str) -> TransportError | None:
+    """The error for RUNTIME under an ``XDG_RUNTIME_DIR`` that does not exist, else None.
+
+    XDG_RUNTIME_DIR belongs to the session manager (pam_systemd creates it at login and
+    removes it at the last logout): osipc creates only its own subdirectory in it. It
+    does not fall back to another directory either: two processes that disagree on
+    whether the session has started would not meet."""
+    if os.environ.get("OSIPC_RUNTIME_DIR"):
+        return None
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if not xdg or os.path.dirname(path) != os.path.abspath(xdg) or os.path.isdir(xdg):
+        return None
+    return TransportError(
+        f"XDG_RUNTIME_DIR={xdg} does not exist; it is the login session's directory and "
+        "osipc does not create it (its osipc/ subdirectory would outlive the session's "
+        "cleanup). Log in through a session that provides it, unset XDG_RUNTIME_DIR (osipc "
+        "then uses /run/osipc for root, /tmp/osipc-UID otherwise), or set OSIPC_RUNTIME_DIR",
+        errno=errno.ENOENT,
+    )
+
+
+def runtime_dir_creation_problem(path: str) -> OsipcError | None:
+    """Why osipc would refuse to create the runtime directory ``path``, or None."""
+    try:
+        missing = _xdg_missing(path)
+        if missing is None:
+            with os_errors(f"check the directories above {path}"):
+                _check_ancestors(path)
+    except OsipcError as exc:
+        return exc
+    return missing
 
 
 def runtime_dir(create: bool = True) -> str:
-    """RUNTIME, created 0700 when missing; refused if a symlink or another user's.
+    """RUNTIME, created 0700 when missing; refused if it is a symlink, another user's,
+    or writable by group or others.
+
+    Missing parents of an ``OSIPC_RUNTIME_DIR`` are created 0700 too, and only where
+    every directory above is this user's or root's (sticky ones such as /tmp are fine).
+    ``XDG_RUNTIME_DIR`` itself is never created: it belongs to the login session.
 
     Raises:
-        PermissionDenied: the directory is a symlink or belongs to another user.
+        PermissionDenied: the directory is a symlink, another user's, writable by group or
+            others, or would be created where another user can replace it.
         NotFound: it does not exist and ``create`` is false.
+        TransportError: ``XDG_RUNTIME_DIR`` is set but does not exist.
     """
     path = runtime_dir_path()
     with os_errors(f"runtime directory {path}"):
@@ -300,15 +412,19 @@ def runtime_dir(create: bool = True) -> str:
         except FileNotFoundError:
             if not create:
                 raise
-            parent = os.path.dirname(path)
-            if parent and not os.path.isdir(parent):
-                os.makedirs(parent, mode=0o700, exist_ok=True)
-            try:
-                os.mkdir(path, 0o700)
-            except FileExistsError:
-                pass  # another process made it first; it is checked below like any other
-            else:
-                os.chmod(path, 0o700)
+            problem = runtime_dir_creation_problem(path)
+            if problem is not None:
+                raise problem from None
+            todo = [path]
+            while not os.path.lexists(os.path.dirname(todo[-1])):
+                todo.append(os.path.dirname(todo[-1]))
+            for directory in reversed(todo):  # mkdir never follows a symlink it would create
+                try:
+                    os.mkdir(directory, 0o700)
+                except FileExistsError:
+                    pass  # another process made it first; RUNTIME is checked below
+                else:
+                    os.chmod(directory, 0o700)  # whatever the umask
             st = os.lstat(path)
     _check_runtime_dir(path, st)
     return path

@@ -7,9 +7,9 @@ from dataclasses import replace
 from typing import Any, Literal, TypeVar, overload
 
 from osipc import _codecs, _inventory, _registry
-from osipc._abc import ObjectInfo, Receiver, Sender, Transport
+from osipc._abc import ObjectInfo, Receiver, SemaphoreTransport, Sender, Transport
 from osipc._address import Address, resolve_options
-from osipc._errors import InvalidURL, NotFound
+from osipc._errors import InvalidArgument, InvalidURL, NotFound
 from osipc._reqrep import Client, Server
 
 T = TypeVar("T")
@@ -25,10 +25,41 @@ def _prepare(
         raise InvalidURL(
             f"{url!r} names codec {in_url!r} but codec={codec!r} was passed; give it once"
         )
-    chosen = _codecs.get_codec(codec if codec is not None else in_url)
+    try:
+        chosen = _codecs.get_codec(codec if codec is not None else in_url)
+    except InvalidArgument as exc:
+        if codec is None:  # the bad name rides in the URL: a bad URL, like any bad option
+            raise InvalidURL(f"{url!r}: {exc}") from None
+        raise
     stripped = replace(address, query=tuple(query.items()))
     parsed = resolve_options(transport.options, stripped, options)
     return transport, address, parsed, chosen
+
+
+def _parse_by_name(url: str) -> tuple[Transport, Address]:
+    """Parse ``url`` for a call that uses only its name (unlink, info), yet check its
+    options as the call that made the object does: a bad option is an error everywhere.
+    The options of osipc.Semaphore/Lock and osipc.SharedMemory count where the scheme
+    names those (sem://x?value=3, shm://block?size=4096)."""
+    from osipc import sync
+
+    transport, address = _registry.parse(url)
+    if isinstance(transport, SemaphoreTransport):
+        resolve_options(sync._SemOptions, address, {})
+        return transport, address
+    try:
+        _prepare(url, None, {})
+    except InvalidURL:
+        if not hasattr(transport, "open_block"):
+            raise
+        try:
+            resolve_options(sync._BlockOptions, address, {})
+        except InvalidURL:
+            pass
+        else:
+            return transport, address
+        raise
+    return transport, address
 
 
 @overload
@@ -110,10 +141,12 @@ def unlink(url: str, *, missing_ok: bool = False) -> None:
     queue lives on while open); new opens get a new object.
 
     Raises:
+        InvalidURL: the URL or one of its options breaks a rule (options are checked as
+            :func:`sender` checks them, though only the name is used).
         NotFound: it does not exist (unless ``missing_ok``).
         PermissionDenied: the kernel refused.
     """
-    transport, address = _registry.parse(url)
+    transport, address = _parse_by_name(url)
     try:
         transport.unlink(address)
     except NotFound:
@@ -128,9 +161,10 @@ def info(url: str) -> ObjectInfo:
     """Describe the object behind ``url`` without creating or changing it.
 
     Raises:
+        InvalidURL: the URL or one of its options breaks a rule.
         NotFound: it does not exist.
     """
-    transport, address = _registry.parse(url)
+    transport, address = _parse_by_name(url)
     return _inventory.describe(transport, address)
 
 

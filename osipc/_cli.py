@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from osipc import _limits, _registry
-from osipc._address import runtime_dir, runtime_dir_path
+from osipc._address import runtime_dir, runtime_dir_creation_problem, runtime_dir_path
 from osipc._api import gc, info, ls, receiver, sender, unlink
 from osipc._errors import EndOfStream, OsipcError, Timeout
 from osipc._version import __version__
@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
         help="wait at most S seconds per message; without -n, a quiet S seconds ends it",
     )
     p.add_argument("--json", action="store_true", help="messages are JSON; print them compact")
+    p.epilog = (
+        "A message is printed as text when it is printable UTF-8 without a backslash, else "
+        "escaped as in Python (\\xff, \\n, and \\\\ for a backslash)."
+    )
 
     p = sub.add_parser("ls", help="list osipc objects and whether they are live or stale")
     p.add_argument("--json", action="store_true")
@@ -126,6 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    in_process = [url for url in _urls(args) if url.partition("://")[0].lower() == "mem"]
+    if in_process:
+        print(
+            f"osipc: usage error: {in_process[0]}: a mem:// queue lives inside one process, "
+            f"so what `osipc {args.command}` would pass through it is lost when the command "
+            "exits; use mem:// from Python (threads, tests), and fifo:// or mq:// between "
+            "commands",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return int(_COMMANDS[args.command](args))
     except OsipcError as exc:
@@ -150,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
+
+
+def _urls(args: argparse.Namespace) -> list[str]:
+    """The channels a command sends to or receives from (not info/rm/ls: they only look)."""
+    if args.command == "bridge":
+        return [args.src, args.dst]
+    return [args.url] if args.command in ("send", "recv", "bench") else []
 
 
 # -- send / recv -------------------------------------------------------------------------
@@ -188,12 +209,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def show_bytes(data: bytes) -> str:
-    """Text when it is printable UTF-8, else a Python-style escaped form (one line)."""
+    """Text when it is printable UTF-8 without a backslash, else a Python-style escaped
+    form (one line) in which a backslash is doubled: so a backslash on the screen always
+    starts an escape, and the text ``\\x00`` never looks like the byte 0."""
     try:
         text = data.decode()
     except UnicodeDecodeError:
         return repr(data)[2:-1]
-    if text.isprintable():
+    if text.isprintable() and "\\" not in text:
         return text
     return "".join(c if c.isprintable() and c != "\\" else repr(c)[1:-1] for c in text)
 
@@ -239,6 +262,20 @@ def _dash(value: object) -> str:
     return "-" if value is None or value == () else str(value)
 
 
+def human_size(size: int | None) -> str:
+    """Bytes as ``ls -h`` shows them: 512, 1.8K, 64K, 16M; '-' when unknown."""
+    if size is None:
+        return "-"
+    value, unit = float(size), ""
+    for unit in ("", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            break
+        value /= 1024
+    if not unit:
+        return str(size)
+    return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+
+
 def _cmd_ls(args: argparse.Namespace) -> int:
     objects = ls(all=args.all)
     if args.json:
@@ -253,7 +290,8 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not objects:
         print("no osipc objects" + ("" if args.all else " (--all shows other IPC objects)"))
         return EXIT_OK
-    rows = [["URL", "KIND", "STATE", "DEPTH", "CAPACITY", "MODE", "OWNER", "CREATOR", "ATTACHED"]]
+    header = ["URL", "KIND", "STATE", "DEPTH", "CAPACITY", "SIZE", "MODE", "OWNER", "CREATOR"]
+    rows = [[*header, "ATTACHED"]]
     for obj in objects:
         rows.append(
             [
@@ -262,6 +300,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
                 obj.state,
                 _dash(obj.depth),
                 _dash(obj.capacity),
+                human_size(obj.size),
                 "-" if obj.mode is None else f"{obj.mode:04o}",
                 _dash(obj.owner),
                 _dash(obj.creator_pid),
@@ -442,6 +481,8 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
         facts.append(("runtime dir", path))
         if os.path.lexists(path):
             problems.append(str(exc))
+        elif runtime_dir_creation_problem(path) is not None:
+            problems.append(str(runtime_dir_creation_problem(path)))
         else:
             facts[-1] = ("runtime dir", f"{path} (created on first use)")
     nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

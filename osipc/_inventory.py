@@ -3,16 +3,24 @@
 Each object osipc creates gets a record, ``RUNTIME/.meta/SCHEME/NAME.json``, written by
 the process whose exclusive create succeeded: url, kind, creator pid and the pid's start
 time (so a recycled pid is not mistaken for the creator), uid, mode, codec, capacity,
-creation time.
+creation time, and the object's **instance**: which object of that name it is (device and
+inode of a FIFO, queue, segment, semaphore or socket, read from the creator's descriptor;
+id and creator uid of a SysV object), since a name outlives the objects it has named.
 
 An object is **live** while its creator runs or any process holds it open (found by
 matching the object's device and inode against ``/proc/*/fd``, so C peers and systemd
-count too), **stale** when neither, **gone** when its record outlives it. ``gc`` removes
-stale objects and gone records, and never anything without a record.
+count too), **stale** when neither, **unknown** when its creator is gone but processes
+that may hold it could not be inspected (a user other than root cannot read another
+user's ``/proc/PID/fd``; ``gc`` keeps these unless forced), **gone** when its record
+outlives it, **replaced**
+when the object of its name is not the one the record was written for (someone removed
+osipc's and made their own). ``gc`` removes stale objects and forgets the records of gone
+and replaced ones: it never removes an object osipc did not create.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import tempfile
@@ -62,6 +70,93 @@ def process_alive(pid: int | None, start_time: int | None) -> bool:
     return current is not None and (start_time is None or current == start_time)
 
 
+class _StatxTimestamp(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_uint32), ("pad", ctypes.c_int32)]
+
+
+class _Statx(ctypes.Structure):  # struct statx, <linux/stat.h>: 256 bytes
+    _fields_ = [
+        ("mask", ctypes.c_uint32), ("blksize", ctypes.c_uint32), ("attributes", ctypes.c_uint64),
+        ("nlink", ctypes.c_uint32), ("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32),
+        ("mode", ctypes.c_uint16), ("pad", ctypes.c_uint16), ("ino", ctypes.c_uint64),
+        ("size", ctypes.c_uint64), ("blocks", ctypes.c_uint64),
+        ("attributes_mask", ctypes.c_uint64), ("atime", _StatxTimestamp),
+        ("btime", _StatxTimestamp), ("ctime", _StatxTimestamp), ("mtime", _StatxTimestamp),
+        ("rest", ctypes.c_uint32 * 4), ("spare", ctypes.c_uint64 * 14),
+    ]  # fmt: skip
+
+
+_STATX_BTIME, _AT_EMPTY_PATH, _AT_SYMLINK_NOFOLLOW, _AT_FDCWD = 0x800, 0x1000, 0x100, -100
+_statx: Any = None
+
+
+def _birth(fd: int, path: str) -> str:
+    """' born SEC.NSEC' from statx(2), or '' where the file system keeps no birth time
+    (mqueue) or libc has no statx. Disk file systems reuse a freed inode number at once
+    (ext4 gives a FIFO made right after another's removal the same one); with the birth
+    time, a later object of the same inode number is told apart."""
+    global _statx
+    if _statx is None:
+        _statx = getattr(ctypes.CDLL(None, use_errno=True), "statx", False)
+        if _statx:
+            _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint,
+                               ctypes.POINTER(_Statx)]  # fmt: skip
+    if not _statx:
+        return ""
+    flags = _AT_EMPTY_PATH if fd != _AT_FDCWD else _AT_SYMLINK_NOFOLLOW
+    result = _Statx()
+    if _statx(fd, os.fsencode(path), flags, _STATX_BTIME, ctypes.byref(result)) != 0:
+        return ""
+    if not result.mask & _STATX_BTIME:
+        return ""
+    return f" born {result.btime.tv_sec}.{result.btime.tv_nsec:09d}"
+
+
+def file_instance(st: os.stat_result) -> str:
+    """The instance of an object that is a file to the kernel: its device and inode
+    (``fd_instance`` and ``path_instance`` add its birth time where there is one)."""
+    return f"inode {st.st_dev}:{st.st_ino}"
+
+
+def fd_instance(fd: int) -> str:
+    """The instance of the object open on ``fd``."""
+    with os_errors("inspect a new object"):
+        return file_instance(os.fstat(fd)) + _birth(fd, "")
+
+
+def path_instance(path: str) -> str:
+    """The instance of the object at ``path`` (not following a symlink)."""
+    with os_errors(f"inspect {path}"):
+        return file_instance(os.lstat(path)) + _birth(_AT_FDCWD, path)
+
+
+def sysv_instance(ipc_id: int, cuid: int) -> str:
+    """The instance of a SysV object: its id (the kernel does not reuse one soon: each
+    new object of a slot gets a new sequence number) and the uid that created it."""
+    return f"sysv id {ipc_id} cuid {cuid}"
+
+
+def instance_of(info: ObjectInfo) -> str | None:
+    """The instance ``info`` describes, comparable with a record's; None if unknown."""
+    if info.instance is not None:
+        return info.instance
+    if info.identity is not None:
+        return f"inode {info.identity[0]}:{info.identity[1]}"
+    return None
+
+
+def _replaced(info: ObjectInfo, record: dict[str, Any]) -> bool:
+    """The record was written for another object of this name (records written before
+    osipc kept instances, or by transports that keep none, are taken at their word)."""
+    recorded, current = record.get("instance"), instance_of(info)
+    if not (recorded and current) or recorded == current:
+        return False
+    # A birth time counts where both sides have one (info() of some transports has none).
+    recorded_inode, _, recorded_birth = str(recorded).partition(" born ")
+    current_inode, _, current_birth = current.partition(" born ")
+    return recorded_inode != current_inode or bool(recorded_birth and current_birth)
+
+
 def write_record(
     address: Address,
     *,
@@ -70,8 +165,13 @@ def write_record(
     codec: str | None,
     capacity: int | None = None,
     max_message_size: int | None = None,
+    instance: str | None = None,
 ) -> None:
-    """Record that this process created ``address`` (atomically replacing any old record)."""
+    """Record that this process created ``address`` (atomically replacing any old record).
+
+    ``instance`` says which object it is (``fd_instance``, ``path_instance`` or
+    ``sysv_instance``), so that ``gc`` never takes a later object of the same name,
+    made by someone else, for it."""
     root = _records_root(create=True)
     path = _record_path(root, address)
     pid = os.getpid()
@@ -88,6 +188,7 @@ def write_record(
         "capacity": capacity,
         "max_message_size": max_message_size,
         "created": time.time(),
+        "instance": instance,
     }
     with os_errors(f"write the osipc record {path}"):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -135,15 +236,51 @@ def load_records() -> list[dict[str, Any]]:
     return records
 
 
-def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+@dataclass(frozen=True)
+class Holders:
+    """What a scan of /proc found: the pids holding each object, and the processes whose
+    descriptors this user may not read (other users', for anyone but root), by their uids."""
+
+    pids: dict[tuple[int, int], list[int]]
+    hidden: dict[int, frozenset[int]]
+
+    def may_hide(self, info: ObjectInfo) -> list[int]:
+        """Pids that could not be inspected and may hold ``info`` open: any of them when
+        its mode lets group or others open it, else those running as its owner. (Root
+        may open anything, yet a root process that attached to another user's private
+        object, with trust_existing=True, is not counted: else no user's gc could ever
+        collect anything while root runs processes.)"""
+        if info.identity is None or not self.hidden:
+            return []
+        if info.mode is None or info.owner is None or info.mode & 0o077:
+            return sorted(self.hidden)
+        return sorted(pid for pid, uids in self.hidden.items() if info.owner in uids)
+
+
+def _uids(pid: str) -> frozenset[int] | None:
+    """Real, effective, saved and file-system uids of ``pid`` (None: it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return frozenset(int(uid) for uid in line.split()[1:])
+    except (OSError, ValueError):
+        return None
+    return frozenset()
+
+
+def holders(identities: set[tuple[int, int]]) -> Holders:
     """Pids holding each (st_dev, st_ino) open or mapped, from /proc/*/fd and
     /proc/*/maps (glibc maps a named semaphore and closes its descriptor).
 
-    Only processes this user may inspect are seen (all of them for root).
+    Only processes this user may inspect are seen (all of them for root, or for any user
+    with CAP_SYS_PTRACE); those whose descriptors it may not list are in ``hidden``, so
+    that nothing is called unused just because its users could not be seen.
     """
     found: dict[tuple[int, int], list[int]] = {ident: [] for ident in identities}
+    hidden: dict[int, frozenset[int]] = {}
     if not identities:
-        return found
+        return Holders(found, hidden)
     mapped = {
         f"{os.major(dev):02x}:{os.minor(dev):02x} {ino}": (dev, ino) for dev, ino in identities
     }
@@ -152,9 +289,12 @@ def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]
             continue
         pid = int(entry)
         seen: set[tuple[int, int]] = set()
+        denied = False
         try:
             fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
+        except PermissionError:
+            fds, denied = [], True
+        except OSError:  # it has exited
             fds = []
         for fd in fds:
             try:
@@ -172,11 +312,15 @@ def holders(identities: set[tuple[int, int]]) -> dict[tuple[int, int], list[int]
                         key2 = mapped.get(f"{fields[3]} {fields[4]}")
                         if key2 is not None:
                             seen.add(key2)
-        except OSError:
-            pass
+        except OSError:  # a process whose fds are readable and maps are not (seen: a
+            pass  # sandbox's pid 1, even for root) counts as inspected: best effort
+        if denied and pid != os.getpid():
+            uids = _uids(entry)
+            if uids is not None:
+                hidden[pid] = uids
         for key in seen:
             found[key].append(pid)
-    return found
+    return Holders(found, hidden)
 
 
 def _with_record(info: ObjectInfo, record: dict[str, Any] | None) -> ObjectInfo:
@@ -193,19 +337,24 @@ def _with_record(info: ObjectInfo, record: dict[str, Any] | None) -> ObjectInfo:
 def _judge(infos: list[tuple[ObjectInfo, dict[str, Any] | None]]) -> list[ObjectInfo]:
     """Fill in ``attached`` and ``state`` for objects (and their records, if any)."""
     identities = {info.identity for info, _ in infos if info.identity is not None}
-    held = holders(identities)
+    scan = holders(identities)
     judged = []
     for info, record in infos:
-        attached = tuple(held.get(info.identity, ())) if info.identity else ()
+        attached = tuple(scan.pids.get(info.identity, ())) if info.identity else ()
+        own = record  # the record, if it is this object's
         if record is None:
             state = "foreign"
         elif not info.exists:
             state = "gone"
+        elif _replaced(info, record):
+            state, own = "replaced", None  # its creator and codec are another object's
         elif attached or process_alive(record.get("creator_pid"), record.get("creator_start")):
             state = "live"
+        elif scan.may_hide(info):
+            state = "unknown"  # processes this user may not inspect could hold it open
         else:
             state = "stale"
-        judged.append(replace(_with_record(info, record), attached=attached, state=state))
+        judged.append(replace(_with_record(info, own), attached=attached, state=state))
     return judged
 
 
@@ -278,11 +427,14 @@ def gc(force: bool = False, dry_run: bool = False) -> list[GcAction]:
     for info, (_, record, transport) in zip(judged, rows):
         assert record is not None
         address = Address(record["scheme"], record["name"])
-        if info.state == "gone":
+        if info.state in ("gone", "replaced"):
             if not dry_run:
                 remove_record(address)
-            actions.append(GcAction(info.url, "forgotten", "the object no longer exists"))
-        elif info.state == "stale" and transport is not None:
+            actions.append(GcAction(info.url, "forgotten", _FORGOTTEN[info.state]))
+        elif info.state in ("stale", "unknown") and transport is not None:
+            if info.state == "unknown" and not force:
+                actions.append(GcAction(info.url, "kept", _UNKNOWN))
+                continue
             if info.depth and not force:
                 actions.append(
                     GcAction(
@@ -294,11 +446,30 @@ def gc(force: bool = False, dry_run: bool = False) -> list[GcAction]:
                 continue
             if not dry_run:
                 try:
+                    if _replaced(transport.info(address), record):  # since it was judged
+                        remove_record(address)
+                        actions.append(GcAction(info.url, "forgotten", _FORGOTTEN["replaced"]))
+                        continue
                     transport.unlink(address)
                 except NotFound:
                     pass
                 remove_record(address)
-            actions.append(
-                GcAction(info.url, "removed", "stale: creator gone and nobody has it open")
-            )
+            why = "stale: creator gone and nobody has it open"
+            if info.state == "unknown":
+                why = "creator gone; whether anyone has it open could not be told (--force)"
+            actions.append(GcAction(info.url, "removed", why))
     return actions
+
+
+_UNKNOWN = (
+    "creator gone, but whether anyone has it open cannot be told: its mode lets processes "
+    "open it whose descriptors this user may not inspect (another user's); run gc as root, "
+    "or use --force to remove it anyway"
+)
+
+
+_FORGOTTEN = {
+    "gone": "the object no longer exists",
+    "replaced": "the object osipc created is gone, and the name now belongs to another "
+    "object, which osipc did not create and leaves alone",
+}

@@ -487,6 +487,10 @@ class SegmentBackend(RingBackend):
         """Create (``size`` bytes) or attach: (created, actual size); owner checked."""
 
     @abstractmethod
+    def _instance(self) -> str:
+        """Which object the segment is, for its record (``_inventory.fd_instance``...)."""
+
+    @abstractmethod
     def _map(self, size: int) -> Any:
         """A writable, sliceable buffer over the segment (slicing gives bytes)."""
 
@@ -538,6 +542,7 @@ class SegmentBackend(RingBackend):
                 mode=options.mode,
                 codec=codec_name(codec),
                 max_message_size=max_message(options.capacity, kind),
+                instance=self._instance(),
             )
         else:
             if actual < OFF_SLOTS:

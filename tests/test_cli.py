@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
 
 import pytest
 from _helpers import cli
 
 import osipc
-from osipc._cli import main, show_bytes
+from osipc._cli import human_size, main, show_bytes
 
 Url = Callable[..., str]
 
@@ -62,6 +68,65 @@ def test_bytes_are_shown_as_text_or_escaped() -> None:
     assert show_bytes(b"two\nlines") == "two\\nlines"
     assert show_bytes("é\\\n".encode()) == "é\\\\\\n"
     assert show_bytes(b"") == ""
+    # A backslash on screen always starts an escape: the text \x00 is not the byte 0.
+    assert show_bytes(b"\\x00") == "\\\\x00" != show_bytes(b"\x00")
+    assert show_bytes(b"C:\\dir") == "C:\\\\dir"
+
+
+def _wait_for_fifo(path: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not (os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode)):
+        assert process.poll() is None and time.monotonic() < deadline, "no FIFO appeared"
+        time.sleep(0.01)
+
+
+def _osipc(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-I", "-m", "osipc", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+
+
+def test_send_and_recv_over_a_fifo_as_separate_commands(url: Url, osipc_runtime: str) -> None:
+    target = url("fifo")
+    sending = _osipc("send", target, "one", "", "two", "--timeout", "30")  # waits for a reader
+    _wait_for_fifo(os.path.join(osipc_runtime, target[len("fifo://") :] + ".fifo"), sending)
+    got = cli("recv", target, "--timeout", "30")  # ends when the sender closes the FIFO
+    out, err = sending.communicate(timeout=30)
+    assert (sending.returncode, out, err) == (0, "", "")
+    assert (got.returncode, got.stdout, got.stderr) == (0, "one\n\ntwo\n", "")
+    osipc.unlink(target)
+
+
+def test_a_shell_writes_lines_into_a_fifo(url: Url, osipc_runtime: str) -> None:
+    target = url("fifo")
+    path = os.path.join(osipc_runtime, target[len("fifo://") :] + ".fifo")
+    receiving = _osipc("recv", target + "?framing=lines", "--timeout", "30")
+    _wait_for_fifo(path, receiving)
+    shell = subprocess.run(
+        ["sh", "-c", f"{{ echo hi; echo 'from sh'; }} > {path}"], timeout=30, check=False
+    )
+    out, err = receiving.communicate(timeout=30)
+    assert shell.returncode == 0 and (receiving.returncode, out, err) == (0, "hi\nfrom sh\n", "")
+    osipc.unlink(target)
+
+
+def test_sizes_are_shown_as_ls_h_does() -> None:
+    assert [human_size(n) for n in (None, 0, 1023, 1024, 1792, 65536, 16 << 20)] == [
+        "-", "0", "1023", "1.0K", "1.8K", "64K", "16M"
+    ]  # fmt: skip
+
+
+def test_mem_urls_are_refused_between_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    # A mem:// queue dies with the command: `osipc send mem://x hi` would lose "hi".
+    done = cli("send", "mem://x", "hi")
+    assert done.returncode == 2 and "lives inside one process" in done.stderr, done.stderr
+    for argv in (["recv", "MEM://x"], ["bridge", "mq://x", "mem://y"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and "fifo:// or mq://" in err
 
 
 def test_errors_are_one_line_without_traceback() -> None:
@@ -91,9 +156,12 @@ def test_ls_info_rm(capsys: pytest.CaptureFixture[str], url: Url) -> None:
     assert cli("send", queue, "x").returncode == 0  # created by a process that has exited
     osipc.receiver(fifo).close()
     code, out, _ = run(capsys, "ls")
-    assert code == 0 and out.splitlines()[0].split()[:3] == ["URL", "KIND", "STATE"]
+    assert code == 0 and out.splitlines()[0].split()[:6] == [
+        "URL", "KIND", "STATE", "DEPTH", "CAPACITY", "SIZE"
+    ]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert rows[queue.split("?")[0]][1:4] == ["mq", "stale", "1"], "creator done, nobody attached"
+    assert rows[queue.split("?")[0]][5] == "1.8K", "8 x 128 bytes, and the kernel's share"
     code, out, _ = run(capsys, "ls", "--json")
     listed = {entry["url"]: entry for entry in json.loads(out)}
     assert listed[fifo]["kind"] == "fifo" and listed[fifo]["mode"] == "0600"

@@ -7,15 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 
 import posix_ipc
 import pytest
-from _helpers import cli, finish, peer, spawn
+import sysv_ipc
+from _helpers import IS_ROOT, NOBODY, cli, finish, peer, runtime_for, spawn
+from _helpers import _argv as peer_argv
 
 import osipc
 from osipc import _inventory
+from osipc._address import sysv_key
 
 Url = Callable[..., str]
 
@@ -95,6 +99,85 @@ def test_an_object_removed_behind_osipcs_back_is_gone(url: Url) -> None:
     assert osipc.ls() == []
 
 
+def _replace_mq(name: str, runtime: str) -> Callable[[], None]:
+    posix_ipc.unlink_message_queue("/" + name)  # another program removes osipc's queue...
+    posix_ipc.MessageQueue("/" + name, posix_ipc.O_CREX, max_messages=1, max_message_size=8)
+    return lambda: posix_ipc.MessageQueue("/" + name).close()  # ...and makes its own
+
+
+def _replace_shm(name: str, runtime: str) -> Callable[[], None]:
+    posix_ipc.unlink_shared_memory("/" + name)
+    os.close(posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096).fd)
+    return lambda: os.close(posix_ipc.SharedMemory("/" + name).fd)
+
+
+def _replace_fifo(name: str, runtime: str) -> Callable[[], None]:
+    path = os.path.join(runtime, name + ".fifo")
+    os.unlink(path)
+    os.mkfifo(path, 0o600)
+    return lambda: os.stat(path) and None
+
+
+def _replace_sysv_mq(name: str, runtime: str) -> Callable[[], None]:
+    sysv_ipc.MessageQueue(sysv_key(name)).remove()
+    sysv_ipc.MessageQueue(sysv_key(name), sysv_ipc.IPC_CREX)
+    return lambda: sysv_ipc.MessageQueue(sysv_key(name)) and None
+
+
+def _remove_foreign(scheme: str, name: str, runtime: str) -> None:
+    removals: list[Callable[[], object]] = {
+        "mq": [lambda: posix_ipc.unlink_message_queue("/" + name)],
+        "shm": [
+            lambda: posix_ipc.unlink_shared_memory("/" + name),
+            # the old ring's semaphores: gc leaves them, as a new ring of the name uses its own
+            lambda: posix_ipc.unlink_semaphore(f"/{name}:tx"),
+            lambda: posix_ipc.unlink_semaphore(f"/{name}:rx"),
+        ],
+        "fifo": [lambda: os.unlink(os.path.join(runtime, name + ".fifo"))],
+        "sysv+mq": [lambda: sysv_ipc.MessageQueue(sysv_key(name)).remove()],
+    }[scheme]
+    for remove in removals:
+        try:
+            remove()
+        except (OSError, posix_ipc.Error, sysv_ipc.Error):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("scheme", "query", "replace"),
+    [
+        ("mq", "?maxmsg=1&msgsize=8", _replace_mq),
+        ("shm", "?capacity=4K", _replace_shm),
+        ("fifo", "", _replace_fifo),
+        ("sysv+mq", "", _replace_sysv_mq),
+    ],
+    ids=["mq", "shm", "fifo", "sysv+mq"],
+)
+def test_gc_forgets_a_record_whose_object_was_replaced_and_spares_the_new_one(
+    osipc_names: Callable[[str], str],
+    osipc_runtime: str,
+    scheme: str,
+    query: str,
+    replace: Callable[[str, str], Callable[[], None]],
+) -> None:
+    # The record names an object; the name outlives it. gc must judge the object the
+    # record was written for, never another program's object that took the name later.
+    name = osipc_names("replaced")
+    target = f"{scheme}://{name}"
+    peer("import sys, osipc; osipc.receiver(sys.argv[1]).close()", target + query)
+    assert osipc.info(target).state == "stale", "the creator has exited: osipc's own is stale"
+    try:
+        still_there = replace(name, osipc_runtime)
+        info = osipc.info(target)
+        assert (info.state, info.creator_pid) == ("replaced", None)
+        assert [(a.action, a.url) for a in osipc.gc(force=True)] == [("forgotten", target)]
+        still_there()  # raises if gc removed the other program's object
+        assert osipc.ls() == [], "the record is gone"
+        assert osipc.info(target).state == "foreign"
+    finally:
+        _remove_foreign(scheme, name, osipc_runtime)
+
+
 def test_gc_never_touches_what_osipc_did_not_create(
     osipc_runtime: str, osipc_names: Callable[[str], str]
 ) -> None:
@@ -153,10 +236,82 @@ def test_ls_all_lists_foreign_queues_where_mqueue_is_mounted(
 def test_ls_all_says_when_queues_cannot_be_listed() -> None:
     from osipc import _limits
 
-    if _limits.mqueue_mount() is not None:
-        pytest.skip("an mqueue file system is mounted here")
-    done = cli("ls", "--all")
-    assert done.returncode == 0 and "mount -t mqueue" in done.stderr
+    if _limits.mqueue_mount() is None:
+        done = cli("ls", "--all")
+    else:  # tests/run-pytest mounts one (as /dev/mqueue is on many machines): unmount it
+        if not IS_ROOT or shutil.which("unshare") is None:
+            pytest.skip("an mqueue file system is mounted, and only root can unmount it")
+        script = textwrap.dedent(
+            f"""
+            while m=$(awk '$3 == "mqueue" {{print $2; exit}}' /proc/self/mounts); [ -n "$m" ]
+            do umount "$m" || exit 3; done
+            exec {sys.executable} -I -m osipc ls --all
+            """
+        )
+        done = subprocess.run(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            cwd=tempfile.gettempdir(),
+        )
+    assert done.returncode == 0, done.stderr
+    assert "no mqueue file system is mounted (mount -t mqueue" in done.stderr
+
+
+_GC_AS_USER = """
+import json, sys, osipc
+states = {obj.url: obj.state for obj in osipc.ls()}
+actions = {a.url: a.action for a in osipc.gc(force=len(sys.argv) > 1)}
+print(json.dumps([states, actions]))
+"""
+
+
+def test_gc_by_another_user_keeps_what_it_cannot_tell_is_unused(url: Url) -> None:
+    # nobody cannot read root's /proc/PID/fd: a queue that root (or any other user) may
+    # have open is not known to be unused, so nobody's gc must not call it stale.
+    if not IS_ROOT or shutil.which("unshare") is None:
+        pytest.skip("needs root (to run peers as nobody) and unshare")
+    private = url("mq", maxmsg=1, msgsize=8)  # mode 0600: only nobody can open it
+    shared = url("mq", maxmsg=1, msgsize=8, mode="0666")
+    private_url, shared_url = private.split("?")[0], shared.split("?")[0]
+    with runtime_for(NOBODY) as env:
+        peer(
+            "import sys, osipc\nfor target in sys.argv[1:]: osipc.sender(target).close()",
+            private,
+            shared,
+            user=NOBODY,
+            env=env,
+        )
+        try:
+            # In a PID namespace of its own the only process nobody cannot inspect is
+            # the root shell that started it: nobody's own private queue is still
+            # collected (root's processes do not count against a 0600 object), the
+            # shared one is kept.
+            in_pid_ns = ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", '"$@"; exit $?']
+            done = subprocess.run(
+                [*in_pid_ns, "sh", *peer_argv(_GC_AS_USER, (), NOBODY)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            states, actions = json.loads(done.stdout)
+            assert states == {private_url: "stale", shared_url: "unknown"}
+            assert actions == {private_url: "removed", shared_url: "kept"}
+            # The audit's case: root has the shared queue open, nobody runs gc.
+            with osipc.receiver(shared_url, trust_existing=True):
+                states, actions = json.loads(peer(_GC_AS_USER, user=NOBODY, env=env).stdout)
+                assert (states, actions) == ({shared_url: "unknown"}, {shared_url: "kept"})
+                osipc.info(shared_url)  # still there
+                _, actions = json.loads(peer(_GC_AS_USER, "force", user=NOBODY, env=env).stdout)
+                assert actions == {shared_url: "removed"}, "--force removes it anyway"
+        finally:
+            for target in (private_url, shared_url):
+                osipc.unlink(target, missing_ok=True)
 
 
 def test_records_survive_a_sigkilled_creator(url: Url) -> None:

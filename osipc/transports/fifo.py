@@ -59,6 +59,7 @@ from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transp
 from osipc._address import (
     Address,
     CommonOptions,
+    check_path_length,
     option,
     parse_bool,
     parse_choice,
@@ -121,10 +122,10 @@ def _capabilities(framing: str, selectable: bool) -> Capabilities:
 # -- opening -----------------------------------------------------------------------------
 
 
-def fifo_path(address: Address) -> str:
+def fifo_path(address: Address, create: bool = True) -> str:
     if address.name.startswith("/"):
         return address.name
-    return os.path.join(runtime_dir(), address.name + ".fifo")
+    return os.path.join(runtime_dir(create=create), address.name + ".fifo")
 
 
 def _check_fifo(st: os.stat_result, path: str, options: FifoOptions) -> None:
@@ -161,10 +162,11 @@ def _ensure_fifo(address: Address, options: FifoOptions, codec: Codec[Any]) -> s
                     st = os.fstat(fd)
                     _check_fifo(st, path, options)
                     os.fchmod(fd, options.mode)
+                    instance = _inventory.fd_instance(fd)
                 finally:
                     os.close(fd)
             _inventory.write_record(
-                address, kind="fifo", mode=options.mode, codec=codec_name(codec)
+                address, kind="fifo", mode=options.mode, codec=codec_name(codec), instance=instance
             )
             return path
     with os_errors(f"open {what}"):
@@ -784,7 +786,7 @@ class FifoTransport(Transport):
                     f"{url!r}: the FIFO path must be absolute and normalised "
                     "(no '.', '..', '//' or trailing '/')"
                 )
-            return path
+            return check_path_length(path, url)
         return super().parse_name(url, netloc, path)
 
     def open_sender(self, address: Address, options: Any, codec: Codec[Any]) -> Sender[Any]:
@@ -818,7 +820,7 @@ class FifoTransport(Transport):
         return receiver
 
     def unlink(self, address: Address) -> None:
-        path = fifo_path(address)
+        path = fifo_path(address, create=False)
         with os_errors(f"remove {address.base_url} ({path})"):
             st = os.lstat(path)
             if not stat.S_ISFIFO(st.st_mode):
@@ -826,7 +828,7 @@ class FifoTransport(Transport):
             os.unlink(path)
 
     def info(self, address: Address) -> ObjectInfo:
-        path = fifo_path(address)
+        path = fifo_path(address, create=False)
         with os_errors(f"{address.base_url} ({path})"):
             st = os.lstat(path)
         if not stat.S_ISFIFO(st.st_mode):
@@ -838,6 +840,7 @@ class FifoTransport(Transport):
             owner=st.st_uid,
             mode=stat.S_IMODE(st.st_mode),
             identity=(st.st_dev, st.st_ino),
+            instance=_inventory.path_instance(path),  # with its birth time: see there
         )
 
     def inventory(self) -> list[ObjectInfo]:

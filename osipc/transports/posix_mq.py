@@ -136,6 +136,10 @@ def _sizes(address: Address, options: MqOptions) -> tuple[int, int]:
                 f"{address}: {name}={value} exceeds fs.mqueue.{max_key}={limit} "
                 f"(/proc/sys/fs/mqueue/{max_key}); ask for at most {limit}, or raise it as "
                 f"root: sysctl fs.mqueue.{max_key}={value}"
+                if value <= hard
+                else f"{address}: {name}={value} exceeds the kernel's hard limit of {hard} "
+                f"(fs.mqueue.{max_key} cannot be raised past it; it is {limit} here): ask "
+                f"for at most {limit}, or use fifo:// or shm:// for more"
             )
         sizes.append(value)
     maxmsg, msgsize = sizes
@@ -233,6 +237,7 @@ def _open_named(
                         codec=codec_name(codec),
                         capacity=maxmsg,
                         max_message_size=msgsize,
+                        instance=_inventory.fd_instance(queue.mqd),
                     )
                 except BaseException:
                     queue.close()

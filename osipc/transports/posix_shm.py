@@ -265,6 +265,9 @@ class PosixRingBackend(_ring.SegmentBackend):
         )
         return created, actual
 
+    def _instance(self) -> str:
+        return _inventory.fd_instance(self._fd)
+
     def _map(self, size: int) -> Any:
         with os_errors(f"map {self._address}"):
             return mmap.mmap(self._fd, size)
@@ -379,7 +382,10 @@ class ShmTransport(_ring.RingTransport):
                         "omit size= to attach to it as it is"
                     )
             else:
-                _inventory.write_record(address, kind="shm-block", mode=mode, codec=None)
+                _inventory.write_record(
+                    address, kind="shm-block", mode=mode, codec=None,
+                    instance=_inventory.fd_instance(fd),
+                )  # fmt: skip
         except BaseException:
             os.close(fd)
             raise
@@ -531,7 +537,10 @@ class SemTransport(SemaphoreTransport):
                             f"{address} exists (exclusive=True)", errno=errno.EEXIST
                         ) from None
                 else:
-                    _inventory.write_record(address, kind=record_kind, mode=mode, codec=None)
+                    _inventory.write_record(
+                        address, kind=record_kind, mode=mode, codec=None,
+                        instance=_inventory.path_instance(path),
+                    )  # fmt: skip
                     return sem, path
             try:
                 with os_errors(f"open {address}"):

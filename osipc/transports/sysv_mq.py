@@ -124,6 +124,7 @@ def _open(address: Address, options: SysvMqOptions, codec: Codec[Any]) -> sysv_i
                         mode=options.mode,
                         codec=codec_name(codec),
                         max_message_size=msgmax,
+                        instance=_inventory.sysv_instance(queue.id, queue.cuid),
                     )
                 except BaseException:
                     queue.remove()
@@ -410,4 +411,5 @@ def _row_info(url: str, row: dict[str, int]) -> ObjectInfo:
         depth=row["qnum"],
         used_bytes=row["cbytes"],
         max_message_size=_msgmax(),
+        instance=_inventory.sysv_instance(row["msqid"], row["cuid"]),
     )

@@ -202,6 +202,9 @@ class SysvRingBackend(_ring.SegmentBackend):
                 )
             # EINVAL: a kernel older than 5.14; pages then come on first touch
 
+    def _instance(self) -> str:
+        return _inventory.sysv_instance(self._shm.id, self._shm.cuid)
+
     def _map(self, size: int) -> Any:
         return (ctypes.c_char * size).from_buffer(self._shm)
 
@@ -349,6 +352,7 @@ def _segment_info(url: str, row: dict[str, int]) -> ObjectInfo:
         mode=row["perms"] & 0o777,
         size=row["size"],
         attached=(),
+        instance=_inventory.sysv_instance(row["shmid"], row["cuid"]),
         **info,
     )
 
@@ -447,7 +451,10 @@ class SysvSemTransport(SemaphoreTransport):
                             f"{address} exists (exclusive=True)", errno=errno.EEXIST
                         ) from None
                 else:
-                    _inventory.write_record(address, kind=record_kind, mode=mode, codec=None)
+                    _inventory.write_record(
+                        address, kind=record_kind, mode=mode, codec=None,
+                        instance=_inventory.sysv_instance(sem.id, sem.cuid),
+                    )  # fmt: skip
                     return sem
             try:
                 with _sysv.sysv_ipc_errors(f"open {address}"):
@@ -516,4 +523,5 @@ def _sem_info(url: str, row: dict[str, int]) -> ObjectInfo:
         mode=row["perms"] & 0o777,
         value=value,
         holder=holder,
+        instance=_inventory.sysv_instance(row["semid"], row["cuid"]),
     )

@@ -452,8 +452,9 @@ class _Endpoint:
                 with os_errors(f"set the mode of {self.path}"):
                     os.chmod(self.path, options.mode)
                 _inventory.write_record(
-                    address, kind="zmq+ipc", mode=options.mode, codec=codec_name(codec)
-                )
+                    address, kind="zmq+ipc", mode=options.mode, codec=codec_name(codec),
+                    instance=_inventory.path_instance(self.path),
+                )  # fmt: skip
             else:
                 _check_ipc_peer(address, self.path, options)
                 with _zmq_errors(f"connect to {address}"):
@@ -1110,6 +1111,7 @@ class ZmqIpcTransport(_ZmqTransport):
             mode=stat.S_IMODE(st.st_mode),
             holder=holder or None,
             attached=(holder,) if holder else (),
+            instance=_inventory.path_instance(path),
         )
 
     def inventory(self) -> list[ObjectInfo]:

@@ -73,6 +73,18 @@ def test_sizes_beyond_the_sysctls_name_them(url: Url, option: str, value: int, s
     assert f"/proc/sys/fs/mqueue/{sysctl}" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "hard"), [("maxmsg", 65537, 65536), ("msgsize", 10**8, 16777216)]
+)
+def test_sizes_beyond_the_kernels_hard_limits_say_so(
+    url: Url, option: str, value: int, hard: int
+) -> None:
+    # No sysctl goes past HARD_MSGMAX / HARD_MSGSIZEMAX: advising one would mislead.
+    with pytest.raises(osipc.InvalidURL, match=f"hard limit of {hard}") as info:
+        osipc.sender(url("mq", **{option: value}))
+    assert "sysctl" not in str(info.value)
+
+
 def test_message_too_large_names_msgsize_and_its_limit(mq_url: str) -> None:
     with osipc.sender(mq_url) as tx, osipc.receiver(mq_url) as rx:
         with pytest.raises(osipc.MessageTooLarge) as info:
@@ -249,6 +261,41 @@ def test_adopt_an_inherited_read_only_queue_fd_like_systemd(mq_url: str) -> None
         tx.end()
         lines = finish(child).splitlines()
     assert lines == ["hello 3 256 True", "True", "b'after unlink'", "b'\\xc1x'"]
+
+
+def test_adopt_an_inherited_queue_fd_for_sending(url: Url) -> None:
+    # The ctypes mq_timedsend path: posix_ipc cannot wrap a descriptor it did not open.
+    target = url("mq", maxmsg=2, msgsize=8)
+    name = "/" + target[len("mq://") :].split("?", maxsplit=1)[0]
+    with osipc.receiver(target) as rx:
+        raw = posix_ipc.MessageQueue(name, read=True, write=True)
+        try:
+            with osipc.sender("mq://svc", fd=os.dup(raw.mqd)) as tx:
+                assert tx.capabilities.max_message_size == 8
+                tx.send(b"low")
+                tx.send(b"\xc1hi", priority=7)
+                assert raw.receive(0) == (b"\xc1\xc1hi", 7), "escaped, at its priority"
+                assert raw.receive(0) == (b"low", 0)
+                with pytest.raises(osipc.MessageTooLarge, match=r"0xC1 escape.*msgsize=8"):
+                    tx.send(b"\xc1" + b"x" * 7)
+                tx.send_many([b"1", b"2"])
+                started = time.monotonic()
+                with pytest.raises(osipc.Timeout, match="full"):
+                    tx.send(b"3", timeout=0.2)
+                assert 0.19 <= time.monotonic() - started < 2
+                drain = threading.Timer(0.2, lambda: raw.receive(0))
+                drain.start()
+                try:
+                    tx.send(b"3", timeout=10)  # waits in poll() until there is room
+                finally:
+                    drain.join()
+                assert [rx.recv(timeout=1) for _ in range(2)] == [b"2", b"3"]
+                tx.end(timeout=1)
+            with pytest.raises(osipc.EndOfStream):
+                rx.recv(timeout=1)
+        finally:
+            raw.close()
+    osipc.unlink(target)
 
 
 def test_a_descriptor_that_is_not_a_queue_is_refused() -> None:
