@@ -52,8 +52,19 @@ def test_attaching_never_writes_a_record(url: Url) -> None:
     osipc.unlink(target)
 
 
-def test_live_while_the_creator_runs_or_anyone_holds_it(url: Url) -> None:
-    target = url("fifo")
+@pytest.mark.parametrize(
+    ("scheme", "options"),
+    [
+        ("fifo", {}),
+        ("mq", {"maxmsg": 4, "msgsize": 64}),
+        ("shm", {"capacity": 4096}),
+        ("sysv+shm", {"capacity": 4096}),  # attached, not open: found in /proc/PID/maps
+    ],
+)
+def test_live_while_the_creator_runs_or_anyone_holds_it(
+    url: Url, scheme: str, options: dict[str, object]
+) -> None:
+    target = url(scheme, **options)
     creator = spawn(
         "import sys, osipc\n"
         "rx = osipc.receiver(sys.argv[1])\n"
@@ -69,6 +80,7 @@ def test_live_while_the_creator_runs_or_anyone_holds_it(url: Url) -> None:
     finish(creator)  # closes its stdin: it exits
     info = osipc.info(target)
     assert (info.state, info.attached) == ("live", (os.getpid(),)), "creator gone, still attached"
+    assert [a.action for a in osipc.gc()] == [], "gc removed an object in use"
     holder.close()
     assert osipc.info(target).state == "stale"
     assert [a.action for a in osipc.gc()] == ["removed"]

@@ -321,15 +321,34 @@ class SysvShmTransport(_ring.RingTransport):
         ]
 
 
+def _mapped_identity(address: int) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of what this process maps at ``address``, as /proc/PID/maps shows
+    it: for a System V segment, the shm file system's device and the segment's id, which
+    is how _inventory.holders finds every process that has it attached."""
+    start = f"{address:x}-"
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if line.startswith(start):
+                    fields = line.split(None, 5)
+                    major, minor = (int(part, 16) for part in fields[3].split(":"))
+                    return os.makedev(major, minor), int(fields[4])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _segment_info(url: str, row: dict[str, int]) -> ObjectInfo:
     info: dict[str, Any] = {}
     kind = "sysv-shm"
+    identity = None
     try:
         segment = sysv_ipc.SharedMemory(row["key"], 0)
     except (sysv_ipc.Error, OSError):
         segment = None
     if segment is not None:
         try:
+            identity = _mapped_identity(segment.address)
             # the attached segment, read in place (and not touched after the detach)
             whole = (ctypes.c_char * int(segment.size)).from_address(segment.address)
             header = _ring.read_header(whole) if len(whole) >= _ring.OFF_SLOTS else None
@@ -351,7 +370,7 @@ def _segment_info(url: str, row: dict[str, int]) -> ObjectInfo:
         owner=row["uid"],
         mode=row["perms"] & 0o777,
         size=row["size"],
-        attached=(),
+        identity=identity,
         instance=_inventory.sysv_instance(row["shmid"], row["cuid"]),
         **info,
     )
