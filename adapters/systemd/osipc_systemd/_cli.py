@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         "--runtime-dir",
         default=_units.DEFAULT_RUNTIME_DIR,
         metavar="DIR",
-        help="where fifo://NAME lives, for the sockets and the service's OSIPC_RUNTIME_DIR "
+        help="where the socket units create fifo://NAME, and the service's OSIPC_RUNTIME_DIR "
+        "unless it runs as another user (then %%t/osipc-NAME, its own) "
         "(default %%t/osipc: /run/osipc for system units, like osipc's rule for root)",
     )
     p.add_argument("--description", help="Description= of the service")

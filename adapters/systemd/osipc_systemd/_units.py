@@ -22,6 +22,7 @@ _PATH_CHARS = _KEY_CHARS | frozenset("._-+/")
 _TMP = ("/tmp/", "/var/tmp/")  # PrivateTmp= hides both
 _TRUE = ("1", "yes", "y", "true", "t", "on")
 _LISTS = ("Environment", "RuntimeDirectory")  # keys whose assignments add up
+_ROOT = ("", "root", "0")
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,27 @@ def parse_property(text: str, what: str) -> tuple[str, str]:
     return key, _check_value(what, value) if value else value
 
 
+def _check_dir(what: str, value: str) -> str:
+    if (
+        not value.startswith(("/", "%"))
+        or any(c.isspace() or c in "\"'\\" for c in value)
+        or value.endswith("/")
+    ):
+        raise osipc.InvalidArgument(
+            f"{what} {value!r} must be an absolute path (systemd specifiers such as %t "
+            "allowed) without spaces, quotes or a trailing '/'"
+        )
+    return value
+
+
+def _last(pairs: Iterable[tuple[str, str]], key: str) -> str | None:
+    found = None
+    for name, value in pairs:
+        if name == key:
+            found = value
+    return found
+
+
 @dataclass
 class UnitSpec:
     """Everything ``osipc-systemd unit`` turns into files."""
@@ -199,21 +221,35 @@ class UnitSpec:
                 _check_word(what, value)
         if self.description is not None:
             _check_value("--description", self.description)
-        runtime = self.runtime_dir
-        if (
-            not runtime.startswith(("/", "%"))
-            or any(c.isspace() or c in "\"'\\" for c in runtime)
-            or runtime.endswith("/")
-        ):
-            raise osipc.InvalidArgument(
-                f"--runtime-dir {runtime!r} must be an absolute path (systemd specifiers "
-                "such as %t allowed) without spaces, quotes or a trailing '/'"
-            )
+        _check_dir("--runtime-dir", self.runtime_dir)
         if self.watchdog is not None and not self.watchdog > 0:
             raise osipc.InvalidArgument(f"--watchdog {self.watchdog!r} must be > 0 seconds")
 
     def socket_unit(self, listen: Listen) -> str:
         return f"{self.name}-{listen.fdname}.socket"
+
+    def fifo_path(self, listen: Listen) -> str:
+        """Where the socket unit creates a fifo:// endpoint (ListenFIFO=)."""
+        if listen.name.startswith("/"):
+            return listen.name
+        return f"{self.runtime_dir}/{listen.name}.fifo"
+
+    @property
+    def dynamic_user(self) -> bool:
+        return (_last(self.properties, "DynamicUser") or "").strip().lower() in _TRUE
+
+    def own_runtime_dir(self) -> str | None:
+        """The service's own runtime directory (``RuntimeDirectory=``, under %t) when it
+        runs as a user other than the manager's, else None.
+
+        osipc refuses a runtime directory another user owns, and the socket units create
+        theirs as the manager's user: a service with User= or DynamicUser= could not make
+        a single object by name there.
+        """
+        user = self.user if self.user is not None else _last(self.properties, "User")
+        if self.dynamic_user or (user or "").strip() not in _ROOT:
+            return f"osipc-{self.name}"
+        return None
 
     def command(self) -> str:
         """The command line that regenerates these files (without --output)."""
@@ -245,52 +281,45 @@ def _header(spec: UnitSpec) -> list[str]:
     ]
 
 
-def render(spec: UnitSpec) -> dict[str, str]:
-    """File name -> contents for ``spec`` (validated first).
+def _socket(spec: UnitSpec, listen: Listen) -> str:
+    mode = listen.options.get("mode", spec.mode)
+    lines = [
+        *_header(spec),
+        "[Unit]",
+        f"Description=osipc endpoint {listen.fdname}={listen.url} of {spec.name}.service",
+        "",
+        "[Socket]",
+    ]
+    if listen.scheme == "fifo":
+        lines.append(f"ListenFIFO={spec.fifo_path(listen)}")
+        if "pipe_size" in listen.options:
+            lines.append(f"PipeSize={listen.options['pipe_size']}")
+    else:
+        lines.append(f"ListenMessageQueue=/{listen.name}")
+        if "maxmsg" in listen.options:
+            lines.append(f"MessageQueueMaxMessages={listen.options['maxmsg']}")
+            lines.append(f"MessageQueueMessageSize={listen.options['msgsize']}")
+    lines += [
+        f"FileDescriptorName={listen.fdname}",
+        f"Service={spec.name}.service",
+        f"SocketMode={mode:04o}",
+    ]
+    if spec.user is not None:
+        if listen.scheme == "mq":
+            lines.append(
+                "# SocketUser= does not chown queues: the queue belongs to the manager's user"
+            )
+        lines.append(f"SocketUser={spec.user}")
+    if spec.group is not None:
+        lines.append(f"SocketGroup={spec.group}")
+    lines.append("# Remove the FIFO or queue when the socket stops (systemd keeps queues).")
+    lines.append("RemoveOnStop=yes")
+    lines += [f"{key}={value}" for key, value in spec.socket_properties]
+    lines += ["", "[Install]", "WantedBy=sockets.target", ""]
+    return "\n".join(lines)
 
-    Raises:
-        osipc.InvalidArgument: as :meth:`UnitSpec.validate`.
-    """
-    spec.validate()
-    files: dict[str, str] = {}
-    service = f"{spec.name}.service"
-    for listen in spec.listens:
-        mode = listen.options.get("mode", spec.mode)
-        lines = [
-            *_header(spec),
-            "[Unit]",
-            f"Description=osipc endpoint {listen.fdname}={listen.url} of {service}",
-            "",
-            "[Socket]",
-        ]
-        if listen.scheme == "fifo":
-            path = listen.name if listen.name.startswith("/") else None
-            lines.append(f"ListenFIFO={path or f'{spec.runtime_dir}/{listen.name}.fifo'}")
-            if "pipe_size" in listen.options:
-                lines.append(f"PipeSize={listen.options['pipe_size']}")
-        else:
-            lines.append(f"ListenMessageQueue=/{listen.name}")
-            if "maxmsg" in listen.options:
-                lines.append(f"MessageQueueMaxMessages={listen.options['maxmsg']}")
-                lines.append(f"MessageQueueMessageSize={listen.options['msgsize']}")
-        lines += [
-            f"FileDescriptorName={listen.fdname}",
-            f"Service={service}",
-            f"SocketMode={mode:04o}",
-        ]
-        if spec.user is not None:
-            if listen.scheme == "mq":
-                lines.append(
-                    "# SocketUser= does not chown queues: the queue belongs to the manager's user"
-                )
-            lines.append(f"SocketUser={spec.user}")
-        if spec.group is not None:
-            lines.append(f"SocketGroup={spec.group}")
-        lines.append("# Remove the FIFO or queue when the socket stops (systemd keeps queues).")
-        lines.append("RemoveOnStop=yes")
-        lines += [f"{key}={value}" for key, value in spec.socket_properties]
-        lines += ["", "[Install]", "WantedBy=sockets.target", ""]
-        files[spec.socket_unit(listen)] = "\n".join(lines)
+
+def _service(spec: UnitSpec) -> str:
     endpoints = ", ".join(f"{listen.fdname}={listen.url}" for listen in spec.listens)
     sockets = " ".join(spec.socket_unit(listen) for listen in spec.listens)
     lines = [
@@ -303,9 +332,28 @@ def render(spec: UnitSpec) -> dict[str, str]:
         "NotifyAccess=main",
         f"ExecStart={spec.exec_start}",
         f"Sockets={sockets}",
-        "# fifo://NAME resolves to the directory the socket units create FIFOs in",
-        f"Environment=OSIPC_RUNTIME_DIR={spec.runtime_dir}",
     ]
+    own = spec.own_runtime_dir()
+    if own is None:
+        lines += [
+            "# fifo://NAME resolves to the directory the socket units create FIFOs in",
+            f"Environment=OSIPC_RUNTIME_DIR={spec.runtime_dir}",
+        ]
+    else:
+        lines += [
+            "# It runs as another user than the manager, and osipc refuses a runtime dir that",
+            "# user does not own: what it makes by name (fifo://NAME, osipc's records) goes to",
+            f"# its own directory. The socket units' FIFOs stay in {spec.runtime_dir} and reach",
+            "# it as descriptors (osipc_systemd.endpoints()).",
+            f"RuntimeDirectory={own}",
+            f"RuntimeDirectoryMode={0o750 if spec.group is not None else 0o700:04o}",
+        ]
+        if not spec.dynamic_user:
+            # Kept at stop like osipc's own runtime dir. (With DynamicUser= a preserved
+            # one becomes a symlink into %t/private, which osipc refuses; DynamicUser=
+            # removes the service's IPC objects at stop anyway.)
+            lines.append("RuntimeDirectoryPreserve=yes")
+        lines.append(f"Environment=OSIPC_RUNTIME_DIR=%t/{own}")
     if spec.user is not None:
         lines.append(f"User={spec.user}")
     if spec.group is not None:
@@ -314,7 +362,18 @@ def render(spec: UnitSpec) -> dict[str, str]:
         lines.append(f"WatchdogSec={spec.watchdog:g}")
     lines += [f"{key}={value}" for key, value in spec.properties]
     lines.append("")
-    files[service] = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def render(spec: UnitSpec) -> dict[str, str]:
+    """File name -> contents for ``spec`` (validated first).
+
+    Raises:
+        osipc.InvalidArgument: as :meth:`UnitSpec.validate`.
+    """
+    spec.validate()
+    files = {spec.socket_unit(listen): _socket(spec, listen) for listen in spec.listens}
+    files[f"{spec.name}.service"] = _service(spec)
     return files
 
 

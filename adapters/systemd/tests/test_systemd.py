@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,24 @@ def _gone(url: str) -> bool:
     except osipc.NotFound:
         return True
     return False
+
+
+def _python(code: str) -> str:
+    """An ExecStart= line running ``code`` with this interpreter: hex needs no quoting
+    and holds no % or $ for systemd to expand, and no file other users must read."""
+    return f"{sys.executable} -c \"exec(bytes.fromhex('{textwrap.dedent(code).encode().hex()}'))\""
+
+
+def _attach(url: str, session: Any, timeout: float = 15.0, **options: Any) -> Any:
+    """A receiver on ``url`` once the service has created it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return osipc.receiver(url, create=False, **options)
+        except osipc.NotFound:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} never appeared\n{session.service_log()}") from None
+            time.sleep(0.05)
 
 
 def _units(
@@ -264,6 +283,64 @@ def test_checked_in_example_units_load(systemd: Any) -> None:
         assert state["LoadState"] == "loaded", (name, state)
     out = systemd.systemctl("show", "-p", "Listen", "cmdqueue-status.socket").stdout
     assert out.strip() == f"Listen={systemd.manager.runtime}/osipc/cmdqueue-status.fifo (FIFO)"
+
+
+AS_ANOTHER_USER = """
+import os, osipc, osipc_systemd
+with osipc_systemd.endpoints(codec="json") as eps:
+    requests = eps.receiver("requests")
+    osipc_systemd.ready()
+    reply = requests.recv(timeout=20)["reply"]
+    osipc.receiver("fifo://" + reply).close()  # by name, in its OSIPC_RUNTIME_DIR
+    made = osipc.info("fifo://" + reply)
+    runtime = os.environ["OSIPC_RUNTIME_DIR"]
+    with osipc.sender(f"mq://{reply}?maxmsg=2&msgsize=1024", codec="json") as tx:  # by name
+        tx.send({"uid": os.getuid(), "runtime": runtime, "runtime_owner": os.stat(runtime).st_uid,
+                 "fifo": made.path, "fifo_owner": made.owner})
+    requests.recv(timeout=20)  # the client has the answer
+    osipc.unlink("mq://" + reply)
+    osipc.unlink("fifo://" + reply)
+"""
+
+
+@pytest.mark.parametrize(
+    "who", [{"user": "nobody"}, {"properties": [("DynamicUser", "yes")]}], ids=["user", "dynamic"]
+)
+def test_a_service_of_another_user_makes_objects_by_name(
+    systemd: Any, osipc_names: Names, osipc_runtime: str, who: dict[str, Any]
+) -> None:
+    """The socket units create %t/osipc as the manager's user; the service gets its own
+    RuntimeDirectory= for what it makes by name, since osipc refuses another user's."""
+    unit, requests, reply = osipc_names("usr"), osipc_names("req"), osipc_names("rep")
+    files = _units(
+        unit,
+        osipc_runtime,
+        systemd,
+        f"requests=fifo://{requests}",
+        exec_start=_python(AS_ANOTHER_USER),
+        **who,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-requests.socket")
+    try:
+        # the client: root, so the FIFO SocketUser= gave the service is someone else's
+        with osipc.sender(f"fifo://{requests}", codec="json", trust_existing=True) as tx:
+            tx.send({"reply": reply})  # starts the service
+            with _attach(f"mq://{reply}", systemd, codec="json", trust_existing=True) as rx:
+                answer = rx.recv(timeout=10)
+            tx.send({"done": True})
+        state = systemd.manager.wait_for(
+            f"{unit}.service", lambda s: s["ActiveState"] in ("inactive", "failed")
+        )
+    finally:
+        osipc.unlink(f"mq://{reply}", missing_ok=True)
+    assert state["Result"] == "success", systemd.service_log()
+    own = f"{systemd.manager.runtime}/osipc-{unit}"
+    assert answer["runtime"] == own
+    assert answer["uid"] != 0 and answer["runtime_owner"] == answer["uid"]
+    assert answer["fifo"] == f"{own}/{reply}.fifo" and answer["fifo_owner"] == answer["uid"]
+    if "user" in who:
+        assert answer["uid"] == NOBODY
 
 
 DEFAULT_LAYOUT_CLIENT = """

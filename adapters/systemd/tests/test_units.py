@@ -69,11 +69,54 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
         "NotifyAccess": "main",
         "ExecStart": "/usr/bin/python3 /opt/jobs.py --verbose",
         "Sockets": "jobs-jobs.socket jobs-status.socket",
-        "Environment": "OSIPC_RUNTIME_DIR=%t/osipc",  # the service agrees with the sockets
+        # User=worker could not use %t/osipc (the manager's): it gets its own
+        "RuntimeDirectory": "osipc-jobs",
+        "RuntimeDirectoryMode": "0750",
+        "RuntimeDirectoryPreserve": "yes",
+        "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-jobs",
         "User": "worker",
         "Group": "clients",
         "WatchdogSec": "5",
     }
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc"}),  # the manager's user
+        (["--user", "root"], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc", "User": "root"}),
+        (
+            ["--property", "User=worker"],
+            {
+                "RuntimeDirectory": "osipc-s",
+                "RuntimeDirectoryMode": "0700",
+                "RuntimeDirectoryPreserve": "yes",
+                "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-s",
+                "User": "worker",
+            },
+        ),
+        (
+            # a preserved one would become a symlink into %t/private, which osipc refuses
+            ["--property", "DynamicUser=yes"],
+            {
+                "RuntimeDirectory": "osipc-s",
+                "RuntimeDirectoryMode": "0700",
+                "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-s",
+                "DynamicUser": "yes",
+            },
+        ),
+    ],
+)
+def test_a_service_of_another_user_gets_its_own_runtime_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], expected: dict[str, str]
+) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "fifo://x", *extra)
+    service = units["s.service"]["Service"]
+    for key in ("Type", "NotifyAccess", "ExecStart", "Sockets"):
+        del service[key]
+    assert service == expected
+    assert units["s-x.socket"]["Socket"]["ListenFIFO"] == "%t/osipc/x.fifo"  # not moved
+    capsys.readouterr()
 
 
 def test_runtime_dir_and_absolute_fifo_paths(tmp_path: Path) -> None:
