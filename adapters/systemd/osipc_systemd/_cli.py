@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="fifo://NAME, fifo:///PATH or mq://NAME[?maxmsg=N&msgsize=N&mode=0660]; "
         "FDNAME (FileDescriptorName=) defaults to the object's name",
     )
-    p.add_argument("--user", help="User= of the service and SocketUser=")
-    p.add_argument("--group", help="Group= of the service and SocketGroup=")
+    p.add_argument(
+        "--user", help="User= of the service; owner of its FIFOs (SocketUser=) and queues"
+    )
+    p.add_argument(
+        "--group", help="Group= of the service; group of its FIFOs (SocketGroup=) and queues"
+    )
     p.add_argument("--mode", type=_mode, default=0o600, help="SocketMode= (default 0600)")
     p.add_argument(
         "--runtime-dir",
@@ -68,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help="where the socket units create fifo://NAME, and the service's OSIPC_RUNTIME_DIR "
         "unless it runs as another user (then %%t/osipc-NAME, its own) "
         "(default %%t/osipc: /run/osipc for system units, like osipc's rule for root)",
+    )
+    p.add_argument(
+        "--mqueue-dir",
+        default=_units.DEFAULT_MQUEUE_DIR,
+        metavar="DIR",
+        help="where the mqueue file system is mounted: with --user/--group the socket units "
+        "chown their queues there (default /dev/mqueue, where systemd mounts it)",
     )
     p.add_argument("--description", help="Description= of the service")
     p.add_argument("--watchdog", type=float, metavar="SEC", help="WatchdogSec=")
@@ -135,6 +146,7 @@ def _unit(args: argparse.Namespace) -> int:
         group=args.group,
         mode=args.mode,
         runtime_dir=args.runtime_dir,
+        mqueue_dir=args.mqueue_dir,
         description=args.description,
         watchdog=args.watchdog,
         properties=[_units.parse_property(text, "--property") for text in args.property],

@@ -15,6 +15,7 @@ import osipc
 from osipc_systemd._activation import is_valid_name
 
 DEFAULT_RUNTIME_DIR = "%t/osipc"  # %t: /run for the system manager, $XDG_RUNTIME_DIR for --user
+DEFAULT_MQUEUE_DIR = "/dev/mqueue"  # where systemd mounts the mqueue file system (dev-mqueue.mount)
 _SCHEMES = ("fifo", "mq")
 _UNIT_OPTIONS = {"fifo": ("mode", "pipe_size"), "mq": ("maxmsg", "mode", "msgsize")}
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -163,12 +164,12 @@ def parse_property(text: str, what: str) -> tuple[str, str]:
 def _check_dir(what: str, value: str) -> str:
     if (
         not value.startswith(("/", "%"))
-        or any(c.isspace() or c in "\"'\\" for c in value)
+        or any(c.isspace() or c in "\"'\\;" for c in value)
         or value.endswith("/")
     ):
         raise osipc.InvalidArgument(
             f"{what} {value!r} must be an absolute path (systemd specifiers such as %t "
-            "allowed) without spaces, quotes or a trailing '/'"
+            "allowed) without spaces, quotes, ';' or a trailing '/'"
         )
     return value
 
@@ -196,6 +197,7 @@ class UnitSpec:
     watchdog: float | None = None
     properties: Sequence[tuple[str, str]] = ()
     socket_properties: Sequence[tuple[str, str]] = ()
+    mqueue_dir: str = DEFAULT_MQUEUE_DIR
 
     def validate(self) -> None:
         """Raises osipc.InvalidArgument naming the first rule broken."""
@@ -222,6 +224,7 @@ class UnitSpec:
         if self.description is not None:
             _check_value("--description", self.description)
         _check_dir("--runtime-dir", self.runtime_dir)
+        _check_dir("--mqueue-dir", self.mqueue_dir)
         if self.watchdog is not None and not self.watchdog > 0:
             raise osipc.InvalidArgument(f"--watchdog {self.watchdog!r} must be > 0 seconds")
 
@@ -263,6 +266,8 @@ class UnitSpec:
         words += ["--mode", f"{self.mode:04o}"]
         if self.runtime_dir != DEFAULT_RUNTIME_DIR:
             words += ["--runtime-dir", self.runtime_dir]
+        if self.mqueue_dir != DEFAULT_MQUEUE_DIR:
+            words += ["--mqueue-dir", self.mqueue_dir]
         if self.description is not None:
             words += ["--description", self.description]
         if self.watchdog is not None:
@@ -304,16 +309,23 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
         f"Service={spec.name}.service",
         f"SocketMode={mode:04o}",
     ]
-    if spec.user is not None:
-        if listen.scheme == "mq":
-            lines.append(
-                "# SocketUser= does not chown queues: the queue belongs to the manager's user"
-            )
-        lines.append(f"SocketUser={spec.user}")
-    if spec.group is not None:
-        lines.append(f"SocketGroup={spec.group}")
-    lines.append("# Remove the FIFO or queue when the socket stops (systemd keeps queues).")
-    lines.append("RemoveOnStop=yes")
+    owner = f"{spec.user or ''}{':' + spec.group if spec.group else ''}"
+    if listen.scheme == "fifo":
+        if spec.user is not None:
+            lines.append(f"SocketUser={spec.user}")
+        if spec.group is not None:
+            lines.append(f"SocketGroup={spec.group}")
+    elif owner:
+        lines += [
+            "# SocketUser=/SocketGroup= chown FIFOs and sockets, not queues: do it here",
+            f"# (needs the mqueue file system at {spec.mqueue_dir}, as systemd mounts it)",
+            f"ExecStartPost=/bin/chown {owner} {spec.mqueue_dir}/{listen.name}",
+        ]
+    lines += [
+        "# Remove the FIFO or queue when the socket stops: systemd keeps queues, and at its",
+        "# next start refuses one whose owner is not its own (SocketUser=, chown).",
+        "RemoveOnStop=yes",
+    ]
     lines += [f"{key}={value}" for key, value in spec.socket_properties]
     lines += ["", "[Install]", "WantedBy=sockets.target", ""]
     return "\n".join(lines)

@@ -391,3 +391,52 @@ def test_default_layout_serves_clients_by_name(systemd: Any, osipc_names: Names)
     systemd.systemctl("stop", f"{unit}.service", f"{unit}-commands.socket", f"{unit}-status.socket")
     assert systemd.client(GONE, status).strip() == "gone"  # RemoveOnStop=yes
     assert _gone(f"mq://{commands}")
+
+
+ECHO = """
+import osipc_systemd
+with osipc_systemd.endpoints() as eps:
+    osipc_systemd.ready()
+    print("got", eps.receiver("jobs").recv(timeout=20).decode(), flush=True)
+"""
+
+
+def test_a_group_member_reaches_a_queue_the_socket_unit_chowned(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    """SocketGroup= does not chown queues: the generated ExecStartPost= does, so --group
+    G --mode 0660 lets a member of G (here a process of uid and gid nobody) send."""
+    unit, queue = osipc_names("grp"), osipc_names("q")
+    files = _units(
+        unit,
+        osipc_runtime,
+        systemd,
+        f"jobs=mq://{queue}?maxmsg=2&msgsize=64",
+        exec_start=_python(ECHO),
+        group=str(NOBODY),
+        mode=0o660,
+        mqueue_dir=systemd.manager.mqueue,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-jobs.socket")
+    info = osipc.info(f"mq://{queue}")
+    assert (info.owner, info.mode) == (0, 0o660)
+    with runtime_for(NOBODY) as env:
+        peer(
+            """
+            import sys, osipc
+            with osipc.sender("mq://" + sys.argv[1], create=False, trust_existing=True) as tx:
+                tx.send(b"from a member of the group", timeout=5)
+            """,
+            queue,
+            user=NOBODY,
+            env=env,
+        )
+    state = systemd.manager.wait_for(
+        f"{unit}.service",
+        lambda s: "got" in systemd.service_log() and s["ActiveState"] in ("inactive", "failed"),
+    )
+    assert state["Result"] == "success", systemd.service_log()
+    assert "got from a member of the group" in systemd.service_log()
+    systemd.systemctl("stop", f"{unit}-jobs.socket")
+    assert _gone(f"mq://{queue}")

@@ -53,8 +53,8 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
         "FileDescriptorName": "jobs",
         "Service": "jobs.service",
         "SocketMode": "0660",
-        "SocketUser": "worker",
-        "SocketGroup": "clients",
+        # SocketUser=/SocketGroup= would not chown a queue
+        "ExecStartPost": "/bin/chown worker:clients /dev/mqueue/jobs",
         "RemoveOnStop": "yes",
     }
     fifo = units["jobs-status.socket"]["Socket"]
@@ -62,6 +62,7 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
     assert fifo["FileDescriptorName"] == "status"
     assert fifo["SocketMode"] == "0640"  # the URL's mode wins for its endpoint
     assert fifo["PipeSize"] == "65536"
+    assert (fifo["SocketUser"], fifo["SocketGroup"]) == ("worker", "clients")
     assert units["jobs-status.socket"]["Install"] == {"WantedBy": "sockets.target"}
     service = units["jobs.service"]["Service"]
     assert service == {
@@ -117,6 +118,30 @@ def test_a_service_of_another_user_gets_its_own_runtime_dir(
     assert service == expected
     assert units["s-x.socket"]["Socket"]["ListenFIFO"] == "%t/osipc/x.fifo"  # not moved
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("extra", "chown"),
+    [
+        (["--user", "worker"], "worker"),
+        (["--group", "clients"], ":clients"),
+        (["--user", "7", "--group", "8", "--mqueue-dir", "/mnt/mq"], "7:8"),
+    ],
+)
+def test_queues_are_chowned_where_the_mqueue_file_system_is(
+    tmp_path: Path, extra: list[str], chown: str
+) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q", *extra)
+    socket = units["s-q.socket"]["Socket"]
+    where = "/mnt/mq" if "--mqueue-dir" in extra else "/dev/mqueue"
+    assert socket["ExecStartPost"] == f"/bin/chown {chown} {where}/q"
+    assert "SocketUser" not in socket and "SocketGroup" not in socket
+    assert socket["RemoveOnStop"] == "yes"
+
+
+def test_without_user_or_group_queues_stay_the_managers(tmp_path: Path) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q")
+    assert "ExecStartPost" not in units["s-q.socket"]["Socket"]
 
 
 def test_runtime_dir_and_absolute_fifo_paths(tmp_path: Path) -> None:
