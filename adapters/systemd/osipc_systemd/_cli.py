@@ -97,8 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check",
         help="warn about settings that delete or hide IPC objects",
-        description="Report RemoveIPC=, DynamicUser=, PrivateIPC=, PrivateTmp= and "
-        "RuntimeDirectory= settings that delete or hide osipc's objects. "
+        description="Report RemoveIPC=, DynamicUser=, PrivateIPC=, PrivateTmp=, "
+        "RuntimeDirectory= and RemoveOnStop= settings that delete, hide or break osipc's "
+        "objects. Each file is read with its drop-ins (FILE.d/*.conf); a service's socket "
+        "units are looked for beside it. Drop-ins elsewhere are not seen: check the output "
+        "of `systemctl cat UNIT` saved to a file for the whole picture. "
         "Exit 1 when there is any.",
     )
     p.add_argument("files", nargs="+", metavar="UNIT_FILE")
@@ -155,10 +158,7 @@ def _unit(args: argparse.Namespace) -> int:
         ],
     )
     files = _units.render(spec)
-    service = dict(spec.properties)
-    if spec.user is not None:
-        service.setdefault("User", spec.user)
-    for message in _units.hazards(service, spec.runtime_dir, f"{spec.name}.service"):
+    for message in _units.check_units(files):
         _warn(message)
     if args.output:
         _write(args.output, files)

@@ -6,9 +6,10 @@ socket unit alike; with one unit each, ``endpoints()`` tells them apart by name.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import osipc
@@ -22,7 +23,8 @@ _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _PATH_CHARS = _KEY_CHARS | frozenset("._-+/")
 _TMP = ("/tmp/", "/var/tmp/")  # PrivateTmp= hides both
 _TRUE = ("1", "yes", "y", "true", "t", "on")
-_LISTS = ("Environment", "RuntimeDirectory")  # keys whose assignments add up
+# keys whose assignments add up (an empty assignment resets them)
+_LISTS = ("Environment", "ExecStartPost", "ListenFIFO", "RuntimeDirectory", "Sockets")
 _ROOT = ("", "root", "0")
 
 
@@ -389,38 +391,58 @@ def render(spec: UnitSpec) -> dict[str, str]:
     return files
 
 
+# -- hazards -----------------------------------------------------------------------------
+
+
 def _enabled(settings: Mapping[str, str], key: str) -> bool:
     return settings.get(key, "").strip().lower() in _TRUE
 
 
+def _under(path: str, entry: str) -> bool:
+    """Whether ``path`` lies in the RuntimeDirectory= ``entry`` (%t or /run spelled)."""
+    tops = (f"%t/{entry}", f"/run/{entry}")
+    return any(path == top or path.startswith(top + "/") for top in tops)
+
+
 def hazards(
-    service: Mapping[str, str], runtime_dir: str | None, unit: str = "the service"
+    service: Mapping[str, str],
+    unit: str = "the service",
+    *,
+    runtime_dir: str | None = None,
+    fifo_dirs: Iterable[str] = (),
 ) -> list[str]:
     """Warnings for [Service] settings that delete or hide osipc's kernel objects.
 
-    ``service`` maps each key to its last value; ``runtime_dir`` is where the service's
-    FIFOs live (OSIPC_RUNTIME_DIR), if known.
+    ``service`` maps each key to its value (lists joined); ``runtime_dir`` is the
+    service's OSIPC_RUNTIME_DIR, where it makes FIFOs by name, and ``fifo_dirs`` the
+    directories its socket units create FIFOs in.
     """
     warnings: list[str] = []
-    user = service.get("User", "").strip()
+    owners = [
+        f"{key}={value}"
+        for key in ("User", "Group")
+        if (value := service.get(key, "").strip()) not in _ROOT
+    ]
     if _enabled(service, "DynamicUser"):
         warnings.append(
             f"DynamicUser=yes in {unit} implies RemoveIPC=yes and PrivateTmp=yes: queues, "
             "shm:// rings and semaphores the service creates are deleted whenever it stops, "
-            "and its uid (owner of what it creates) changes with every start"
+            "and its uid is allocated at each start (systemd tries to reuse the last one, "
+            "but it may differ), so clients cannot rely on who owns what it makes"
         )
-    elif _enabled(service, "RemoveIPC") and user not in ("", "root", "0"):
+    elif _enabled(service, "RemoveIPC") and owners:
         warnings.append(
             f"RemoveIPC=yes in {unit}: when it stops, systemd deletes every System V and "
-            f"POSIX IPC object owned by User={user}: queues, shm:// rings and semaphores "
-            "the service created by name vanish (the socket units' queues belong to the "
-            "manager and survive)"
+            f"POSIX IPC object owned by {' or '.join(owners)}: mq://, sysv+ and shm:// "
+            "objects the service created by name vanish, and so do the socket units' "
+            "queues while they still listen if they belong to that user or group "
+            "(osipc-systemd unit chowns them to --user/--group)"
         )
     if _enabled(service, "PrivateIPC"):
         warnings.append(
-            f"PrivateIPC=yes in {unit}: the service gets its own IPC namespace; inherited "
-            "queues still work, but mq://, shm:// and sysv+ endpoints it opens by name are "
-            "invisible to every other process"
+            f"PrivateIPC=yes in {unit}: the service gets its own IPC namespace: mq:// and "
+            "sysv+ objects it opens by name are invisible to every other process and vanish "
+            "with it; inherited queues and shm:// rings (in /dev/shm) still work"
         )
     private_tmp = _enabled(service, "PrivateTmp") or _enabled(service, "DynamicUser")
     if private_tmp and runtime_dir is not None and f"{runtime_dir}/".startswith(_TMP):
@@ -428,11 +450,11 @@ def hazards(
             f"PrivateTmp=yes in {unit}: it sees its own /tmp, so FIFOs it creates in "
             f"{runtime_dir} are invisible to clients"
         )
-    if runtime_dir is not None and not _enabled(service, "RuntimeDirectoryPreserve"):
-        for entry in service.get("RuntimeDirectory", "").split():
-            if runtime_dir in (f"%t/{entry}", f"/run/{entry}") or runtime_dir.startswith(
-                (f"%t/{entry}/", f"/run/{entry}/")
-            ):
+    entries = service.get("RuntimeDirectory", "").split()
+    preserve = service.get("RuntimeDirectoryPreserve", "").strip().lower()
+    if preserve not in _TRUE:
+        for entry in entries:
+            if any(_under(path, entry) for path in fifo_dirs):
                 warnings.append(
                     f"RuntimeDirectory={entry} in {unit}: systemd deletes that directory "
                     "whenever the service stops, and with it the FIFOs the socket units "
@@ -440,11 +462,38 @@ def hazards(
                     "or add RuntimeDirectoryPreserve=yes"
                 )
                 break
+    if _enabled(service, "DynamicUser") and preserve not in ("", "no", "0", "false", "off"):
+        for entry in entries:
+            if runtime_dir is not None and _under(runtime_dir, entry):
+                warnings.append(
+                    f"RuntimeDirectoryPreserve={preserve} with DynamicUser=yes in {unit}: "
+                    f"systemd makes %t/{entry} a symlink into %t/private, and osipc refuses "
+                    "a runtime directory that is a symlink; drop RuntimeDirectoryPreserve="
+                )
+                break
     return warnings
 
 
+def _socket_hazards(socket: Mapping[str, str], unit: str) -> list[str]:
+    remove = socket.get("RemoveOnStop", "").strip().lower()
+    if remove in _TRUE:
+        return []
+    owners = [socket.get(key, "").strip() for key in ("SocketUser", "SocketGroup")]
+    fifo = bool(socket.get("ListenFIFO")) and any(owner not in _ROOT for owner in owners)
+    queue = bool(socket.get("ListenMessageQueue")) and "/chown " in socket.get("ExecStartPost", "")
+    if not (fifo or queue):
+        return []
+    return [
+        f"RemoveOnStop={remove or 'no'} in {unit}: its {'FIFO' if fifo else 'queue'} gets "
+        "another owner after systemd creates it, and systemd refuses an existing one whose "
+        "owner is not its own: the socket fails (Result=resources) at its next start "
+        "unless the object is removed at stop; keep RemoveOnStop=yes"
+    ]
+
+
 def read_unit(text: str) -> dict[str, dict[str, str]]:
-    """Section -> key -> last value of a unit file (comments and continuations handled)."""
+    """Section -> key -> value of a unit file (comments and continuations handled; the
+    assignments of list keys such as Environment= add up, others keep the last)."""
     sections: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     pending = ""
@@ -462,26 +511,86 @@ def read_unit(text: str) -> dict[str, dict[str, str]]:
         key, eq, value = line.partition("=")
         if eq and current is not None:
             key, value = key.strip(), value.strip()
-            if key in _LISTS and value and key in current:
+            if key in _LISTS and value and current.get(key):
                 value = f"{current[key]} {value}"
             current[key] = value
     return sections
 
 
-def check_files(paths: Iterable[str]) -> list[str]:
-    """The :func:`hazards` of each .service file among ``paths``, prefixed by its name."""
+def _runtime_of(service: Mapping[str, str]) -> str:
+    environment = service.get("Environment", "")
+    found = DEFAULT_RUNTIME_DIR
+    for word in shlex.split(environment) if environment else []:
+        if word.startswith("OSIPC_RUNTIME_DIR="):
+            found = word.partition("=")[2]
+    return found
+
+
+def check_units(
+    units: Mapping[str, str], find: Callable[[str], str | None] | None = None
+) -> list[str]:
+    """The hazards of unit files given as name -> text (drop-ins appended), prefixed by
+    the unit's name. A service's socket units (Sockets=, else NAME.socket) are looked
+    up in ``units``, then through ``find`` (name -> text or None)."""
     warnings: list[str] = []
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            sections = read_unit(handle.read())
+    for name, text in units.items():
+        sections = read_unit(text)
+        if "Socket" in sections:
+            warnings += _socket_hazards(sections["Socket"], name)
         service = sections.get("Service")
         if service is None:
             continue
-        runtime = None
-        environment = service.get("Environment", "")
-        for word in shlex.split(environment) if environment else []:
-            if word.startswith("OSIPC_RUNTIME_DIR="):
-                runtime = word.partition("=")[2]
-        name = os.path.basename(path)
-        warnings += hazards(service, runtime or DEFAULT_RUNTIME_DIR, name)
+        fifo_dirs: set[str] = set()
+        stem_ = name.rpartition(".")[0]
+        for socket_name in service.get("Sockets", "").split() or [f"{stem_}.socket"]:
+            socket_text = units.get(socket_name)
+            if socket_text is None and find is not None:
+                socket_text = find(socket_name)
+            listen = read_unit(socket_text or "").get("Socket", {}).get("ListenFIFO", "")
+            fifo_dirs.update(os.path.dirname(path) for path in listen.split())
+        runtime = _runtime_of(service)
+        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs or {runtime})
     return warnings
+
+
+def _read_with_dropins(path: str) -> str | None:
+    """The unit file and its drop-ins next to it (``PATH.d/*.conf``, in name order), as
+    systemd reads them; None if ``path`` does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parts = [handle.read()]
+    except FileNotFoundError:
+        return None
+    dropins = f"{path}.d"
+    if os.path.isdir(dropins):
+        for entry in sorted(os.listdir(dropins)):
+            if entry.endswith(".conf"):
+                with open(os.path.join(dropins, entry), encoding="utf-8") as handle:
+                    parts.append(handle.read())
+    return "\n".join(parts)
+
+
+def check_files(paths: Iterable[str]) -> list[str]:
+    """:func:`check_units` for unit files, each with the drop-ins next to it; a service's
+    socket units are also looked for beside it.
+
+    Raises:
+        OSError: a file cannot be read (FileNotFoundError for a missing one).
+    """
+    units: dict[str, str] = {}
+    directories: list[str] = []
+    for path in paths:
+        text = _read_with_dropins(path)
+        if text is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        units[os.path.basename(path)] = text
+        directories.append(os.path.dirname(path) or ".")
+
+    def find(name: str) -> str | None:
+        for directory in directories:
+            text = _read_with_dropins(os.path.join(directory, name))
+            if text is not None:
+                return text
+        return None
+
+    return check_units(units, find)

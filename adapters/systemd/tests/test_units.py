@@ -221,14 +221,22 @@ def test_examples_are_up_to_date(tmp_path: Path) -> None:
 
 
 HAZARDS = [
-    (["--user", "worker", "--property", "RemoveIPC=yes"], "RemoveIPC=yes in x.service"),
-    (["--property", "DynamicUser=yes"], "DynamicUser=yes in x.service implies RemoveIPC=yes"),
+    (["--user", "worker", "--property", "RemoveIPC=yes"], "owned by User=worker:"),
+    (["--group", "clients", "--property", "RemoveIPC=yes"], "owned by Group=clients:"),
+    (
+        ["--property", "DynamicUser=yes"],
+        "DynamicUser=yes in x.service implies RemoveIPC=yes and PrivateTmp=yes",
+    ),
     (["--property", "PrivateIPC=true"], "PrivateIPC=yes in x.service"),
     (
         ["--property", "PrivateTmp=yes", "--runtime-dir", "/tmp/osipc-x"],
         "FIFOs it creates in /tmp/osipc-x are invisible",
     ),
     (["--property", "RuntimeDirectory=osipc"], "RuntimeDirectory=osipc in x.service"),
+    (
+        ["--user", "worker", "--socket-property", "RemoveOnStop=no"],
+        "RemoveOnStop=no in x-x.socket: its FIFO gets another owner",
+    ),
 ]
 
 
@@ -242,9 +250,62 @@ def test_settings_that_delete_or_hide_objects_are_warned_about(
     err = capsys.readouterr().err
     assert err.startswith("osipc-systemd: warning: ") and warning in err
     assert err.count("\n") == 1
-    # and `check` finds the same in the written file
-    assert main(["check", str(out / "x.service")]) == 1
+    # and `check` finds the same in the written files
+    assert main(["check", *(str(path) for path in out.iterdir())]) == 1
     assert warning in capsys.readouterr().err
+
+
+def test_the_private_ipc_warning_names_what_it_hides(capsys: pytest.CaptureFixture[str]) -> None:
+    """An IPC namespace has its own mqueue and SysV objects; /dev/shm is not part of it."""
+    main(["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x", "--property", "PrivateIPC=1"])
+    err = capsys.readouterr().err
+    assert "mq:// and sysv+ objects it opens by name are invisible" in err
+    assert "shm:// rings (in /dev/shm) still work" in err
+
+
+def test_a_chowned_queue_kept_at_stop_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--group", "clients"]
+    assert main([*args, "--socket-property", "RemoveOnStop=no", "--output", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "RemoveOnStop=no in x-q.socket: its queue gets another owner" in err
+
+
+def test_dynamic_user_with_a_preserved_runtime_dir_is_warned_about(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x"]
+    preserve = ["--property", "DynamicUser=yes", "--property", "RuntimeDirectoryPreserve=yes"]
+    assert main([*args, *preserve]) == 0
+    err = capsys.readouterr().err
+    assert "makes %t/osipc-x a symlink into %t/private, and osipc refuses" in err
+
+
+def test_check_reads_drop_ins_and_the_socket_units_beside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "units"
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x", "--runtime-dir", "/run/p"]
+    elsewhere = ["--property", "Environment=OSIPC_RUNTIME_DIR=/run/elsewhere"]
+    assert main([*args, *elsewhere, "--output", str(out)]) == 0
+    capsys.readouterr()
+    service = str(out / "x.service")
+    assert main(["check", service]) == 0
+    dropins = out / "x.service.d"
+    dropins.mkdir()
+    (dropins / "10-private.conf").write_text("[Service]\nPrivateIPC=yes\n")
+    (dropins / "20-runtime.conf").write_text("[Service]\nRuntimeDirectory=p\n")
+    (dropins / "30-ignored.txt").write_text("[Service]\nRemoveIPC=yes\n")
+    assert main(["check", service]) == 1
+    err = capsys.readouterr().err
+    assert "PrivateIPC=yes in x.service" in err
+    # the FIFOs are where the socket unit beside it says: ListenFIFO=/run/p/x.fifo
+    assert "RuntimeDirectory=p in x.service" in err
+    assert "RemoveIPC" not in err and err.count("\n") == 2
+    (out / "x-x.socket").unlink()  # then only the service's own OSIPC_RUNTIME_DIR is known
+    assert main(["check", service]) == 1
+    assert "RuntimeDirectory=p" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -252,9 +313,11 @@ def test_settings_that_delete_or_hide_objects_are_warned_about(
     [
         [],
         ["--property", "RemoveIPC=yes"],  # root's objects are never removed
+        ["--group", "root", "--property", "RemoveIPC=yes"],
         ["--property", "RuntimeDirectory=osipc", "--property", "RuntimeDirectoryPreserve=yes"],
         ["--property", "PrivateTmp=yes"],  # the FIFOs are in %t, not /tmp
         ["--property", "RuntimeDirectory=other"],
+        ["--user", "worker", "--group", "clients"],  # its own, preserved, runtime dir
     ],
 )
 def test_harmless_settings_pass_quietly(
