@@ -125,7 +125,8 @@ def _warn(message: str) -> None:
 def _write(directory: str, files: dict[str, str]) -> None:
     os.makedirs(directory, exist_ok=True)
     for name, text in files.items():
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        # not ".NAME.XXXX": a unit name may be 255 characters, the longest a file name can be
+        fd, temporary = tempfile.mkstemp(prefix=".osipc-systemd-", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -17,6 +17,8 @@ from osipc_systemd._activation import is_valid_name
 
 DEFAULT_RUNTIME_DIR = "%t/osipc"  # %t: /run for the system manager, $XDG_RUNTIME_DIR for --user
 DEFAULT_MQUEUE_DIR = "/dev/mqueue"  # where systemd mounts the mqueue file system (dev-mqueue.mount)
+UNIT_NAME_MAX = 255  # systemd's limit for a unit name, suffix included
+NAME_MAX = 255  # one path component
 _SCHEMES = ("fifo", "mq")
 _UNIT_OPTIONS = {"fifo": ("mode", "pipe_size"), "mq": ("maxmsg", "mode", "msgsize")}
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -100,6 +102,12 @@ def parse_listen(text: str) -> Listen:
                 f"--listen {text!r}: the FIFO path must be absolute, normalised and made "
                 "of A-Z a-z 0-9 . _ - + / characters"
             )
+        longest = max(name.split("/"), key=len)
+        if len(longest) > NAME_MAX:
+            raise osipc.InvalidArgument(
+                f"--listen {shorten(text)}: the path component {shorten(longest)} is "
+                f"{len(longest)} characters long; file systems allow {NAME_MAX}: shorten it"
+            )
         default_fdname = stem(name)
     else:
         name = location
@@ -135,6 +143,11 @@ def parse_listen(text: str) -> Listen:
             "A-Z a-z 0-9 . _ - not starting with '.' (it names the socket unit too)"
         )
     return Listen(fdname, scheme, name, options, text)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters so an error stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def stem(path: str) -> str:
@@ -205,7 +218,7 @@ class UnitSpec:
         """Raises osipc.InvalidArgument naming the first rule broken."""
         if not is_valid_name(self.name):
             raise osipc.InvalidArgument(
-                f"unit name {self.name!r} must be 1-200 characters of A-Z a-z 0-9 . _ - "
+                f"unit name {shorten(self.name)} must be 1-200 characters of A-Z a-z 0-9 . _ - "
                 "not starting with '.'"
             )
         _check_value("--exec", self.exec_start)
@@ -219,6 +232,14 @@ class UnitSpec:
                 raise osipc.InvalidArgument(
                     f"the {what} {dupes[0]!r} is given twice; every --listen needs its own "
                     "(name one with --listen FDNAME=URL)"
+                )
+        for listen in self.listens:
+            unit = self.socket_unit(listen)
+            if len(unit) > UNIT_NAME_MAX:
+                raise osipc.InvalidArgument(
+                    f"the socket unit name {shorten(unit)} would be {len(unit)} characters "
+                    f"long; systemd allows {UNIT_NAME_MAX}: shorten NAME or the descriptor "
+                    "name (--listen FDNAME=URL)"
                 )
         for value, what in ((self.user, "--user"), (self.group, "--group")):
             if value is not None:

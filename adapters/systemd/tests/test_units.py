@@ -364,6 +364,34 @@ def test_bad_input_is_one_line_and_exit_1(
     assert message in captured.err
 
 
+@pytest.mark.parametrize(
+    ("name", "listen", "message"),
+    [
+        ("n" * 200, f"{'f' * 60}=mq://x", "socket unit name 'nnn"),
+        ("svc", f"fifo:///run/{'a' * 256}", "is 256 characters long; file systems allow 255"),
+    ],
+)
+def test_names_too_long_for_systemd_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, listen: str, message: str
+) -> None:
+    """Not a 'File name too long' from the file system, nor a 300-character line."""
+    assert (
+        main(["unit", name, "--exec", "/bin/true", "--listen", listen, "--output", str(tmp_path)])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and len(err) < 400
+    assert list(tmp_path.iterdir()) == []
+    if name != "svc":
+        assert "would be 268 characters long; systemd allows 255: shorten NAME" in err
+
+
+def test_the_longest_names_systemd_allows_are_written(tmp_path: Path) -> None:
+    fdname = "f" * (255 - 200 - len("-.socket"))
+    units = generate(tmp_path, "n" * 200, "--exec", "/bin/true", "--listen", f"{fdname}=mq://x")
+    assert max(len(name) for name in units) == 255
+
+
 def test_bad_unit_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["unit", "../evil", "--exec", "/bin/true", "--listen", "mq://x"]) == 1
     assert "unit name '../evil'" in capsys.readouterr().err
