@@ -17,6 +17,7 @@ from typing import Any
 
 import osipc_systemd
 import pytest
+from _helpers import NOBODY, need_root, peer, runtime_for
 
 import osipc
 
@@ -387,6 +388,59 @@ def test_run_refuses_what_it_cannot_pass(listen: str, message: str, cli: Activat
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("listens", "message"),
+    [
+        (["a:b=fifo://{f}"], "the descriptor name 'a:b' must be 1-200 characters"),
+        (["fifo:///tmp/{f}:x.fifo"], "the descriptor name '{f}:x' must be"),
+        (["j=fifo://{f}", "j=mq://{q}"], "the descriptor name 'j' is given twice"),
+        (["{q}=fifo://{f}", "mq://{q}"], "the descriptor name '{q}' is given twice"),
+        (["a=mq://{q}", "b=mq://{q}?maxmsg=2&msgsize=64"], "the endpoint mq://{q} is given twice"),
+        (["mq://{q}", "shm://{f}"], "only fifo:// and mq://"),
+    ],
+)
+def test_run_refuses_names_systemd_could_not_pass_before_making_anything(
+    osipc_names: Callable[[str], str], cli: Activate, listens: list[str], message: str
+) -> None:
+    """':' separates LISTEN_FDNAMES: such a name broke it, and the service then blamed
+    systemd. Every check comes before any object is made (the leak check sees to it)."""
+    names = {"f": osipc_names("f"), "q": osipc_names("q")}
+    args = [arg for text in listens for arg in ("--listen", text.format(**names))]
+    done = cli("run", *args, "--", "true")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and message.format(**names) in done.stderr
+
+
+def test_run_refuses_a_fifo_or_queue_another_user_planted(
+    osipc_names: Callable[[str], str], osipc_runtime: str, cli: Activate
+) -> None:
+    """As systemd refuses them: a squatter's object is never handed to the service."""
+    need_root("objects owned by another user")
+    fifo, queue = osipc_names("f"), osipc_names("q")
+    path = os.path.join(osipc_runtime, f"{fifo}.fifo")
+    os.mkfifo(path, 0o600)
+    os.chown(path, NOBODY, NOBODY)
+    with runtime_for(NOBODY) as env:
+        peer(
+            """
+            import sys, osipc
+            osipc.receiver("mq://" + sys.argv[1], maxmsg=2, msgsize=64).close()
+            """,
+            queue,
+            user=NOBODY,
+            env=env,
+        )
+    try:
+        for url in (f"fifo://{fifo}", f"mq://{queue}"):
+            done = cli("run", "--listen", url, "--", "true")
+            assert done.returncode == 1, done.stderr
+            assert f"created by uid {NOBODY}, not by you" in done.stderr
+            assert "trust_existing" in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        os.unlink(path)
+        osipc.unlink(f"mq://{queue}", missing_ok=True)
 
 
 def test_run_reports_a_missing_command(osipc_names: Callable[[str], str], cli: Activate) -> None:
