@@ -4,6 +4,7 @@ it), exactly what the manager hands a service. Also ``osipc-systemd run``."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -282,6 +283,25 @@ def test_typed_accessors_say_what_an_endpoint_is(osipc_names: Callable[[str], st
         osipc.unlink(url)
     assert eps == {}
     eps.close()  # twice is fine
+
+
+def test_close_reports_a_descriptor_it_could_not_close(
+    osipc_names: Callable[[str], str],
+) -> None:
+    url = f"fifo://{osipc_names('f')}"
+    rx = osipc.receiver(url)
+    not_open = 1_000_000  # above any fd limit: never open, never recycled
+    eps = osipc_systemd.Endpoints(raw=not_open, rx=rx)
+    try:
+        with pytest.raises(osipc.TransportError, match=r"close fd 1000000 of endpoint 'raw'") as e:
+            eps.close()
+        assert e.value.errno == errno.EBADF and "something else closed it" in str(e.value)
+        assert rx.closed  # the others are closed all the same
+        assert eps == {}
+        eps.close()  # and a second close does nothing
+    finally:
+        rx.close()
+        osipc.unlink(url)
 
 
 # -- osipc-systemd run ------------------------------------------------------------------
