@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import sys
 import textwrap
@@ -199,12 +200,33 @@ with osipc_systemd.Watchdog() as dog:
 """
 
 
-def test_the_watchdog_kills_a_silent_service_and_spares_a_pinging_one(
+WEDGED = """
+import time, osipc_systemd
+start = time.monotonic()
+with osipc_systemd.Watchdog(healthy=lambda: time.monotonic() - start < 3) as dog:
+    osipc_systemd.ready(status="healthy for 3 s")
+    time.sleep(60)
+"""
+
+
+def _lifetime(manager: Any, unit: str) -> float:
+    keys = "ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic"
+    out = manager.systemctl("show", "-p", keys, unit).stdout
+    stamps = dict(line.partition("=")[::2] for line in out.splitlines())
+    start, end = (int(stamps[key]) for key in keys.split(","))
+    return (end - start) / 1e6
+
+
+def test_the_watchdog_kills_a_silent_or_unhealthy_service_and_spares_a_pinging_one(
     systemd: Any, osipc_names: Names
 ) -> None:
-    silent, alive = osipc_names("silent"), osipc_names("alive")
-    # the timer runs from exec: leave the pinging one 2 s to start Python on a busy host
-    for unit, code, timeout in ((silent, SILENT, "1"), (alive, KEEPALIVE, "2")):
+    silent, alive, wedged = osipc_names("silent"), osipc_names("alive"), osipc_names("wedged")
+    # the timer runs from exec: leave the pinging ones 2 s to start Python on a busy host
+    for unit, code, timeout in (
+        (silent, SILENT, "1"),
+        (alive, KEEPALIVE, "2"),
+        (wedged, WEDGED, "2"),
+    ):
         systemd.run(
             unit,
             [sys.executable, "-c", code],
@@ -223,6 +245,83 @@ def test_the_watchdog_kills_a_silent_service_and_spares_a_pinging_one(
     time.sleep(max(0.0, 4.5 - (time.monotonic() - started)))  # over two of its timeouts
     state = systemd.manager.show(f"{alive}.service")
     assert (state["ActiveState"], state["StatusText"]) == ("active", "pinging every 1.0s")
+    # healthy=False stops the pings of a live thread: systemd kills the service, after
+    # it outlived WatchdogSec=2 (which a service that never pinged cannot do)
+    state = systemd.manager.wait_for(
+        f"{wedged}.service", lambda s: s["ActiveState"] in ("failed", "inactive"), timeout=15
+    )
+    assert state["Result"] == "watchdog", systemd.service_log()
+    assert _lifetime(systemd.manager, f"{wedged}.service") > 2.5
+
+
+GRACEFUL = """
+import signal, time, osipc_systemd
+stop = []
+signal.signal(signal.SIGTERM, lambda signo, frame: stop.append(signo))
+osipc_systemd.ready()
+while not stop:
+    time.sleep(0.02)
+osipc_systemd.stopping(status="draining")
+osipc_systemd.extend_timeout(10)
+time.sleep(1.5)  # longer than TimeoutStopSec=1
+"""
+
+
+def test_stopping_and_extend_timeout_reach_the_manager(systemd: Any, osipc_names: Names) -> None:
+    unit = osipc_names("graceful")
+    systemd.run(
+        unit, [sys.executable, "-c", GRACEFUL], "-p", "Type=notify", "-p", "TimeoutStopSec=1"
+    )
+    systemd.manager.wait_for(f"{unit}.service", lambda s: s["ActiveState"] == "active")
+    asked = time.monotonic()
+    systemd.systemctl("stop", "--no-block", f"{unit}.service")
+    state = systemd.manager.wait_for(f"{unit}.service", lambda s: s["StatusText"] == "draining")
+    assert state["ActiveState"] == "deactivating", state
+    state = systemd.manager.wait_for(
+        f"{unit}.service", lambda s: s["ActiveState"] != "deactivating"
+    )
+    # not killed at TimeoutStopSec=1 (that leaves it failed, Result=timeout): the
+    # extension was honoured, and it stopped on its own after its 1.5 s
+    assert state["Result"] == "success", systemd.service_log()
+    assert time.monotonic() - asked > 1.4
+
+
+STREAM = """
+import osipc_systemd
+with osipc_systemd.endpoints() as eps:
+    server = eps.socket("conn")
+    osipc_systemd.ready()
+    connection, _ = server.accept()
+    with connection:
+        connection.sendall(b"hello, " + connection.recv(100))
+"""
+
+
+def test_a_listen_stream_socket_arrives_as_a_socket(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    unit = osipc_names("stream")
+    path = os.path.join(osipc_runtime, "conn.sock")
+    systemd.run(
+        unit,
+        [sys.executable, "-c", STREAM],
+        f"--socket-property=ListenStream={path}",
+        "--socket-property=FileDescriptorName=conn",
+        "--socket-property=RemoveOnStop=yes",
+        "-p",
+        "Type=notify",
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(path)  # starts the service
+        client.sendall(b"socket")
+        assert client.recv(100) == b"hello, socket", systemd.service_log()
+    state = systemd.manager.wait_for(
+        f"{unit}.service", lambda s: s["ActiveState"] in ("inactive", "failed")
+    )
+    assert state["Result"] == "success", systemd.service_log()
+    systemd.systemctl("stop", f"{unit}.socket")
+    assert not os.path.exists(path)
 
 
 def test_the_manager_refuses_a_fifo_another_user_planted(
