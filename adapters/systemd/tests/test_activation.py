@@ -4,6 +4,7 @@ it), exactly what the manager hands a service. Also ``osipc-systemd run``."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -315,10 +316,11 @@ def _notify_listener() -> tuple[socket.socket, str]:
     return sock, "@" + name
 
 
-def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> None:
-    commands, status = osipc_names("cmd"), osipc_names("st")
+@contextlib.contextmanager
+def _example_daemon(commands: str, status: str) -> Iterator[tuple[subprocess.Popen[str], Any]]:
+    """examples/cmdqueue.py under `osipc-systemd run`, with a notify socket; the daemon
+    and the listener, both cleaned up with the two endpoints."""
     listener, address = _notify_listener()
-    env = dict(os.environ, NOTIFY_SOCKET=address)
     daemon = subprocess.Popen(
         [
             sys.executable,
@@ -333,13 +335,26 @@ def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> 
             sys.executable,
             os.path.join(EXAMPLES, "cmdqueue.py"),
         ],
-        env=env,
+        env=dict(os.environ, NOTIFY_SOCKET=address),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert listener.recv(4096) == b"READY=1\nSTATUS=waiting for commands"
+        yield daemon, listener
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        listener.close()
+        for url in (f"mq://{commands}", f"fifo://{status}"):
+            osipc.unlink(url, missing_ok=True)
+
+
+def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> None:
+    commands, status = osipc_names("cmd"), osipc_names("st")
+    with _example_daemon(commands, status) as (daemon, listener):
         with (
             osipc.sender(f"mq://{commands}", codec="json") as tx,
             osipc.receiver(f"fifo://{status}", codec="json") as rx,
@@ -353,13 +368,48 @@ def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> 
             tx.send({"cmd": "stop"})
         _, err = daemon.communicate(timeout=10)
         assert daemon.returncode == 0, err
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
-        listener.close()
-        for url in (f"mq://{commands}", f"fifo://{status}"):
-            osipc.unlink(url, missing_ok=True)
+
+
+def test_the_example_daemon_pops_skips_junk_and_drains_at_exit(
+    osipc_names: Callable[[str], str],
+) -> None:
+    commands, status = osipc_names("cmd"), osipc_names("st")
+    with _example_daemon(commands, status) as (daemon, listener):
+        with (
+            osipc.sender(f"mq://{commands}", codec="json") as tx,
+            osipc.sender(f"mq://{commands}") as raw,
+            osipc.receiver(f"fifo://{status}", codec="json") as rx,
+        ):
+            for command in ({"cmd": "push", "job": "a"}, {"cmd": "push", "job": "b"}):
+                tx.send(command)
+            tx.send({"cmd": "pop"})  # drops the oldest
+            tx.send({"cmd": "dance"})
+            tx.send([1, 2])  # JSON, but not a command
+            raw.send(b"{not json")
+            tx.send({"cmd": "status", "id": 1})
+            answer = rx.recv(timeout=10)
+            assert answer["jobs"] == ["b"]
+            assert answer["handled"] == 6  # the message that is not JSON does not count
+            tx.send({"cmd": "status", "id": 2})  # an answer nobody reads
+            tx.send({"cmd": "stop"})
+            _, err = daemon.communicate(timeout=10)
+            assert daemon.returncode == 0, err
+            # it drained the FIFO before exiting: under systemd, data left in it would
+            # look like traffic and start the daemon again at once
+            with pytest.raises((osipc.Timeout, osipc.EndOfStream)):
+                rx.recv(timeout=0)
+        assert "unknown command {'cmd': 'dance'}" in err
+        assert "unknown command [1, 2]" in err
+        assert "ignoring a message that is not JSON" in err
+        listener.setblocking(False)
+        statuses = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                statuses.append(listener.recv(4096))
+        assert statuses[-2:] == [
+            b"STATUS=7 commands handled, 1 jobs queued",
+            b"STOPPING=1\nSTATUS=stopping after 8 commands",  # stop counts too
+        ]
 
 
 def test_run_passes_descriptors_like_the_manager(
