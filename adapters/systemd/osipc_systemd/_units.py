@@ -272,10 +272,14 @@ class UnitSpec:
         theirs as the manager's user: a service with User= or DynamicUser= could not make
         a single object by name there.
         """
-        user = self.user if self.user is not None else _last(self.properties, "User")
-        if self.dynamic_user or (user or "").strip() not in _ROOT:
+        if self.dynamic_user or (self.service_setting("User") or "").strip() not in _ROOT:
             return f"osipc-{self.name}"
         return None
+
+    def service_setting(self, key: str) -> str | None:
+        """User= or Group= as systemd reads the service: a --property comes last."""
+        found = _last(self.properties, key)
+        return found if found is not None else {"User": self.user, "Group": self.group}[key]
 
     def command(self) -> str:
         """The command line that regenerates these files (without --output)."""
@@ -381,7 +385,7 @@ def _service(spec: UnitSpec) -> str:
             f"# its own directory. The socket units' FIFOs stay in {spec.runtime_dir} and reach",
             "# it as descriptors (osipc_systemd.endpoints()).",
             f"RuntimeDirectory={own}",
-            f"RuntimeDirectoryMode={0o750 if spec.group is not None else 0o700:04o}",
+            f"RuntimeDirectoryMode={0o750 if spec.service_setting('Group') else 0o700:04o}",
         ]
         if not spec.dynamic_user:
             # Kept at stop like osipc's own runtime dir. (With DynamicUser= a preserved

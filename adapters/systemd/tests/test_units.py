@@ -86,6 +86,10 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
     [
         ([], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc"}),  # the manager's user
         (["--user", "root"], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc", "User": "root"}),
+        (  # the last User= is the one systemd uses
+            ["--user", "worker", "--property", "User=root"],
+            {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc", "User": "root"},
+        ),
         (
             ["--property", "User=worker"],
             {
