@@ -46,7 +46,7 @@ _PASSED = ("PYTHONPATH",)  # what services need from the test's environment
 # Before that, in the private mount namespace only: /run becomes a fresh tmpfs, as after a
 # boot, holding /run/systemd/system (so the manager believes it was booted with systemd),
 # its XDG_RUNTIME_DIR (%t, /run/user/0, open to other users like /run: services with
-# User= traverse it) and an mqueue file system (the host has none at /dev/mqueue); and
+# User= traverse it) and an mqueue file system (the host may have none at /dev/mqueue); and
 # each directory given after those two (on the way to this Python and the packages under
 # test, which other users cannot search, e.g. /root 0700) gets an overlay whose only
 # change is o+x, so a service with User= or DynamicUser= can run this interpreter.
@@ -194,7 +194,11 @@ class UserManager:
             done = self.systemctl("show", "-p", "SystemState", "--value", check=False)
             if done.stdout.strip() in ("running", "degraded"):
                 return
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"its namespace exited with status {self._proc.returncode}: {self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"systemd --user did not come up within {START_TIMEOUT:g} s "
                     f"({done.stdout.strip() or done.stderr.strip()}): {self.log_tail()}"
