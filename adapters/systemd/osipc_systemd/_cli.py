@@ -161,6 +161,15 @@ def _unit(args: argparse.Namespace) -> int:
     files = _units.render(spec)
     for message in _units.check_units(files):
         _warn(message)
+    chowns = (spec.user or spec.group) and any(item.scheme == "mq" for item in spec.listens)
+    where = spec.mqueue_dir
+    if chowns and "%" not in where and not os.path.ismount(where):
+        _warn(
+            f"{where} is not a mount point on this machine: the socket units chown their "
+            "queues there and fail to start where the mqueue file system is not mounted "
+            "(systemd mounts it at /dev/mqueue; elsewhere `mount -t mqueue mqueue DIR` "
+            "and pass --mqueue-dir DIR)"
+        )
     if args.output:
         _write(args.output, files)
     else:

@@ -143,6 +143,18 @@ def test_queues_are_chowned_where_the_mqueue_file_system_is(
     assert socket["RemoveOnStop"] == "yes"
 
 
+@pytest.mark.parametrize(("where", "warned"), [("/proc", False), ("{tmp}", True)])
+def test_a_chown_where_no_file_system_is_mounted_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, warned: bool
+) -> None:
+    where = where.format(tmp=tmp_path)  # /proc: some mount point; tmp_path: none
+    args = ["unit", "s", "--exec", "/bin/true", "--listen", "mq://q", "--group", "g"]
+    assert main([*args, "--mqueue-dir", where, "--output", str(tmp_path / "units")]) == 0
+    err = capsys.readouterr().err
+    assert (f"{where} is not a mount point on this machine" in err) is warned
+    assert err.count("\n") == int(warned)
+
+
 def test_without_user_or_group_queues_stay_the_managers(tmp_path: Path) -> None:
     units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q")
     assert "ExecStartPost" not in units["s-q.socket"]["Socket"]
