@@ -185,17 +185,26 @@ class Endpoints(dict[str, Endpoint]):
         return endpoint
 
     def close(self) -> None:
-        """Close every endpoint (never unlinks anything). Idempotent."""
-        items = list(self.values())
+        """Close every endpoint (never unlinks anything). Idempotent.
+
+        Raises:
+            osipc.TransportError: closing a bare descriptor failed (``errno`` set;
+                EBADF: something else closed it), raised once every other endpoint
+                is closed; so is the first error from closing any other endpoint.
+        """
+        items = list(self.items())
         self.clear()
-        for endpoint in items:
-            if isinstance(endpoint, int):
-                try:
-                    os.close(endpoint)
-                except OSError:
-                    pass
-            else:
-                endpoint.close()
+        failure: Exception | None = None
+        for name, endpoint in items:
+            try:
+                if isinstance(endpoint, int):
+                    _close_fd(name, endpoint)
+                else:
+                    endpoint.close()
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Endpoints:
         return self
@@ -207,6 +216,16 @@ class Endpoints(dict[str, Endpoint]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _close_fd(name: str, fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:
+        why = " (something else closed it first)" if exc.errno == errno.EBADF else ""
+        raise osipc.TransportError(
+            f"close fd {fd} of endpoint {name!r}: {exc.strerror}{why}", errno=exc.errno
+        ) from exc
 
 
 def _what(endpoint: Endpoint) -> str:
@@ -269,7 +288,11 @@ def endpoints(
                 result[item.name] = socket.socket(fileno=item.fd)
             else:
                 result[item.name] = item.fd
-    except BaseException:
-        result.close()
+    except BaseException as failure:
+        try:
+            result.close()
+        except Exception as exc:  # what stopped the adoption is the error to raise
+            if failure.__context__ is None:
+                failure.__context__ = exc
         raise
     return result

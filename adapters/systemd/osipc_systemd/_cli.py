@@ -58,15 +58,27 @@ def _parser() -> argparse.ArgumentParser:
         help="fifo://NAME, fifo:///PATH or mq://NAME[?maxmsg=N&msgsize=N&mode=0660]; "
         "FDNAME (FileDescriptorName=) defaults to the object's name",
     )
-    p.add_argument("--user", help="User= of the service and SocketUser=")
-    p.add_argument("--group", help="Group= of the service and SocketGroup=")
+    p.add_argument(
+        "--user", help="User= of the service; owner of its FIFOs (SocketUser=) and queues"
+    )
+    p.add_argument(
+        "--group", help="Group= of the service; group of its FIFOs (SocketGroup=) and queues"
+    )
     p.add_argument("--mode", type=_mode, default=0o600, help="SocketMode= (default 0600)")
     p.add_argument(
         "--runtime-dir",
         default=_units.DEFAULT_RUNTIME_DIR,
         metavar="DIR",
-        help="where fifo://NAME lives, for the sockets and the service's OSIPC_RUNTIME_DIR "
+        help="where the socket units create fifo://NAME, and the service's OSIPC_RUNTIME_DIR "
+        "unless it runs as another user (then %%t/osipc-NAME, its own) "
         "(default %%t/osipc: /run/osipc for system units, like osipc's rule for root)",
+    )
+    p.add_argument(
+        "--mqueue-dir",
+        default=_units.DEFAULT_MQUEUE_DIR,
+        metavar="DIR",
+        help="where the mqueue file system is mounted: with --user/--group the socket units "
+        "chown their queues there (default /dev/mqueue, where systemd mounts it)",
     )
     p.add_argument("--description", help="Description= of the service")
     p.add_argument("--watchdog", type=float, metavar="SEC", help="WatchdogSec=")
@@ -85,8 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "check",
         help="warn about settings that delete or hide IPC objects",
-        description="Report RemoveIPC=, DynamicUser=, PrivateIPC=, PrivateTmp= and "
-        "RuntimeDirectory= settings that delete or hide osipc's objects. "
+        description="Report RemoveIPC=, DynamicUser=, PrivateIPC=, PrivateTmp=, "
+        "RuntimeDirectory= and RemoveOnStop= settings that delete, hide or break osipc's "
+        "objects. Each file is read with its drop-ins (FILE.d/*.conf); a service's socket "
+        "units are looked for beside it. Drop-ins elsewhere are not seen: check the output "
+        "of `systemctl cat UNIT` saved to a file for the whole picture. "
         "Exit 1 when there is any.",
     )
     p.add_argument("files", nargs="+", metavar="UNIT_FILE")
@@ -110,7 +125,8 @@ def _warn(message: str) -> None:
 def _write(directory: str, files: dict[str, str]) -> None:
     os.makedirs(directory, exist_ok=True)
     for name, text in files.items():
-        fd, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+        # not ".NAME.XXXX": a unit name may be 255 characters, the longest a file name can be
+        fd, temporary = tempfile.mkstemp(prefix=".osipc-systemd-", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -134,6 +150,7 @@ def _unit(args: argparse.Namespace) -> int:
         group=args.group,
         mode=args.mode,
         runtime_dir=args.runtime_dir,
+        mqueue_dir=args.mqueue_dir,
         description=args.description,
         watchdog=args.watchdog,
         properties=[_units.parse_property(text, "--property") for text in args.property],
@@ -142,11 +159,17 @@ def _unit(args: argparse.Namespace) -> int:
         ],
     )
     files = _units.render(spec)
-    service = dict(spec.properties)
-    if spec.user is not None:
-        service.setdefault("User", spec.user)
-    for message in _units.hazards(service, spec.runtime_dir, f"{spec.name}.service"):
+    for message in _units.check_units(files):
         _warn(message)
+    chowns = (spec.user or spec.group) and any(item.scheme == "mq" for item in spec.listens)
+    where = spec.mqueue_dir
+    if chowns and "%" not in where and not os.path.ismount(where):
+        _warn(
+            f"{where} is not a mount point on this machine: the socket units chown their "
+            "queues there and fail to start where the mqueue file system is not mounted "
+            "(systemd mounts it at /dev/mqueue; elsewhere `mount -t mqueue mqueue DIR` "
+            "and pass --mqueue-dir DIR)"
+        )
     if args.output:
         _write(args.output, files)
     else:

@@ -6,6 +6,7 @@ import array
 import errno
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -164,12 +165,23 @@ class Watchdog:
     that the process lives: pass ``healthy``, a callable that says whether the real
     work progresses, and pings stop while it returns false, so systemd kills a wedged
     service as it should (or ping with :func:`watchdog` from the main loop instead).
-    A failed ping ends the thread; its error is raised by :meth:`check`, :meth:`stop`
-    and leaving the ``with`` block.
+
+    A failed ping, or an exception from ``healthy``, ends the pings (systemd will kill
+    the service) and is never kept quiet: at once, in the thread, it goes to
+    ``on_error(exc)`` if given (to stop the service cleanly, e.g. ``lambda exc:
+    os.kill(os.getpid(), signal.SIGTERM)``), else one line on stderr (the journal,
+    under systemd); it is kept in :attr:`error`, raised by :meth:`check`, :meth:`stop`
+    and leaving the ``with`` block; when the block itself raised, that exception goes
+    on with this one chained to it (as its ``__context__``, or when that is taken, as a
+    note on Python 3.11+).
     """
 
     def __init__(
-        self, interval: float | None = None, *, healthy: Callable[[], bool] | None = None
+        self,
+        interval: float | None = None,
+        *,
+        healthy: Callable[[], bool] | None = None,
+        on_error: Callable[[Exception], object] | None = None,
     ) -> None:
         if interval is None:
             timeout = watchdog_timeout()
@@ -178,6 +190,7 @@ class Watchdog:
             raise osipc.InvalidArgument(f"Watchdog(interval={interval!r}): must be > 0")
         self.interval = interval
         self._healthy = healthy
+        self._on_error = on_error
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: Exception | None = None
@@ -200,26 +213,43 @@ class Watchdog:
 
     def _run(self, interval: float) -> None:
         while True:
+            stage = "healthy() raised"
             try:
                 if self._healthy is None or self._healthy():
+                    stage = "a ping failed"
                     watchdog()
                     self.pings += 1
             except Exception as exc:
                 self.error = exc
+                self._report(stage, exc)
                 return
             if self._stop.wait(interval):
                 return
+
+    def _report(self, stage: str, exc: Exception) -> None:
+        if self._on_error is not None:
+            self._on_error(exc)  # what it raises goes to threading.excepthook: still seen
+            return
+        print(
+            f"osipc-systemd: watchdog: {stage}, so pinging stopped and systemd will kill "
+            f"this service: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def check(self) -> None:
         """Raise the error that ended the thread, if one did."""
         if self.error is not None:
             raise self.error
 
-    def stop(self) -> None:
-        """Stop pinging and wait for the thread; then as :meth:`check`."""
+    def _join(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=SEND_TIMEOUT + 1)
+
+    def stop(self) -> None:
+        """Stop pinging and wait for the thread; then as :meth:`check`."""
+        self._join()
         self.check()
 
     def __enter__(self) -> Watchdog:
@@ -233,8 +263,13 @@ class Watchdog:
     ) -> None:
         if exc is None:
             self.stop()
-        else:
-            try:  # the body's own exception matters more than a failed ping
-                self.stop()
-            except Exception:
-                pass
+            return
+        # The body's exception goes on; the watchdog's failure rides along with it.
+        self._join()
+        error = self.error
+        if error is None or error is exc:
+            return
+        if exc.__context__ is None and exc.__cause__ is None:
+            exc.__context__ = error
+        elif sys.version_info >= (3, 11):
+            exc.add_note(f"The osipc_systemd.Watchdog had failed: {type(error).__name__}: {error}")

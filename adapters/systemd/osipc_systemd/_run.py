@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import osipc
-from osipc_systemd._activation import LISTEN_FDS_START
+import osipc.abc
+from osipc_systemd._activation import LISTEN_FDS_START, is_valid_name
 from osipc_systemd._libc import open_queue_readonly
-from osipc_systemd._units import split_listen, stem
+from osipc_systemd._units import shorten, split_listen, stem
 
 
-def _open(url: str) -> int:
+def _check(url: str) -> None:
     base, _, query = url.partition("?")
     if any(item.partition("=")[0] == "fd" for item in query.split("&") if query):
         raise osipc.InvalidArgument(f"--listen {url!r}: fd= makes no sense here; it adopts one")
@@ -31,6 +32,11 @@ def _open(url: str) -> int:
             f"--listen {url!r}: only fifo:// and mq:// endpoints can be passed like "
             "systemd's ListenFIFO= and ListenMessageQueue="
         )
+
+
+def _open(url: str) -> int:
+    base = url.partition("?")[0]
+    scheme = base.partition("://")[0].lower()
     osipc.receiver(url).close()  # create (or check) it the osipc way
     if scheme == "mq":
         try:
@@ -52,22 +58,49 @@ def _open(url: str) -> int:
     return fd
 
 
+def _names(listens: Sequence[str]) -> list[tuple[str, str]]:
+    """(descriptor name, URL) for each ``[FDNAME=]URL``, checked before anything is made."""
+    found: list[tuple[str, str]] = []
+    for text in listens:
+        fdname, url = split_listen(text)
+        _check(url)
+        base = url.partition("?")[0]
+        location = base.partition("://")[2]
+        if fdname is None and not location.startswith("/"):
+            osipc.abc.validate_name(location, url)  # osipc's own InvalidURL, naming the rule
+        name = fdname or (stem(location) if location.startswith("/") else location)
+        if not is_valid_name(name):
+            raise osipc.InvalidArgument(
+                f"--listen {shorten(text)}: the descriptor name {shorten(name)} must be "
+                "1-200 characters of A-Z a-z 0-9 . _ - not starting with '.' (LISTEN_FDNAMES "
+                "separates names with ':'); name it with --listen FDNAME=URL"
+            )
+        for other, other_url in found:
+            if name == other or base == other_url.partition("?")[0]:
+                what = f"descriptor name {name!r}" if name == other else f"endpoint {base}"
+                raise osipc.InvalidArgument(
+                    f"the {what} is given twice; every --listen needs its own "
+                    "(name one with --listen FDNAME=URL)"
+                )
+        found.append((name, url))
+    return found
+
+
 def run(listens: Sequence[str], argv: Sequence[str]) -> NoReturn:
     """Open every ``[FDNAME=]URL`` and exec ``argv`` as if systemd had activated it.
 
     Raises:
+        osipc.InvalidArgument, osipc.InvalidURL: a scheme systemd cannot pass, a bad
+            name, or a descriptor name or endpoint given twice (before any object is made).
         osipc.OsipcError: an endpoint could not be created or opened.
         OSError: the command could not be executed.
     """
-    names: list[str] = []
+    wanted = _names(listens)
+    names = [name for name, _ in wanted]
     fds: list[int] = []
     try:
-        for text in listens:
-            fdname, url = split_listen(text)
-            fd = _open(url)
-            fds.append(fd)
-            location = url.partition("?")[0].partition("://")[2]
-            names.append(fdname or (stem(location) if location.startswith("/") else location))
+        for _, url in wanted:
+            fds.append(_open(url))
         # dup2(fd, fd) would keep close-on-exec: first move every source above the range
         count = len(fds)
         moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, LISTEN_FDS_START + count) for fd in fds]

@@ -6,22 +6,28 @@ socket unit alike; with one unit each, ``endpoints()`` tells them apart by name.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import osipc
 from osipc_systemd._activation import is_valid_name
 
 DEFAULT_RUNTIME_DIR = "%t/osipc"  # %t: /run for the system manager, $XDG_RUNTIME_DIR for --user
+DEFAULT_MQUEUE_DIR = "/dev/mqueue"  # where systemd mounts the mqueue file system (dev-mqueue.mount)
+UNIT_NAME_MAX = 255  # systemd's limit for a unit name, suffix included
+NAME_MAX = 255  # one path component
 _SCHEMES = ("fifo", "mq")
 _UNIT_OPTIONS = {"fifo": ("mode", "pipe_size"), "mq": ("maxmsg", "mode", "msgsize")}
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _PATH_CHARS = _KEY_CHARS | frozenset("._-+/")
 _TMP = ("/tmp/", "/var/tmp/")  # PrivateTmp= hides both
 _TRUE = ("1", "yes", "y", "true", "t", "on")
-_LISTS = ("Environment", "RuntimeDirectory")  # keys whose assignments add up
+# keys whose assignments add up (an empty assignment resets them)
+_LISTS = ("Environment", "ExecStartPost", "ListenFIFO", "RuntimeDirectory", "Sockets")
+_ROOT = ("", "root", "0")
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,12 @@ def parse_listen(text: str) -> Listen:
                 f"--listen {text!r}: the FIFO path must be absolute, normalised and made "
                 "of A-Z a-z 0-9 . _ - + / characters"
             )
+        longest = max(name.split("/"), key=len)
+        if len(longest) > NAME_MAX:
+            raise osipc.InvalidArgument(
+                f"--listen {shorten(text)}: the path component {shorten(longest)} is "
+                f"{len(longest)} characters long; file systems allow {NAME_MAX}: shorten it"
+            )
         default_fdname = stem(name)
     else:
         name = location
@@ -133,6 +145,11 @@ def parse_listen(text: str) -> Listen:
     return Listen(fdname, scheme, name, options, text)
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters so an error stays one readable line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def stem(path: str) -> str:
     base = os.path.basename(path)
     return base[: -len(".fifo")] if base.endswith(".fifo") else base
@@ -159,6 +176,27 @@ def parse_property(text: str, what: str) -> tuple[str, str]:
     return key, _check_value(what, value) if value else value
 
 
+def _check_dir(what: str, value: str) -> str:
+    if (
+        not value.startswith(("/", "%"))
+        or any(c.isspace() or c in "\"'\\;" for c in value)
+        or value.endswith("/")
+    ):
+        raise osipc.InvalidArgument(
+            f"{what} {value!r} must be an absolute path (systemd specifiers such as %t "
+            "allowed) without spaces, quotes, ';' or a trailing '/'"
+        )
+    return value
+
+
+def _last(pairs: Iterable[tuple[str, str]], key: str) -> str | None:
+    found = None
+    for name, value in pairs:
+        if name == key:
+            found = value
+    return found
+
+
 @dataclass
 class UnitSpec:
     """Everything ``osipc-systemd unit`` turns into files."""
@@ -174,12 +212,13 @@ class UnitSpec:
     watchdog: float | None = None
     properties: Sequence[tuple[str, str]] = ()
     socket_properties: Sequence[tuple[str, str]] = ()
+    mqueue_dir: str = DEFAULT_MQUEUE_DIR
 
     def validate(self) -> None:
         """Raises osipc.InvalidArgument naming the first rule broken."""
         if not is_valid_name(self.name):
             raise osipc.InvalidArgument(
-                f"unit name {self.name!r} must be 1-200 characters of A-Z a-z 0-9 . _ - "
+                f"unit name {shorten(self.name)} must be 1-200 characters of A-Z a-z 0-9 . _ - "
                 "not starting with '.'"
             )
         _check_value("--exec", self.exec_start)
@@ -194,26 +233,53 @@ class UnitSpec:
                     f"the {what} {dupes[0]!r} is given twice; every --listen needs its own "
                     "(name one with --listen FDNAME=URL)"
                 )
+        for listen in self.listens:
+            unit = self.socket_unit(listen)
+            if len(unit) > UNIT_NAME_MAX:
+                raise osipc.InvalidArgument(
+                    f"the socket unit name {shorten(unit)} would be {len(unit)} characters "
+                    f"long; systemd allows {UNIT_NAME_MAX}: shorten NAME or the descriptor "
+                    "name (--listen FDNAME=URL)"
+                )
         for value, what in ((self.user, "--user"), (self.group, "--group")):
             if value is not None:
                 _check_word(what, value)
         if self.description is not None:
             _check_value("--description", self.description)
-        runtime = self.runtime_dir
-        if (
-            not runtime.startswith(("/", "%"))
-            or any(c.isspace() or c in "\"'\\" for c in runtime)
-            or runtime.endswith("/")
-        ):
-            raise osipc.InvalidArgument(
-                f"--runtime-dir {runtime!r} must be an absolute path (systemd specifiers "
-                "such as %t allowed) without spaces, quotes or a trailing '/'"
-            )
+        _check_dir("--runtime-dir", self.runtime_dir)
+        _check_dir("--mqueue-dir", self.mqueue_dir)
         if self.watchdog is not None and not self.watchdog > 0:
             raise osipc.InvalidArgument(f"--watchdog {self.watchdog!r} must be > 0 seconds")
 
     def socket_unit(self, listen: Listen) -> str:
         return f"{self.name}-{listen.fdname}.socket"
+
+    def fifo_path(self, listen: Listen) -> str:
+        """Where the socket unit creates a fifo:// endpoint (ListenFIFO=)."""
+        if listen.name.startswith("/"):
+            return listen.name
+        return f"{self.runtime_dir}/{listen.name}.fifo"
+
+    @property
+    def dynamic_user(self) -> bool:
+        return (_last(self.properties, "DynamicUser") or "").strip().lower() in _TRUE
+
+    def own_runtime_dir(self) -> str | None:
+        """The service's own runtime directory (``RuntimeDirectory=``, under %t) when it
+        runs as a user other than the manager's, else None.
+
+        osipc refuses a runtime directory another user owns, and the socket units create
+        theirs as the manager's user: a service with User= or DynamicUser= could not make
+        a single object by name there.
+        """
+        if self.dynamic_user or (self.service_setting("User") or "").strip() not in _ROOT:
+            return f"osipc-{self.name}"
+        return None
+
+    def service_setting(self, key: str) -> str | None:
+        """User= or Group= as systemd reads the service: a --property comes last."""
+        found = _last(self.properties, key)
+        return found if found is not None else {"User": self.user, "Group": self.group}[key]
 
     def command(self) -> str:
         """The command line that regenerates these files (without --output)."""
@@ -227,6 +293,8 @@ class UnitSpec:
         words += ["--mode", f"{self.mode:04o}"]
         if self.runtime_dir != DEFAULT_RUNTIME_DIR:
             words += ["--runtime-dir", self.runtime_dir]
+        if self.mqueue_dir != DEFAULT_MQUEUE_DIR:
+            words += ["--mqueue-dir", self.mqueue_dir]
         if self.description is not None:
             words += ["--description", self.description]
         if self.watchdog is not None:
@@ -245,52 +313,52 @@ def _header(spec: UnitSpec) -> list[str]:
     ]
 
 
-def render(spec: UnitSpec) -> dict[str, str]:
-    """File name -> contents for ``spec`` (validated first).
-
-    Raises:
-        osipc.InvalidArgument: as :meth:`UnitSpec.validate`.
-    """
-    spec.validate()
-    files: dict[str, str] = {}
-    service = f"{spec.name}.service"
-    for listen in spec.listens:
-        mode = listen.options.get("mode", spec.mode)
-        lines = [
-            *_header(spec),
-            "[Unit]",
-            f"Description=osipc endpoint {listen.fdname}={listen.url} of {service}",
-            "",
-            "[Socket]",
-        ]
-        if listen.scheme == "fifo":
-            path = listen.name if listen.name.startswith("/") else None
-            lines.append(f"ListenFIFO={path or f'{spec.runtime_dir}/{listen.name}.fifo'}")
-            if "pipe_size" in listen.options:
-                lines.append(f"PipeSize={listen.options['pipe_size']}")
-        else:
-            lines.append(f"ListenMessageQueue=/{listen.name}")
-            if "maxmsg" in listen.options:
-                lines.append(f"MessageQueueMaxMessages={listen.options['maxmsg']}")
-                lines.append(f"MessageQueueMessageSize={listen.options['msgsize']}")
-        lines += [
-            f"FileDescriptorName={listen.fdname}",
-            f"Service={service}",
-            f"SocketMode={mode:04o}",
-        ]
+def _socket(spec: UnitSpec, listen: Listen) -> str:
+    mode = listen.options.get("mode", spec.mode)
+    lines = [
+        *_header(spec),
+        "[Unit]",
+        f"Description=osipc endpoint {listen.fdname}={listen.url} of {spec.name}.service",
+        "",
+        "[Socket]",
+    ]
+    if listen.scheme == "fifo":
+        lines.append(f"ListenFIFO={spec.fifo_path(listen)}")
+        if "pipe_size" in listen.options:
+            lines.append(f"PipeSize={listen.options['pipe_size']}")
+    else:
+        lines.append(f"ListenMessageQueue=/{listen.name}")
+        if "maxmsg" in listen.options:
+            lines.append(f"MessageQueueMaxMessages={listen.options['maxmsg']}")
+            lines.append(f"MessageQueueMessageSize={listen.options['msgsize']}")
+    lines += [
+        f"FileDescriptorName={listen.fdname}",
+        f"Service={spec.name}.service",
+        f"SocketMode={mode:04o}",
+    ]
+    owner = f"{spec.user or ''}{':' + spec.group if spec.group else ''}"
+    if listen.scheme == "fifo":
         if spec.user is not None:
-            if listen.scheme == "mq":
-                lines.append(
-                    "# SocketUser= does not chown queues: the queue belongs to the manager's user"
-                )
             lines.append(f"SocketUser={spec.user}")
         if spec.group is not None:
             lines.append(f"SocketGroup={spec.group}")
-        lines.append("# Remove the FIFO or queue when the socket stops (systemd keeps queues).")
-        lines.append("RemoveOnStop=yes")
-        lines += [f"{key}={value}" for key, value in spec.socket_properties]
-        lines += ["", "[Install]", "WantedBy=sockets.target", ""]
-        files[spec.socket_unit(listen)] = "\n".join(lines)
+    elif owner:
+        lines += [
+            "# SocketUser=/SocketGroup= chown FIFOs and sockets, not queues: do it here",
+            f"# (needs the mqueue file system at {spec.mqueue_dir}, as systemd mounts it)",
+            f"ExecStartPost=/bin/chown {owner} {spec.mqueue_dir}/{listen.name}",
+        ]
+    lines += [
+        "# Remove the FIFO or queue when the socket stops: systemd keeps queues, and at its",
+        "# next start refuses one whose owner is not its own (SocketUser=, chown).",
+        "RemoveOnStop=yes",
+    ]
+    lines += [f"{key}={value}" for key, value in spec.socket_properties]
+    lines += ["", "[Install]", "WantedBy=sockets.target", ""]
+    return "\n".join(lines)
+
+
+def _service(spec: UnitSpec) -> str:
     endpoints = ", ".join(f"{listen.fdname}={listen.url}" for listen in spec.listens)
     sockets = " ".join(spec.socket_unit(listen) for listen in spec.listens)
     lines = [
@@ -303,9 +371,28 @@ def render(spec: UnitSpec) -> dict[str, str]:
         "NotifyAccess=main",
         f"ExecStart={spec.exec_start}",
         f"Sockets={sockets}",
-        "# fifo://NAME resolves to the directory the socket units create FIFOs in",
-        f"Environment=OSIPC_RUNTIME_DIR={spec.runtime_dir}",
     ]
+    own = spec.own_runtime_dir()
+    if own is None:
+        lines += [
+            "# fifo://NAME resolves to the directory the socket units create FIFOs in",
+            f"Environment=OSIPC_RUNTIME_DIR={spec.runtime_dir}",
+        ]
+    else:
+        lines += [
+            "# It runs as another user than the manager, and osipc refuses a runtime dir that",
+            "# user does not own: what it makes by name (fifo://NAME, osipc's records) goes to",
+            f"# its own directory. The socket units' FIFOs stay in {spec.runtime_dir} and reach",
+            "# it as descriptors (osipc_systemd.endpoints()).",
+            f"RuntimeDirectory={own}",
+            f"RuntimeDirectoryMode={0o750 if spec.service_setting('Group') else 0o700:04o}",
+        ]
+        if not spec.dynamic_user:
+            # Kept at stop like osipc's own runtime dir. (With DynamicUser= a preserved
+            # one becomes a symlink into %t/private, which osipc refuses; DynamicUser=
+            # removes the service's IPC objects at stop anyway.)
+            lines.append("RuntimeDirectoryPreserve=yes")
+        lines.append(f"Environment=OSIPC_RUNTIME_DIR=%t/{own}")
     if spec.user is not None:
         lines.append(f"User={spec.user}")
     if spec.group is not None:
@@ -314,42 +401,73 @@ def render(spec: UnitSpec) -> dict[str, str]:
         lines.append(f"WatchdogSec={spec.watchdog:g}")
     lines += [f"{key}={value}" for key, value in spec.properties]
     lines.append("")
-    files[service] = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def render(spec: UnitSpec) -> dict[str, str]:
+    """File name -> contents for ``spec`` (validated first).
+
+    Raises:
+        osipc.InvalidArgument: as :meth:`UnitSpec.validate`.
+    """
+    spec.validate()
+    files = {spec.socket_unit(listen): _socket(spec, listen) for listen in spec.listens}
+    files[f"{spec.name}.service"] = _service(spec)
     return files
+
+
+# -- hazards -----------------------------------------------------------------------------
 
 
 def _enabled(settings: Mapping[str, str], key: str) -> bool:
     return settings.get(key, "").strip().lower() in _TRUE
 
 
+def _under(path: str, entry: str) -> bool:
+    """Whether ``path`` lies in the RuntimeDirectory= ``entry`` (%t or /run spelled)."""
+    tops = (f"%t/{entry}", f"/run/{entry}")
+    return any(path == top or path.startswith(top + "/") for top in tops)
+
+
 def hazards(
-    service: Mapping[str, str], runtime_dir: str | None, unit: str = "the service"
+    service: Mapping[str, str],
+    unit: str = "the service",
+    *,
+    runtime_dir: str | None = None,
+    fifo_dirs: Iterable[str] = (),
 ) -> list[str]:
     """Warnings for [Service] settings that delete or hide osipc's kernel objects.
 
-    ``service`` maps each key to its last value; ``runtime_dir`` is where the service's
-    FIFOs live (OSIPC_RUNTIME_DIR), if known.
+    ``service`` maps each key to its value (lists joined); ``runtime_dir`` is the
+    service's OSIPC_RUNTIME_DIR, where it makes FIFOs by name, and ``fifo_dirs`` the
+    directories its socket units create FIFOs in.
     """
     warnings: list[str] = []
-    user = service.get("User", "").strip()
+    owners = [
+        f"{key}={value}"
+        for key in ("User", "Group")
+        if (value := service.get(key, "").strip()) not in _ROOT
+    ]
     if _enabled(service, "DynamicUser"):
         warnings.append(
             f"DynamicUser=yes in {unit} implies RemoveIPC=yes and PrivateTmp=yes: queues, "
             "shm:// rings and semaphores the service creates are deleted whenever it stops, "
-            "and its uid (owner of what it creates) changes with every start"
+            "and its uid is allocated at each start (systemd tries to reuse the last one, "
+            "but it may differ), so clients cannot rely on who owns what it makes"
         )
-    elif _enabled(service, "RemoveIPC") and user not in ("", "root", "0"):
+    elif _enabled(service, "RemoveIPC") and owners:
         warnings.append(
             f"RemoveIPC=yes in {unit}: when it stops, systemd deletes every System V and "
-            f"POSIX IPC object owned by User={user}: queues, shm:// rings and semaphores "
-            "the service created by name vanish (the socket units' queues belong to the "
-            "manager and survive)"
+            f"POSIX IPC object owned by {' or '.join(owners)}: mq://, sysv+ and shm:// "
+            "objects the service created by name vanish, and so do the socket units' "
+            "queues while they still listen if they belong to that user or group "
+            "(osipc-systemd unit chowns them to --user/--group)"
         )
     if _enabled(service, "PrivateIPC"):
         warnings.append(
-            f"PrivateIPC=yes in {unit}: the service gets its own IPC namespace; inherited "
-            "queues still work, but mq://, shm:// and sysv+ endpoints it opens by name are "
-            "invisible to every other process"
+            f"PrivateIPC=yes in {unit}: the service gets its own IPC namespace: mq:// and "
+            "sysv+ objects it opens by name are invisible to every other process and vanish "
+            "with it; inherited queues and shm:// rings (in /dev/shm) still work"
         )
     private_tmp = _enabled(service, "PrivateTmp") or _enabled(service, "DynamicUser")
     if private_tmp and runtime_dir is not None and f"{runtime_dir}/".startswith(_TMP):
@@ -357,11 +475,11 @@ def hazards(
             f"PrivateTmp=yes in {unit}: it sees its own /tmp, so FIFOs it creates in "
             f"{runtime_dir} are invisible to clients"
         )
-    if runtime_dir is not None and not _enabled(service, "RuntimeDirectoryPreserve"):
-        for entry in service.get("RuntimeDirectory", "").split():
-            if runtime_dir in (f"%t/{entry}", f"/run/{entry}") or runtime_dir.startswith(
-                (f"%t/{entry}/", f"/run/{entry}/")
-            ):
+    entries = service.get("RuntimeDirectory", "").split()
+    preserve = service.get("RuntimeDirectoryPreserve", "").strip().lower()
+    if preserve not in _TRUE:
+        for entry in entries:
+            if any(_under(path, entry) for path in fifo_dirs):
                 warnings.append(
                     f"RuntimeDirectory={entry} in {unit}: systemd deletes that directory "
                     "whenever the service stops, and with it the FIFOs the socket units "
@@ -369,11 +487,38 @@ def hazards(
                     "or add RuntimeDirectoryPreserve=yes"
                 )
                 break
+    if _enabled(service, "DynamicUser") and preserve not in ("", "no", "0", "false", "off"):
+        for entry in entries:
+            if runtime_dir is not None and _under(runtime_dir, entry):
+                warnings.append(
+                    f"RuntimeDirectoryPreserve={preserve} with DynamicUser=yes in {unit}: "
+                    f"systemd makes %t/{entry} a symlink into %t/private, and osipc refuses "
+                    "a runtime directory that is a symlink; drop RuntimeDirectoryPreserve="
+                )
+                break
     return warnings
 
 
+def _socket_hazards(socket: Mapping[str, str], unit: str) -> list[str]:
+    remove = socket.get("RemoveOnStop", "").strip().lower()
+    if remove in _TRUE:
+        return []
+    owners = [socket.get(key, "").strip() for key in ("SocketUser", "SocketGroup")]
+    fifo = bool(socket.get("ListenFIFO")) and any(owner not in _ROOT for owner in owners)
+    queue = bool(socket.get("ListenMessageQueue")) and "/chown " in socket.get("ExecStartPost", "")
+    if not (fifo or queue):
+        return []
+    return [
+        f"RemoveOnStop={remove or 'no'} in {unit}: its {'FIFO' if fifo else 'queue'} gets "
+        "another owner after systemd creates it, and systemd refuses an existing one whose "
+        "owner is not its own: the socket fails (Result=resources) at its next start "
+        "unless the object is removed at stop; keep RemoveOnStop=yes"
+    ]
+
+
 def read_unit(text: str) -> dict[str, dict[str, str]]:
-    """Section -> key -> last value of a unit file (comments and continuations handled)."""
+    """Section -> key -> value of a unit file (comments and continuations handled; the
+    assignments of list keys such as Environment= add up, others keep the last)."""
     sections: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     pending = ""
@@ -391,26 +536,86 @@ def read_unit(text: str) -> dict[str, dict[str, str]]:
         key, eq, value = line.partition("=")
         if eq and current is not None:
             key, value = key.strip(), value.strip()
-            if key in _LISTS and value and key in current:
+            if key in _LISTS and value and current.get(key):
                 value = f"{current[key]} {value}"
             current[key] = value
     return sections
 
 
-def check_files(paths: Iterable[str]) -> list[str]:
-    """The :func:`hazards` of each .service file among ``paths``, prefixed by its name."""
+def _runtime_of(service: Mapping[str, str]) -> str:
+    environment = service.get("Environment", "")
+    found = DEFAULT_RUNTIME_DIR
+    for word in shlex.split(environment) if environment else []:
+        if word.startswith("OSIPC_RUNTIME_DIR="):
+            found = word.partition("=")[2]
+    return found
+
+
+def check_units(
+    units: Mapping[str, str], find: Callable[[str], str | None] | None = None
+) -> list[str]:
+    """The hazards of unit files given as name -> text (drop-ins appended), prefixed by
+    the unit's name. A service's socket units (Sockets=, else NAME.socket) are looked
+    up in ``units``, then through ``find`` (name -> text or None)."""
     warnings: list[str] = []
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            sections = read_unit(handle.read())
+    for name, text in units.items():
+        sections = read_unit(text)
+        if "Socket" in sections:
+            warnings += _socket_hazards(sections["Socket"], name)
         service = sections.get("Service")
         if service is None:
             continue
-        runtime = None
-        environment = service.get("Environment", "")
-        for word in shlex.split(environment) if environment else []:
-            if word.startswith("OSIPC_RUNTIME_DIR="):
-                runtime = word.partition("=")[2]
-        name = os.path.basename(path)
-        warnings += hazards(service, runtime or DEFAULT_RUNTIME_DIR, name)
+        fifo_dirs: set[str] = set()
+        stem_ = name.rpartition(".")[0]
+        for socket_name in service.get("Sockets", "").split() or [f"{stem_}.socket"]:
+            socket_text = units.get(socket_name)
+            if socket_text is None and find is not None:
+                socket_text = find(socket_name)
+            listen = read_unit(socket_text or "").get("Socket", {}).get("ListenFIFO", "")
+            fifo_dirs.update(os.path.dirname(path) for path in listen.split())
+        runtime = _runtime_of(service)
+        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs or {runtime})
     return warnings
+
+
+def _read_with_dropins(path: str) -> str | None:
+    """The unit file and its drop-ins next to it (``PATH.d/*.conf``, in name order), as
+    systemd reads them; None if ``path`` does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parts = [handle.read()]
+    except FileNotFoundError:
+        return None
+    dropins = f"{path}.d"
+    if os.path.isdir(dropins):
+        for entry in sorted(os.listdir(dropins)):
+            if entry.endswith(".conf"):
+                with open(os.path.join(dropins, entry), encoding="utf-8") as handle:
+                    parts.append(handle.read())
+    return "\n".join(parts)
+
+
+def check_files(paths: Iterable[str]) -> list[str]:
+    """:func:`check_units` for unit files, each with the drop-ins next to it; a service's
+    socket units are also looked for beside it.
+
+    Raises:
+        OSError: a file cannot be read (FileNotFoundError for a missing one).
+    """
+    units: dict[str, str] = {}
+    directories: list[str] = []
+    for path in paths:
+        text = _read_with_dropins(path)
+        if text is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        units[os.path.basename(path)] = text
+        directories.append(os.path.dirname(path) or ".")
+
+    def find(name: str) -> str | None:
+        for directory in directories:
+            text = _read_with_dropins(os.path.join(directory, name))
+            if text is not None:
+                return text
+        return None
+
+    return check_units(units, find)

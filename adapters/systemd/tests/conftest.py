@@ -1,14 +1,17 @@
 """Fixtures for the systemd adapter's tests.
 
 ``manager``: a real ``systemd --user`` for the session (it starts in ~0.1 s). As root it
-runs in a private mount namespace (a tmpfs on /run/systemd holding /run/systemd/system,
-so it believes it was booted with systemd) and a private PID namespace, whose init is a
-shell: when that shell dies the kernel kills every process the manager started, so
-nothing outlives the session, even when the test process is killed. Its default target
-is empty, so no stock user unit starts. It does not answer processes outside its PID
-namespace (systemctl gets "Transport endpoint is not connected"), so ``systemctl`` and
-``systemd-run`` run there through ``nsenter``. Without root, systemd, unshare or nsenter
-those tests skip with the reason.
+runs in a private mount namespace and a private PID namespace, whose init is a shell:
+when that shell dies the kernel kills every process the manager started, so nothing
+outlives the session, even when the test process is killed. In its mount namespace /run
+is a fresh tmpfs, as after a boot: /run/systemd/system makes it believe it was booted
+with systemd, and its XDG_RUNTIME_DIR (%t) is /run/user/0 in there, seen only by
+processes in the namespace. Its default target is empty, so no stock user unit starts.
+It does not answer processes outside its PID namespace (systemctl gets "Transport
+endpoint is not connected"), so ``systemctl``, ``systemd-run`` and clients that need %t
+run there through ``nsenter`` (``UserManager.command``). Without root or systemd those
+tests skip with the reason; with both, anything that keeps the manager from starting
+fails them, so a broken machine cannot pass by skipping.
 
 ``systemd``: one test's view of the manager; it stops every unit the test started (their
 RemoveOnStop= removes the FIFOs and queues) before the leak check runs.
@@ -19,9 +22,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -37,9 +42,31 @@ _PASSED = ("PYTHONPATH",)  # what services need from the test's environment
 # end only the test process holds: when that closes (the session ends, or the test process
 # dies) the manager gets SIGTERM and stops every unit cleanly (RemoveOnStop= runs); when
 # the shell exits the kernel kills whatever is left in the namespace.
+#
+# Before that, in the private mount namespace only: /run becomes a fresh tmpfs, as after a
+# boot, holding /run/systemd/system (so the manager believes it was booted with systemd),
+# its XDG_RUNTIME_DIR (%t, /run/user/0, open to other users like /run: services with
+# User= traverse it) and an mqueue file system (the host may have none at /dev/mqueue); and
+# each directory given after those two (on the way to this Python and the packages under
+# test, which other users cannot search, e.g. /root 0700) gets an overlay whose only
+# change is o+x, so a service with User= or DynamicUser= can run this interpreter.
 _MANAGER_SCRIPT = """
-mount -t tmpfs -o mode=0755 tmpfs /run/systemd || exit 97
-mkdir /run/systemd/system || exit 97
+die() { echo "osipc test manager: $*" >&2; exit 97; }
+runtime=$1 mqueue=$2
+shift 2
+mount -t tmpfs -o mode=0755 tmpfs /run || die "cannot mount a tmpfs on /run"
+mkdir -p /run/systemd/system "$runtime" "$mqueue" /run/osipc-test/open || die "cannot populate /run"
+chmod 0755 "$runtime" || die "cannot open $runtime"
+mount -t mqueue mqueue "$mqueue" || die "cannot mount an mqueue file system on $mqueue"
+layer=0
+for dir in "$@"; do
+    layer=$((layer + 1))
+    top=/run/osipc-test/open/$layer
+    mkdir "$top" "$top/upper" "$top/work" &&
+        mount -t overlay overlay -o "lowerdir=$dir,upperdir=$top/upper,workdir=$top/work" \\
+            "$dir" &&
+        chmod o+x "$dir" || die "cannot open $dir to other users (overlay)"
+done
 umask 0000
 "$0" --user --unit=osipc-test.target </dev/null &
 manager=$!
@@ -47,6 +74,35 @@ read -r _ || true
 kill -TERM "$manager" 2>/dev/null
 wait "$manager"
 """
+
+
+def _closed_directories() -> list[str]:
+    """Directories other users cannot search on the way to this interpreter and the
+    packages under test (services run as another user need them)."""
+    import osipc_systemd
+
+    import osipc
+
+    wanted = {
+        os.path.dirname(os.path.abspath(sys.executable)),
+        os.path.realpath(sys.executable),
+        os.path.realpath(sys.prefix),
+        os.path.realpath(sys.base_prefix),
+        os.path.dirname(os.path.realpath(osipc.__file__)),
+        os.path.dirname(os.path.realpath(osipc_systemd.__file__)),
+    }
+    closed = set()
+    for path in wanted:
+        parts = path.split("/")
+        for end in range(2, len(parts) + 1):
+            directory = "/".join(parts[:end])
+            try:
+                st = os.stat(directory)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH:
+                closed.add(directory)
+    return sorted(closed)
 
 
 @pytest.fixture(autouse=True)
@@ -77,10 +133,12 @@ class UserManager:
 
     def __init__(self) -> None:
         self.root = tempfile.mkdtemp(prefix="osipc-sd-")
-        self.runtime = os.path.join(self.root, "run")
+        # both on the tmpfs /run of the manager's namespace: only visible in there
+        self.runtime = f"/run/user/{os.geteuid()}"
+        self.mqueue = "/run/osipc-test/mqueue"
         self.config = os.path.join(self.root, "config")
         self.unit_dir = os.path.join(self.config, "systemd", "user")
-        for path in (self.runtime, self.unit_dir, os.path.join(self.root, "home")):
+        for path in (self.unit_dir, os.path.join(self.root, "home")):
             os.makedirs(path, mode=0o700)
         self.env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
@@ -115,6 +173,9 @@ class UserManager:
                     "-c",
                     _MANAGER_SCRIPT,
                     SYSTEMD,
+                    self.runtime,
+                    self.mqueue,
+                    *_closed_directories(),
                 ],
                 env=self.env,
                 stdin=lifeline,
@@ -133,7 +194,11 @@ class UserManager:
             done = self.systemctl("show", "-p", "SystemState", "--value", check=False)
             if done.stdout.strip() in ("running", "degraded"):
                 return
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(
+                    f"its namespace exited with status {self._proc.returncode}: {self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"systemd --user did not come up within {START_TIMEOUT:g} s "
                     f"({done.stdout.strip() or done.stderr.strip()}): {self.log_tail()}"
@@ -148,12 +213,16 @@ class UserManager:
             return "no output"
 
     def command(
-        self, *argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT
+        self,
+        *argv: str,
+        check: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` inside the manager's namespaces, with its environment."""
+        """Run ``argv`` inside the manager's namespaces, with its environment (plus ``env``)."""
         done = subprocess.run(
             ["nsenter", "-t", str(self.init_pid), "-m", "-p", "--", *argv],
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -217,30 +286,41 @@ def _child_of(pid: int) -> int:
     return int(children[0]) if children else 0
 
 
-def _manager_missing() -> str | None:
+def _manager_unavailable() -> str | None:
+    """Why no manager can run here at all (the tests then skip), or None."""
     if os.geteuid() != 0:
         return "needs root: a systemd --user manager in private mount and PID namespaces"
     if not os.access(SYSTEMD, os.X_OK):
         return f"needs systemd ({SYSTEMD} is missing)"
+    return None
+
+
+def _manager_broken() -> str | None:
+    """What stops a manager on a machine that has root and systemd (the tests then fail)."""
     for tool in ("unshare", "nsenter", "systemctl", "systemd-run"):
         if shutil.which(tool) is None:
-            return f"needs {tool} on PATH"
-    if not os.path.isdir("/run/systemd"):
-        return "needs /run/systemd to mount a tmpfs on"
+            return f"{tool} is not on PATH"
+    if not os.path.isdir("/run"):
+        return "/run is missing (a tmpfs is mounted on it)"
     return None
 
 
 @pytest.fixture(scope="session")
 def manager() -> Iterator[UserManager]:
-    missing = _manager_missing()
-    if missing:
-        pytest.skip(missing)
+    """As root with systemd installed these tests must run: anything that stops the
+    manager is a failure, never a skip, so a broken machine cannot pass by skipping."""
+    unavailable = _manager_unavailable()
+    if unavailable:
+        pytest.skip(unavailable)
+    broken = _manager_broken()
+    if broken:
+        pytest.fail(f"root and systemd are here, but the test manager cannot run: {broken}")
     instance = UserManager()
     try:
         try:
             instance.start()
         except (RuntimeError, OSError) as exc:
-            pytest.skip(f"cannot start systemd --user here: {exc}")
+            pytest.fail(f"root and systemd are here, but systemd --user did not start: {exc}")
         yield instance
     finally:
         instance.close()
@@ -298,6 +378,21 @@ class Session:
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.manager.systemctl(*args, check=check)
+
+    def client(self, code: str, *args: str) -> str:
+        """Run ``code`` as a separate Python process beside the manager's services (its
+        namespaces and environment: XDG_RUNTIME_DIR=%t, so osipc's runtime dir is
+        %t/osipc); its stdout, or AssertionError with its output and the services'."""
+        passed = dict(item.split("=", 1) for item in self.environment)
+        done = self.manager.command(
+            sys.executable, "-c", textwrap.dedent(code), *args, check=False, env=passed
+        )
+        if done.returncode != 0:
+            raise AssertionError(
+                f"client exited {done.returncode}\n--- stdout\n{done.stdout}\n--- stderr\n"
+                f"{done.stderr}\n--- service output\n{self.service_log()}"
+            )
+        return done.stdout
 
     def service_log(self) -> str:
         try:

@@ -4,6 +4,8 @@ it), exactly what the manager hands a service. Also ``osipc-systemd run``."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -17,6 +19,7 @@ from typing import Any
 
 import osipc_systemd
 import pytest
+from _helpers import NOBODY, need_root, peer, runtime_for
 
 import osipc
 
@@ -283,6 +286,25 @@ def test_typed_accessors_say_what_an_endpoint_is(osipc_names: Callable[[str], st
     eps.close()  # twice is fine
 
 
+def test_close_reports_a_descriptor_it_could_not_close(
+    osipc_names: Callable[[str], str],
+) -> None:
+    url = f"fifo://{osipc_names('f')}"
+    rx = osipc.receiver(url)
+    not_open = 1_000_000  # above any fd limit: never open, never recycled
+    eps = osipc_systemd.Endpoints(raw=not_open, rx=rx)
+    try:
+        with pytest.raises(osipc.TransportError, match=r"close fd 1000000 of endpoint 'raw'") as e:
+            eps.close()
+        assert e.value.errno == errno.EBADF and "something else closed it" in str(e.value)
+        assert rx.closed  # the others are closed all the same
+        assert eps == {}
+        eps.close()  # and a second close does nothing
+    finally:
+        rx.close()
+        osipc.unlink(url)
+
+
 # -- osipc-systemd run ------------------------------------------------------------------
 
 
@@ -294,10 +316,11 @@ def _notify_listener() -> tuple[socket.socket, str]:
     return sock, "@" + name
 
 
-def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> None:
-    commands, status = osipc_names("cmd"), osipc_names("st")
+@contextlib.contextmanager
+def _example_daemon(commands: str, status: str) -> Iterator[tuple[subprocess.Popen[str], Any]]:
+    """examples/cmdqueue.py under `osipc-systemd run`, with a notify socket; the daemon
+    and the listener, both cleaned up with the two endpoints."""
     listener, address = _notify_listener()
-    env = dict(os.environ, NOTIFY_SOCKET=address)
     daemon = subprocess.Popen(
         [
             sys.executable,
@@ -312,13 +335,26 @@ def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> 
             sys.executable,
             os.path.join(EXAMPLES, "cmdqueue.py"),
         ],
-        env=env,
+        env=dict(os.environ, NOTIFY_SOCKET=address),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert listener.recv(4096) == b"READY=1\nSTATUS=waiting for commands"
+        yield daemon, listener
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+        listener.close()
+        for url in (f"mq://{commands}", f"fifo://{status}"):
+            osipc.unlink(url, missing_ok=True)
+
+
+def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> None:
+    commands, status = osipc_names("cmd"), osipc_names("st")
+    with _example_daemon(commands, status) as (daemon, listener):
         with (
             osipc.sender(f"mq://{commands}", codec="json") as tx,
             osipc.receiver(f"fifo://{status}", codec="json") as rx,
@@ -332,13 +368,48 @@ def test_run_activates_the_example_daemon(osipc_names: Callable[[str], str]) -> 
             tx.send({"cmd": "stop"})
         _, err = daemon.communicate(timeout=10)
         assert daemon.returncode == 0, err
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
-        listener.close()
-        for url in (f"mq://{commands}", f"fifo://{status}"):
-            osipc.unlink(url, missing_ok=True)
+
+
+def test_the_example_daemon_pops_skips_junk_and_drains_at_exit(
+    osipc_names: Callable[[str], str],
+) -> None:
+    commands, status = osipc_names("cmd"), osipc_names("st")
+    with _example_daemon(commands, status) as (daemon, listener):
+        with (
+            osipc.sender(f"mq://{commands}", codec="json") as tx,
+            osipc.sender(f"mq://{commands}") as raw,
+            osipc.receiver(f"fifo://{status}", codec="json") as rx,
+        ):
+            for command in ({"cmd": "push", "job": "a"}, {"cmd": "push", "job": "b"}):
+                tx.send(command)
+            tx.send({"cmd": "pop"})  # drops the oldest
+            tx.send({"cmd": "dance"})
+            tx.send([1, 2])  # JSON, but not a command
+            raw.send(b"{not json")
+            tx.send({"cmd": "status", "id": 1})
+            answer = rx.recv(timeout=10)
+            assert answer["jobs"] == ["b"]
+            assert answer["handled"] == 6  # the message that is not JSON does not count
+            tx.send({"cmd": "status", "id": 2})  # an answer nobody reads
+            tx.send({"cmd": "stop"})
+            _, err = daemon.communicate(timeout=10)
+            assert daemon.returncode == 0, err
+            # it drained the FIFO before exiting: under systemd, data left in it would
+            # look like traffic and start the daemon again at once
+            with pytest.raises((osipc.Timeout, osipc.EndOfStream)):
+                rx.recv(timeout=0)
+        assert "unknown command {'cmd': 'dance'}" in err
+        assert "unknown command [1, 2]" in err
+        assert "ignoring a message that is not JSON" in err
+        listener.setblocking(False)
+        statuses = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                statuses.append(listener.recv(4096))
+        assert statuses[-2:] == [
+            b"STATUS=7 commands handled, 1 jobs queued",
+            b"STOPPING=1\nSTATUS=stopping after 8 commands",  # stop counts too
+        ]
 
 
 def test_run_passes_descriptors_like_the_manager(
@@ -387,6 +458,59 @@ def test_run_refuses_what_it_cannot_pass(listen: str, message: str, cli: Activat
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("listens", "message"),
+    [
+        (["a:b=fifo://{f}"], "the descriptor name 'a:b' must be 1-200 characters"),
+        (["fifo:///tmp/{f}:x.fifo"], "the descriptor name '{f}:x' must be"),
+        (["j=fifo://{f}", "j=mq://{q}"], "the descriptor name 'j' is given twice"),
+        (["{q}=fifo://{f}", "mq://{q}"], "the descriptor name '{q}' is given twice"),
+        (["a=mq://{q}", "b=mq://{q}?maxmsg=2&msgsize=64"], "the endpoint mq://{q} is given twice"),
+        (["mq://{q}", "shm://{f}"], "only fifo:// and mq://"),
+    ],
+)
+def test_run_refuses_names_systemd_could_not_pass_before_making_anything(
+    osipc_names: Callable[[str], str], cli: Activate, listens: list[str], message: str
+) -> None:
+    """':' separates LISTEN_FDNAMES: such a name broke it, and the service then blamed
+    systemd. Every check comes before any object is made (the leak check sees to it)."""
+    names = {"f": osipc_names("f"), "q": osipc_names("q")}
+    args = [arg for text in listens for arg in ("--listen", text.format(**names))]
+    done = cli("run", *args, "--", "true")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and message.format(**names) in done.stderr
+
+
+def test_run_refuses_a_fifo_or_queue_another_user_planted(
+    osipc_names: Callable[[str], str], osipc_runtime: str, cli: Activate
+) -> None:
+    """As systemd refuses them: a squatter's object is never handed to the service."""
+    need_root("objects owned by another user")
+    fifo, queue = osipc_names("f"), osipc_names("q")
+    path = os.path.join(osipc_runtime, f"{fifo}.fifo")
+    os.mkfifo(path, 0o600)
+    os.chown(path, NOBODY, NOBODY)
+    with runtime_for(NOBODY) as env:
+        peer(
+            """
+            import sys, osipc
+            osipc.receiver("mq://" + sys.argv[1], maxmsg=2, msgsize=64).close()
+            """,
+            queue,
+            user=NOBODY,
+            env=env,
+        )
+    try:
+        for url in (f"fifo://{fifo}", f"mq://{queue}"):
+            done = cli("run", "--listen", url, "--", "true")
+            assert done.returncode == 1, done.stderr
+            assert f"created by uid {NOBODY}, not by you" in done.stderr
+            assert "trust_existing" in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        os.unlink(path)
+        osipc.unlink(f"mq://{queue}", missing_ok=True)
 
 
 def test_run_reports_a_missing_command(osipc_names: Callable[[str], str], cli: Activate) -> None:

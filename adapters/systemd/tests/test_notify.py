@@ -7,9 +7,11 @@ import errno
 import os
 import shutil
 import socket
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import osipc_systemd
 import pytest
@@ -224,16 +226,102 @@ def test_unhealthy_work_stops_the_pings(path_listener: Listener) -> None:
         assert path_listener.pending() == []
 
 
-def test_a_failed_ping_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
+def _wait_for(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_failed_ping_is_reported_at_once_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/osipc-notify")
     dog = osipc_systemd.Watchdog(0.01).start()
-    deadline = time.monotonic() + 5
-    while dog.error is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    try:
+        # seen without anyone calling check(): the thread itself reports it
+        _wait_for(lambda: "watchdog" in capsys.readouterr().err or None)
+    finally:
+        with pytest.raises(osipc_systemd.NotifyError):
+            dog.stop()
+    assert isinstance(dog.error, osipc_systemd.NotifyError)
     with pytest.raises(osipc_systemd.NotifyError):
         dog.check()
-    with pytest.raises(osipc_systemd.NotifyError):
+
+
+def test_a_failed_ping_goes_to_on_error_in_its_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/osipc-notify")
+    seen: list[tuple[Exception, str]] = []
+    dog = osipc_systemd.Watchdog(
+        0.01, on_error=lambda exc: seen.append((exc, threading.current_thread().name))
+    ).start()
+    _wait_for(lambda: seen)
+    with pytest.raises(osipc_systemd.NotifyError) as caught:
         dog.stop()
+    assert seen == [(caught.value, "osipc-systemd-watchdog")]  # once: the pings ended
+    assert "nothing listens there" in str(caught.value)
+
+
+def test_an_exception_in_healthy_stops_the_pings_and_is_reported(
+    path_listener: Listener, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+
+    def healthy() -> bool:
+        calls.append(1)
+        if len(calls) > 2:
+            raise ZeroDivisionError("the check itself is broken")
+        return True
+
+    dog = osipc_systemd.Watchdog(0.01, healthy=healthy).start()
+    _wait_for(lambda: dog.error is not None)
+    with pytest.raises(ZeroDivisionError, match="the check itself is broken"):
+        dog.stop()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "healthy() raised" in err and "ZeroDivisionError: the check itself is broken" in err
+    assert path_listener.pending() == [b"WATCHDOG=1", b"WATCHDOG=1"]  # none after
+
+
+def test_a_failed_ping_rides_along_with_the_bodys_exception(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/osipc-notify")
+    dog = osipc_systemd.Watchdog(0.01)
+
+    def body() -> None:
+        with dog:
+            _wait_for(lambda: dog.error is not None)
+            raise KeyError("the body's own")
+
+    with pytest.raises(KeyError) as caught:
+        body()
+    assert caught.value.__context__ is dog.error  # printed with the traceback
+    assert isinstance(dog.error, osipc_systemd.NotifyError)
+    assert "a ping failed" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes are Python 3.11+")
+def test_with_the_bodys_context_taken_a_failed_ping_becomes_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "/nonexistent/osipc-notify")
+    dog = osipc_systemd.Watchdog(0.01)
+
+    def body() -> None:
+        with dog:
+            _wait_for(lambda: dog.error is not None)
+            try:
+                raise ValueError("first")
+            except ValueError:
+                raise KeyError("while handling") from None
+
+    with pytest.raises(KeyError) as caught:
+        body()
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    notes = caught.value.__notes__  # type: ignore[attr-defined]
+    assert notes == [f"The osipc_systemd.Watchdog had failed: NotifyError: {dog.error}"]
+    capsys.readouterr()
 
 
 def test_watchdog_interval_must_be_positive() -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +35,34 @@ def _gone(url: str) -> bool:
     return False
 
 
-def _units(name: str, runtime: str, session: Any, *listen: str, **spec: Any) -> dict[str, str]:
-    """The files `osipc-systemd unit` writes, logging the service to the test's tmp dir."""
+def _python(code: str) -> str:
+    """An ExecStart= line running ``code`` with this interpreter: hex needs no quoting
+    and holds no % or $ for systemd to expand, and no file other users must read."""
+    return f"{sys.executable} -c \"exec(bytes.fromhex('{textwrap.dedent(code).encode().hex()}'))\""
+
+
+def _attach(url: str, session: Any, unit: str, timeout: float = 15.0, **options: Any) -> Any:
+    """A receiver on ``url`` once ``unit`` has created it; AssertionError, with the
+    manager's view, as soon as the unit failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return osipc.receiver(url, create=False, **options)
+        except osipc.NotFound:
+            failed = session.manager.show(unit)["ActiveState"] == "failed"
+            if failed or time.monotonic() > deadline:
+                status = session.systemctl("status", unit, check=False).stdout
+                raise AssertionError(
+                    f"{url} never appeared\n{status}\n--- service output\n{session.service_log()}"
+                ) from None
+            time.sleep(0.05)
+
+
+def _units(
+    name: str, runtime: str | None, session: Any, *listen: str, **spec: Any
+) -> dict[str, str]:
+    """The files `osipc-systemd unit` writes, logging the service to the test's tmp dir;
+    ``runtime`` None: the default %t/osipc."""
     properties = [
         ("StandardOutput", f"append:{session.log}"),
         ("StandardError", f"append:{session.log}"),
@@ -45,8 +73,8 @@ def _units(name: str, runtime: str, session: Any, *listen: str, **spec: Any) -> 
         UnitSpec(
             name=name,
             listens=[parse_listen(text) for text in listen],
-            runtime_dir=runtime,
             properties=properties,
+            **({} if runtime is None else {"runtime_dir": runtime}),
             **spec,
         )
     )
@@ -177,12 +205,33 @@ with osipc_systemd.Watchdog() as dog:
 """
 
 
-def test_the_watchdog_kills_a_silent_service_and_spares_a_pinging_one(
+WEDGED = """
+import time, osipc_systemd
+start = time.monotonic()
+with osipc_systemd.Watchdog(healthy=lambda: time.monotonic() - start < 3) as dog:
+    osipc_systemd.ready(status="healthy for 3 s")
+    time.sleep(60)
+"""
+
+
+def _lifetime(manager: Any, unit: str) -> float:
+    keys = "ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic"
+    out = manager.systemctl("show", "-p", keys, unit).stdout
+    stamps = dict(line.partition("=")[::2] for line in out.splitlines())
+    start, end = (int(stamps[key]) for key in keys.split(","))
+    return (end - start) / 1e6
+
+
+def test_the_watchdog_kills_a_silent_or_unhealthy_service_and_spares_a_pinging_one(
     systemd: Any, osipc_names: Names
 ) -> None:
-    silent, alive = osipc_names("silent"), osipc_names("alive")
-    # the timer runs from exec: leave the pinging one 2 s to start Python on a busy host
-    for unit, code, timeout in ((silent, SILENT, "1"), (alive, KEEPALIVE, "2")):
+    silent, alive, wedged = osipc_names("silent"), osipc_names("alive"), osipc_names("wedged")
+    # the timer runs from exec: leave the pinging ones 2 s to start Python on a busy host
+    for unit, code, timeout in (
+        (silent, SILENT, "1"),
+        (alive, KEEPALIVE, "2"),
+        (wedged, WEDGED, "2"),
+    ):
         systemd.run(
             unit,
             [sys.executable, "-c", code],
@@ -201,6 +250,83 @@ def test_the_watchdog_kills_a_silent_service_and_spares_a_pinging_one(
     time.sleep(max(0.0, 4.5 - (time.monotonic() - started)))  # over two of its timeouts
     state = systemd.manager.show(f"{alive}.service")
     assert (state["ActiveState"], state["StatusText"]) == ("active", "pinging every 1.0s")
+    # healthy=False stops the pings of a live thread: systemd kills the service, after
+    # it outlived WatchdogSec=2 (which a service that never pinged cannot do)
+    state = systemd.manager.wait_for(
+        f"{wedged}.service", lambda s: s["ActiveState"] in ("failed", "inactive"), timeout=15
+    )
+    assert state["Result"] == "watchdog", systemd.service_log()
+    assert _lifetime(systemd.manager, f"{wedged}.service") > 2.5
+
+
+GRACEFUL = """
+import signal, time, osipc_systemd
+stop = []
+signal.signal(signal.SIGTERM, lambda signo, frame: stop.append(signo))
+osipc_systemd.ready()
+while not stop:
+    time.sleep(0.02)
+osipc_systemd.stopping(status="draining")
+osipc_systemd.extend_timeout(10)
+time.sleep(1.5)  # longer than TimeoutStopSec=1
+"""
+
+
+def test_stopping_and_extend_timeout_reach_the_manager(systemd: Any, osipc_names: Names) -> None:
+    unit = osipc_names("graceful")
+    systemd.run(
+        unit, [sys.executable, "-c", GRACEFUL], "-p", "Type=notify", "-p", "TimeoutStopSec=1"
+    )
+    systemd.manager.wait_for(f"{unit}.service", lambda s: s["ActiveState"] == "active")
+    asked = time.monotonic()
+    systemd.systemctl("stop", "--no-block", f"{unit}.service")
+    state = systemd.manager.wait_for(f"{unit}.service", lambda s: s["StatusText"] == "draining")
+    assert state["ActiveState"] == "deactivating", state
+    state = systemd.manager.wait_for(
+        f"{unit}.service", lambda s: s["ActiveState"] != "deactivating"
+    )
+    # not killed at TimeoutStopSec=1 (that leaves it failed, Result=timeout): the
+    # extension was honoured, and it stopped on its own after its 1.5 s
+    assert state["Result"] == "success", systemd.service_log()
+    assert time.monotonic() - asked > 1.4
+
+
+STREAM = """
+import osipc_systemd
+with osipc_systemd.endpoints() as eps:
+    server = eps.socket("conn")
+    osipc_systemd.ready()
+    connection, _ = server.accept()
+    with connection:
+        connection.sendall(b"hello, " + connection.recv(100))
+"""
+
+
+def test_a_listen_stream_socket_arrives_as_a_socket(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    unit = osipc_names("stream")
+    path = os.path.join(osipc_runtime, "conn.sock")
+    systemd.run(
+        unit,
+        [sys.executable, "-c", STREAM],
+        f"--socket-property=ListenStream={path}",
+        "--socket-property=FileDescriptorName=conn",
+        "--socket-property=RemoveOnStop=yes",
+        "-p",
+        "Type=notify",
+    )
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(path)  # starts the service
+        client.sendall(b"socket")
+        assert client.recv(100) == b"hello, socket", systemd.service_log()
+    state = systemd.manager.wait_for(
+        f"{unit}.service", lambda s: s["ActiveState"] in ("inactive", "failed")
+    )
+    assert state["Result"] == "success", systemd.service_log()
+    systemd.systemctl("stop", f"{unit}.socket")
+    assert not os.path.exists(path)
 
 
 def test_the_manager_refuses_a_fifo_another_user_planted(
@@ -261,3 +387,166 @@ def test_checked_in_example_units_load(systemd: Any) -> None:
         assert state["LoadState"] == "loaded", (name, state)
     out = systemd.systemctl("show", "-p", "Listen", "cmdqueue-status.socket").stdout
     assert out.strip() == f"Listen={systemd.manager.runtime}/osipc/cmdqueue-status.fifo (FIFO)"
+
+
+AS_ANOTHER_USER = """
+import os, osipc, osipc_systemd
+with osipc_systemd.endpoints(codec="json") as eps:
+    requests = eps.receiver("requests")
+    osipc_systemd.ready()
+    reply = requests.recv(timeout=20)["reply"]
+    osipc.receiver("fifo://" + reply).close()  # by name, in its OSIPC_RUNTIME_DIR
+    made = osipc.info("fifo://" + reply)
+    runtime = os.environ["OSIPC_RUNTIME_DIR"]
+    with osipc.sender(f"mq://{reply}?maxmsg=2&msgsize=1024", codec="json") as tx:  # by name
+        tx.send({"uid": os.getuid(), "runtime": runtime, "runtime_owner": os.stat(runtime).st_uid,
+                 "fifo": made.path, "fifo_owner": made.owner})
+    requests.recv(timeout=20)  # the client has the answer
+    osipc.unlink("mq://" + reply)
+    osipc.unlink("fifo://" + reply)
+"""
+
+
+@pytest.mark.parametrize(
+    "who", [{"user": "nobody"}, {"properties": [("DynamicUser", "yes")]}], ids=["user", "dynamic"]
+)
+def test_a_service_of_another_user_makes_objects_by_name(
+    systemd: Any, osipc_names: Names, osipc_runtime: str, who: dict[str, Any]
+) -> None:
+    """The socket units create %t/osipc as the manager's user; the service gets its own
+    RuntimeDirectory= for what it makes by name, since osipc refuses another user's."""
+    if "properties" in who and f"{os.path.realpath(sys.prefix)}/".startswith(
+        ("/tmp/", "/var/tmp/")
+    ):
+        pytest.skip("this Python lives in /tmp, which DynamicUser='s PrivateTmp= hides")
+    unit, requests, reply = osipc_names("usr"), osipc_names("req"), osipc_names("rep")
+    files = _units(
+        unit,
+        osipc_runtime,
+        systemd,
+        f"requests=fifo://{requests}",
+        exec_start=_python(AS_ANOTHER_USER),
+        **who,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-requests.socket")
+    try:
+        # the client: root, so the FIFO SocketUser= gave the service is someone else's
+        with osipc.sender(f"fifo://{requests}", codec="json", trust_existing=True) as tx:
+            tx.send({"reply": reply})  # starts the service
+            with _attach(
+                f"mq://{reply}", systemd, f"{unit}.service", codec="json", trust_existing=True
+            ) as rx:
+                answer = rx.recv(timeout=10)
+            tx.send({"done": True})
+        state = systemd.manager.wait_for(
+            f"{unit}.service", lambda s: s["ActiveState"] in ("inactive", "failed")
+        )
+    finally:
+        osipc.unlink(f"mq://{reply}", missing_ok=True)
+    assert state["Result"] == "success", systemd.service_log()
+    own = f"{systemd.manager.runtime}/osipc-{unit}"
+    assert answer["runtime"] == own
+    assert answer["uid"] != 0 and answer["runtime_owner"] == answer["uid"]
+    assert answer["fifo"] == f"{own}/{reply}.fifo" and answer["fifo_owner"] == answer["uid"]
+    if "user" in who:
+        assert answer["uid"] == NOBODY
+
+
+DEFAULT_LAYOUT_CLIENT = """
+import json, os, sys, osipc
+commands, status = sys.argv[1:]
+with osipc.sender("mq://" + commands, codec="json") as tx, \\
+        osipc.receiver("fifo://" + status, codec="json") as rx:  # both by name
+    tx.send({"cmd": "push", "job": "by name"})  # starts the service
+    tx.send({"cmd": "status", "id": 3})
+    answer = rx.recv(timeout=10)
+path = osipc.info("fifo://" + status).path
+mounts = [line.split() for line in open("/proc/self/mountinfo")]
+point, kind = max(
+    ((m[4], m[m.index("-") + 1]) for m in mounts if path.startswith(m[4].rstrip("/") + "/")),
+    key=lambda found: len(found[0]),
+)
+print(json.dumps({"answer": answer, "path": path, "fs": kind}))
+"""
+
+GONE = """
+import sys, osipc
+try:
+    osipc.info("fifo://" + sys.argv[1])
+except osipc.NotFound:
+    print("gone")
+"""
+
+
+def test_default_layout_serves_clients_by_name(systemd: Any, osipc_names: Names) -> None:
+    """Units as generated by default (FIFOs in %t/osipc, on the tmpfs %t is) and a
+    client that, like root's clients of /run/osipc, finds both endpoints by name."""
+    unit, commands, status = osipc_names("dfl"), osipc_names("cmd"), osipc_names("st")
+    files = _units(
+        unit,
+        None,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+    )
+    assert "ListenFIFO=%t/osipc/" in files[f"{unit}-status.socket"]
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    report = json.loads(systemd.client(DEFAULT_LAYOUT_CLIENT, commands, status))
+    assert report["answer"]["id"] == 3 and report["answer"]["jobs"] == ["by name"]
+    assert report["path"] == f"{systemd.manager.runtime}/osipc/{status}.fifo"
+    assert report["fs"] == "tmpfs"
+    systemd.systemctl("stop", f"{unit}.service", f"{unit}-commands.socket", f"{unit}-status.socket")
+    assert systemd.client(GONE, status).strip() == "gone"  # RemoveOnStop=yes
+    assert _gone(f"mq://{commands}")
+
+
+ECHO = """
+import osipc_systemd
+with osipc_systemd.endpoints() as eps:
+    osipc_systemd.ready()
+    print("got", eps.receiver("jobs").recv(timeout=20).decode(), flush=True)
+"""
+
+
+def test_a_group_member_reaches_a_queue_the_socket_unit_chowned(
+    systemd: Any, osipc_names: Names, osipc_runtime: str
+) -> None:
+    """SocketGroup= does not chown queues: the generated ExecStartPost= does, so --group
+    G --mode 0660 lets a member of G (here a process of uid and gid nobody) send."""
+    unit, queue = osipc_names("grp"), osipc_names("q")
+    files = _units(
+        unit,
+        osipc_runtime,
+        systemd,
+        f"jobs=mq://{queue}?maxmsg=2&msgsize=64",
+        exec_start=_python(ECHO),
+        group=str(NOBODY),
+        mode=0o660,
+        mqueue_dir=systemd.manager.mqueue,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-jobs.socket")
+    info = osipc.info(f"mq://{queue}")
+    assert (info.owner, info.mode) == (0, 0o660)
+    with runtime_for(NOBODY) as env:
+        peer(
+            """
+            import sys, osipc
+            with osipc.sender("mq://" + sys.argv[1], create=False, trust_existing=True) as tx:
+                tx.send(b"from a member of the group", timeout=5)
+            """,
+            queue,
+            user=NOBODY,
+            env=env,
+        )
+    state = systemd.manager.wait_for(
+        f"{unit}.service",
+        lambda s: "got" in systemd.service_log() and s["ActiveState"] in ("inactive", "failed"),
+    )
+    assert state["Result"] == "success", systemd.service_log()
+    assert "got from a member of the group" in systemd.service_log()
+    systemd.systemctl("stop", f"{unit}-jobs.socket")
+    assert _gone(f"mq://{queue}")

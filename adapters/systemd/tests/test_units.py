@@ -53,8 +53,8 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
         "FileDescriptorName": "jobs",
         "Service": "jobs.service",
         "SocketMode": "0660",
-        "SocketUser": "worker",
-        "SocketGroup": "clients",
+        # SocketUser=/SocketGroup= would not chown a queue
+        "ExecStartPost": "/bin/chown worker:clients /dev/mqueue/jobs",
         "RemoveOnStop": "yes",
     }
     fifo = units["jobs-status.socket"]["Socket"]
@@ -62,6 +62,7 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
     assert fifo["FileDescriptorName"] == "status"
     assert fifo["SocketMode"] == "0640"  # the URL's mode wins for its endpoint
     assert fifo["PipeSize"] == "65536"
+    assert (fifo["SocketUser"], fifo["SocketGroup"]) == ("worker", "clients")
     assert units["jobs-status.socket"]["Install"] == {"WantedBy": "sockets.target"}
     service = units["jobs.service"]["Service"]
     assert service == {
@@ -69,11 +70,94 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
         "NotifyAccess": "main",
         "ExecStart": "/usr/bin/python3 /opt/jobs.py --verbose",
         "Sockets": "jobs-jobs.socket jobs-status.socket",
-        "Environment": "OSIPC_RUNTIME_DIR=%t/osipc",  # the service agrees with the sockets
+        # User=worker could not use %t/osipc (the manager's): it gets its own
+        "RuntimeDirectory": "osipc-jobs",
+        "RuntimeDirectoryMode": "0750",
+        "RuntimeDirectoryPreserve": "yes",
+        "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-jobs",
         "User": "worker",
         "Group": "clients",
         "WatchdogSec": "5",
     }
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ([], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc"}),  # the manager's user
+        (["--user", "root"], {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc", "User": "root"}),
+        (  # the last User= is the one systemd uses
+            ["--user", "worker", "--property", "User=root"],
+            {"Environment": "OSIPC_RUNTIME_DIR=%t/osipc", "User": "root"},
+        ),
+        (
+            ["--property", "User=worker"],
+            {
+                "RuntimeDirectory": "osipc-s",
+                "RuntimeDirectoryMode": "0700",
+                "RuntimeDirectoryPreserve": "yes",
+                "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-s",
+                "User": "worker",
+            },
+        ),
+        (
+            # a preserved one would become a symlink into %t/private, which osipc refuses
+            ["--property", "DynamicUser=yes"],
+            {
+                "RuntimeDirectory": "osipc-s",
+                "RuntimeDirectoryMode": "0700",
+                "Environment": "OSIPC_RUNTIME_DIR=%t/osipc-s",
+                "DynamicUser": "yes",
+            },
+        ),
+    ],
+)
+def test_a_service_of_another_user_gets_its_own_runtime_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], expected: dict[str, str]
+) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "fifo://x", *extra)
+    service = units["s.service"]["Service"]
+    for key in ("Type", "NotifyAccess", "ExecStart", "Sockets"):
+        del service[key]
+    assert service == expected
+    assert units["s-x.socket"]["Socket"]["ListenFIFO"] == "%t/osipc/x.fifo"  # not moved
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("extra", "chown"),
+    [
+        (["--user", "worker"], "worker"),
+        (["--group", "clients"], ":clients"),
+        (["--user", "7", "--group", "8", "--mqueue-dir", "/mnt/mq"], "7:8"),
+    ],
+)
+def test_queues_are_chowned_where_the_mqueue_file_system_is(
+    tmp_path: Path, extra: list[str], chown: str
+) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q", *extra)
+    socket = units["s-q.socket"]["Socket"]
+    where = "/mnt/mq" if "--mqueue-dir" in extra else "/dev/mqueue"
+    assert socket["ExecStartPost"] == f"/bin/chown {chown} {where}/q"
+    assert "SocketUser" not in socket and "SocketGroup" not in socket
+    assert socket["RemoveOnStop"] == "yes"
+
+
+@pytest.mark.parametrize(("where", "warned"), [("/proc", False), ("{tmp}", True)])
+def test_a_chown_where_no_file_system_is_mounted_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, warned: bool
+) -> None:
+    where = where.format(tmp=tmp_path)  # /proc: some mount point; tmp_path: none
+    args = ["unit", "s", "--exec", "/bin/true", "--listen", "mq://q", "--group", "g"]
+    assert main([*args, "--mqueue-dir", where, "--output", str(tmp_path / "units")]) == 0
+    err = capsys.readouterr().err
+    assert (f"{where} is not a mount point on this machine" in err) is warned
+    assert err.count("\n") == int(warned)
+
+
+def test_without_user_or_group_queues_stay_the_managers(tmp_path: Path) -> None:
+    units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q")
+    assert "ExecStartPost" not in units["s-q.socket"]["Socket"]
 
 
 def test_runtime_dir_and_absolute_fifo_paths(tmp_path: Path) -> None:
@@ -153,14 +237,22 @@ def test_examples_are_up_to_date(tmp_path: Path) -> None:
 
 
 HAZARDS = [
-    (["--user", "worker", "--property", "RemoveIPC=yes"], "RemoveIPC=yes in x.service"),
-    (["--property", "DynamicUser=yes"], "DynamicUser=yes in x.service implies RemoveIPC=yes"),
+    (["--user", "worker", "--property", "RemoveIPC=yes"], "owned by User=worker:"),
+    (["--group", "clients", "--property", "RemoveIPC=yes"], "owned by Group=clients:"),
+    (
+        ["--property", "DynamicUser=yes"],
+        "DynamicUser=yes in x.service implies RemoveIPC=yes and PrivateTmp=yes",
+    ),
     (["--property", "PrivateIPC=true"], "PrivateIPC=yes in x.service"),
     (
         ["--property", "PrivateTmp=yes", "--runtime-dir", "/tmp/osipc-x"],
         "FIFOs it creates in /tmp/osipc-x are invisible",
     ),
     (["--property", "RuntimeDirectory=osipc"], "RuntimeDirectory=osipc in x.service"),
+    (
+        ["--user", "worker", "--socket-property", "RemoveOnStop=no"],
+        "RemoveOnStop=no in x-x.socket: its FIFO gets another owner",
+    ),
 ]
 
 
@@ -174,9 +266,62 @@ def test_settings_that_delete_or_hide_objects_are_warned_about(
     err = capsys.readouterr().err
     assert err.startswith("osipc-systemd: warning: ") and warning in err
     assert err.count("\n") == 1
-    # and `check` finds the same in the written file
-    assert main(["check", str(out / "x.service")]) == 1
+    # and `check` finds the same in the written files
+    assert main(["check", *(str(path) for path in out.iterdir())]) == 1
     assert warning in capsys.readouterr().err
+
+
+def test_the_private_ipc_warning_names_what_it_hides(capsys: pytest.CaptureFixture[str]) -> None:
+    """An IPC namespace has its own mqueue and SysV objects; /dev/shm is not part of it."""
+    main(["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x", "--property", "PrivateIPC=1"])
+    err = capsys.readouterr().err
+    assert "mq:// and sysv+ objects it opens by name are invisible" in err
+    assert "shm:// rings (in /dev/shm) still work" in err
+
+
+def test_a_chowned_queue_kept_at_stop_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--group", "clients"]
+    assert main([*args, "--socket-property", "RemoveOnStop=no", "--output", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "RemoveOnStop=no in x-q.socket: its queue gets another owner" in err
+
+
+def test_dynamic_user_with_a_preserved_runtime_dir_is_warned_about(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x"]
+    preserve = ["--property", "DynamicUser=yes", "--property", "RuntimeDirectoryPreserve=yes"]
+    assert main([*args, *preserve]) == 0
+    err = capsys.readouterr().err
+    assert "makes %t/osipc-x a symlink into %t/private, and osipc refuses" in err
+
+
+def test_check_reads_drop_ins_and_the_socket_units_beside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "units"
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "fifo://x", "--runtime-dir", "/run/p"]
+    elsewhere = ["--property", "Environment=OSIPC_RUNTIME_DIR=/run/elsewhere"]
+    assert main([*args, *elsewhere, "--output", str(out)]) == 0
+    capsys.readouterr()
+    service = str(out / "x.service")
+    assert main(["check", service]) == 0
+    dropins = out / "x.service.d"
+    dropins.mkdir()
+    (dropins / "10-private.conf").write_text("[Service]\nPrivateIPC=yes\n")
+    (dropins / "20-runtime.conf").write_text("[Service]\nRuntimeDirectory=p\n")
+    (dropins / "30-ignored.txt").write_text("[Service]\nRemoveIPC=yes\n")
+    assert main(["check", service]) == 1
+    err = capsys.readouterr().err
+    assert "PrivateIPC=yes in x.service" in err
+    # the FIFOs are where the socket unit beside it says: ListenFIFO=/run/p/x.fifo
+    assert "RuntimeDirectory=p in x.service" in err
+    assert "RemoveIPC" not in err and err.count("\n") == 2
+    (out / "x-x.socket").unlink()  # then only the service's own OSIPC_RUNTIME_DIR is known
+    assert main(["check", service]) == 1
+    assert "RuntimeDirectory=p" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -184,9 +329,11 @@ def test_settings_that_delete_or_hide_objects_are_warned_about(
     [
         [],
         ["--property", "RemoveIPC=yes"],  # root's objects are never removed
+        ["--group", "root", "--property", "RemoveIPC=yes"],
         ["--property", "RuntimeDirectory=osipc", "--property", "RuntimeDirectoryPreserve=yes"],
         ["--property", "PrivateTmp=yes"],  # the FIFOs are in %t, not /tmp
         ["--property", "RuntimeDirectory=other"],
+        ["--user", "worker", "--group", "clients"],  # its own, preserved, runtime dir
     ],
 )
 def test_harmless_settings_pass_quietly(
@@ -231,6 +378,34 @@ def test_bad_input_is_one_line_and_exit_1(
     assert captured.out == ""
     assert captured.err.startswith("osipc-systemd: error: ") and captured.err.count("\n") == 1
     assert message in captured.err
+
+
+@pytest.mark.parametrize(
+    ("name", "listen", "message"),
+    [
+        ("n" * 200, f"{'f' * 60}=mq://x", "socket unit name 'nnn"),
+        ("svc", f"fifo:///run/{'a' * 256}", "is 256 characters long; file systems allow 255"),
+    ],
+)
+def test_names_too_long_for_systemd_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, listen: str, message: str
+) -> None:
+    """Not a 'File name too long' from the file system, nor a 300-character line."""
+    assert (
+        main(["unit", name, "--exec", "/bin/true", "--listen", listen, "--output", str(tmp_path)])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and len(err) < 400
+    assert list(tmp_path.iterdir()) == []
+    if name != "svc":
+        assert "would be 268 characters long; systemd allows 255: shorten NAME" in err
+
+
+def test_the_longest_names_systemd_allows_are_written(tmp_path: Path) -> None:
+    fdname = "f" * (255 - 200 - len("-.socket"))
+    units = generate(tmp_path, "n" * 200, "--exec", "/bin/true", "--listen", f"{fdname}=mq://x")
+    assert max(len(name) for name in units) == 255
 
 
 def test_bad_unit_name(capsys: pytest.CaptureFixture[str]) -> None:
