@@ -27,7 +27,8 @@ order, before or after the others exit::
 What each object is (osipc URLs, see ``osipc ls``):
 
 * :class:`Queue` ``(name, maxsize=0, *, transport="shm")``: the ring ``shm://NAME`` (or
-  ``mq://NAME``), with ``sem://NAME.maxsize`` and, when bounded, ``sem://NAME.slots``.
+  ``mq://NAME``), its state ``shm://NAME--state``, and on shm the locks
+  ``sem://NAME--put``, ``sem://NAME--get`` (and ``sem://NAME--space`` when bounded).
 * :class:`Pipe` ``(name, duplex=True)``, ``.end("a" | "b")`` -> :class:`Connection`:
   the channels ``shm://NAME.a`` and ``shm://NAME.b`` and the end locks ``sem://NAME.a``
   and ``sem://NAME.b``.
@@ -45,10 +46,10 @@ Differences from the stdlib:
 * ``close()`` closes this process's handles; the kernel objects stay until
   ``unlink()`` (or ``osipc_mp.unlink(name)``, or ``osipc gc`` once nobody uses them).
 * ``Queue.put`` has no feeder thread: it returns when the object is in the queue, and an
-  unpicklable object raises there. ``qsize()`` and ``empty()`` come from ``osipc.info``
-  and cost milliseconds. On ``mq`` a queue holds at most fs.mqueue.msg_max messages.
-* A message has a largest size: the ring's ``capacity`` (1 MiB unless the creator
-  asked for more) or the mq's ``msgsize`` (8192 bytes).
+  unpicklable object raises there. ``qsize()`` and ``empty()`` are snapshots. On ``mq`` a
+  queue holds at most fs.mqueue.msg_max messages of at most ``msgsize`` bytes.
+* A pipe message has a largest size: the ring's ``capacity`` (1 MiB unless the creator
+  asked for more) or the mq's ``msgsize`` (8192 bytes). A Queue on shm takes any size.
 * Closed objects raise ``osipc.Closed`` (a ValueError); errors are osipc's, each also
   the builtin the stdlib would raise (EOFError, TimeoutError, OSError, ValueError).
 """
@@ -59,6 +60,7 @@ import osipc
 from osipc_mp._common import check_name
 from osipc_mp._connection import Connection, Pipe
 from osipc_mp._queue import Queue
+from osipc_mp._queue import _unlink as _unlink_queue
 from osipc_mp._shared import Array, Value
 from osipc_mp._synchronize import Lock, RLock
 
@@ -74,8 +76,8 @@ def unlink(name: str) -> None:
     ``sem://NAME``, ...): do not share a name between osipc_mp and other uses.
     """
     check_name(name, "an osipc_mp")
-    urls = [f"{scheme}://{name}" for scheme in ("shm", "mq", "sem")]
-    urls += [f"sem://{name}.maxsize", f"sem://{name}.slots"]
+    _unlink_queue(name)  # shm://NAME, mq://NAME and the queue's companions
+    urls = [f"sem://{name}"]
     urls += [f"{scheme}://{name}.{end}" for end in ("a", "b") for scheme in ("shm", "mq", "sem")]
     for url in urls:
         osipc.unlink(url, missing_ok=True)
