@@ -44,8 +44,8 @@ Differences from the stdlib:
   code chosen by the sender: share names only with processes you trust. Objects are
   created with mode 0600 (your user only).
 * Initial values apply when a name is created, never when another process opens it.
-* ``close()`` closes this process's handles (a Queue's and a Connection's also at exit
-  and on garbage collection, quietly); the kernel objects stay until
+* ``close()`` (done by itself at exit and on garbage collection, quietly, as the
+  stdlib's objects close) closes this process's handles; the kernel objects stay until
   ``unlink()`` (or ``osipc_mp.unlink(name)``, or ``osipc gc`` once nobody uses them).
 * ``Queue.put`` has no feeder thread: it returns when the object is in the queue, and an
   unpicklable object raises there. ``qsize()`` and ``empty()`` are snapshots. On ``mq`` a
