@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import gc
 import os
+import subprocess
+import sys
+import warnings
 from collections.abc import Callable
 
 import osipc_mp
@@ -103,3 +107,63 @@ def test_unlink_checks_the_name() -> None:
         osipc_mp.unlink(None)  # type: ignore[arg-type]
     with pytest.raises(osipc.InvalidURL):
         osipc_mp.unlink("../etc")
+
+
+def test_objects_left_open_close_quietly_at_exit(name: str) -> None:
+    # Only the import changed from a stdlib script that never closes anything: under
+    # -X dev (every ResourceWarning shown) it must print nothing more than the stdlib.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "dev",
+            "-I",
+            "-c",
+            """
+import sys
+from osipc_mp import Queue, Pipe, Value, Array, Lock, RLock
+
+n = sys.argv[1]
+q, bounded = Queue(n + "q"), Queue(n + "b", 2, transport="mq", msgsize=128)
+q.put([1, 2])
+bounded.put("x")
+conn = Pipe(n + "p").end("a")
+v, arr = Value(n + "v", "d", 1.5), Array(n + "a", "i", range(3))
+view = arr.get_obj()      # still alive at exit
+lock, rlock = Lock(n + "l"), RLock(n + "r")
+lock.acquire()
+print(q.get(), bounded.get(), v.value, arr[:])
+""",
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "[1, 2] x 1.5 [0, 1, 2]\n"
+        assert done.stderr == ""
+    finally:
+        for suffix in "qbpvalr":
+            osipc_mp.unlink(name + suffix)
+
+
+def test_objects_dropped_unclosed_close_quietly(names: Callable[[], str]) -> None:
+    made = [names() for _ in range(4)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        queue = osipc_mp.Queue(made[0], maxsize=1)
+        queue.put(1)
+        conn = osipc_mp.Pipe(made[1]).end("b")
+        conn.send("dropped")
+        value = osipc_mp.Value(made[2], "i")
+        lock = osipc_mp.RLock(made[3])
+        del queue, conn, value, lock
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    with osipc_mp.Pipe(made[1]).end("a") as a:  # dropping it ended its session
+        assert a.recv() == "dropped"
+        with pytest.raises(EOFError):
+            a.recv()
