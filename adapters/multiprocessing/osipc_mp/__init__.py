@@ -9,14 +9,14 @@ order, before or after the others exit::
     import osipc_mp as mp                          # the only change: the import ...
 
     q = mp.Queue("jobs")                           # ... and a name for each object
-    q.put({"n": 1}, timeout=1)                     # another process: mp.Queue("jobs").get()
+    q.put({"n": 1})                                # another process: mp.Queue("jobs").get()
 
     conn = mp.Pipe("chat").end("a")                # the other process opens end "b"
-    try:
-        while True:
+    while True:
+        try:
             print(conn.recv())
-    except EOFError:                               # "b" closed (or its process ended)
-        conn.close()
+        except EOFError:                           # "b" closed, or its process ended
+            break
 
     counter = mp.Value("counter", "i", 0)          # 0 only if this call creates it
     with counter.get_lock():
@@ -24,13 +24,15 @@ order, before or after the others exit::
 
     mp.unlink("jobs"); mp.unlink("chat"); mp.unlink("counter")   # close() never removes
 
-What each object is (osipc URLs, see ``osipc ls``):
+What each object is (osipc URLs, see ``osipc ls``); ``NAME--...`` names belong to
+osipc_mp, so a name given to osipc_mp may not contain ``--``:
 
 * :class:`Queue` ``(name, maxsize=0, *, transport="shm")``: the ring ``shm://NAME`` (or
-  ``mq://NAME``), with ``sem://NAME.maxsize`` and, when bounded, ``sem://NAME.slots``.
+  ``mq://NAME``), its state ``shm://NAME--state``, and on shm the locks
+  ``sem://NAME--put``, ``sem://NAME--get`` (and ``sem://NAME--space`` when bounded).
 * :class:`Pipe` ``(name, duplex=True)``, ``.end("a" | "b")`` -> :class:`Connection`:
-  the channels ``shm://NAME.a`` and ``shm://NAME.b`` and the end locks ``sem://NAME.a``
-  and ``sem://NAME.b``.
+  the channels ``shm://NAME--a`` and ``shm://NAME--b``, the end locks ``sem://NAME--a``
+  and ``sem://NAME--b``, and its state ``shm://NAME--state``.
 * :class:`Value` ``(name, typecode, *initial)`` and :class:`Array` ``(name, typecode,
   size_or_initializer)``: ``osipc.SharedMemory`` ``shm://NAME``, lock ``sem://NAME``.
 * :class:`Lock` and :class:`RLock` ``(name)``: ``osipc.Lock("sem://NAME")``, released by
@@ -42,15 +44,15 @@ Differences from the stdlib:
   code chosen by the sender: share names only with processes you trust. Objects are
   created with mode 0600 (your user only).
 * Initial values apply when a name is created, never when another process opens it.
-* ``close()`` closes this process's handles; the kernel objects stay until
+* ``close()`` (done by itself at exit and on garbage collection, quietly, as the
+  stdlib's objects close) closes this process's handles; the kernel objects stay until
   ``unlink()`` (or ``osipc_mp.unlink(name)``, or ``osipc gc`` once nobody uses them).
 * ``Queue.put`` has no feeder thread: it returns when the object is in the queue, and an
-  unpicklable object raises there. ``qsize()`` and ``empty()`` come from ``osipc.info``
-  and cost milliseconds. On ``mq`` a queue holds at most fs.mqueue.msg_max messages.
-* A message has a largest size: the ring's ``capacity`` (1 MiB unless the creator
-  asked for more) or the mq's ``msgsize`` (8192 bytes).
+  unpicklable object raises there. ``qsize()`` and ``empty()`` are snapshots. On ``mq`` a
+  queue holds at most fs.mqueue.msg_max messages of at most ``msgsize`` bytes.
 * Closed objects raise ``osipc.Closed`` (a ValueError); errors are osipc's, each also
-  the builtin the stdlib would raise (EOFError, TimeoutError, OSError, ValueError).
+  the builtin the stdlib would raise (EOFError, BrokenPipeError, TimeoutError, OSError,
+  ValueError).
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ from __future__ import annotations
 import osipc
 from osipc_mp._common import check_name
 from osipc_mp._connection import Connection, Pipe
+from osipc_mp._connection import _unlink as _unlink_pipe
 from osipc_mp._queue import Queue
+from osipc_mp._queue import _unlink as _unlink_queue
 from osipc_mp._shared import Array, Value
 from osipc_mp._synchronize import Lock, RLock
 
@@ -71,11 +75,9 @@ def unlink(name: str) -> None:
     open keep working on the old objects; new opens create new ones.
 
     It also removes plain osipc objects with those URLs (``shm://NAME``, ``mq://NAME``,
-    ``sem://NAME``, ...): do not share a name between osipc_mp and other uses.
+    ``sem://NAME``): do not share a name between osipc_mp and other uses.
     """
     check_name(name, "an osipc_mp")
-    urls = [f"{scheme}://{name}" for scheme in ("shm", "mq", "sem")]
-    urls += [f"sem://{name}.maxsize", f"sem://{name}.slots"]
-    urls += [f"{scheme}://{name}.{end}" for end in ("a", "b") for scheme in ("shm", "mq", "sem")]
-    for url in urls:
-        osipc.unlink(url, missing_ok=True)
+    _unlink_queue(name)  # shm://NAME, mq://NAME and the queue's companions
+    _unlink_pipe(name)
+    osipc.unlink(f"sem://{name}", missing_ok=True)  # a Value's, Array's or Lock's

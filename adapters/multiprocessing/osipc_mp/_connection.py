@@ -1,14 +1,29 @@
 """Pipe and Connection: ``multiprocessing.Pipe`` whose two ends two unrelated processes open.
 
-Kernel objects of ``Pipe("NAME")``: the channel ``shm://NAME.a`` carries what end "a"
-receives and ``shm://NAME.b`` what "b" receives (only ``NAME.a`` with ``duplex=False``);
-``sem://NAME.a`` and ``sem://NAME.b`` are locks each end holds while it is open, so an
-end belongs to one process at a time and its peer can tell when it has gone.
+Kernel objects of ``Pipe("NAME")``: the channel ``shm://NAME--a`` carries what end "a"
+receives and ``shm://NAME--b`` what "b" receives (only ``NAME--a`` with ``duplex=False``);
+``sem://NAME--a`` and ``sem://NAME--b`` are locks an end's process holds while the end is
+open (the kernel releases them when it dies); ``shm://NAME--state`` (changed under
+``sem://NAME--state``) records the pipe's configuration and each end's sessions.
+
+**Sessions.** Each time an end is opened it starts a new *session*, numbered 1, 2, ...;
+session k of "a" talks to session k of "b", as the two ends of one stdlib pipe do, and
+every frame carries its sender's session number. So a reader drops what an earlier
+session left behind unread (as a stdlib pipe's unread data goes when it is closed), a
+stale end-of-stream never ends the next conversation, and a reader knows its peer's
+session has ended when the peer closed (an END frame, also sent when the process exits
+normally), or when its lock is free although it had opened: killed, even before the
+reader ever looked. A session that ended having only waited to receive, without sending
+anything, is skipped by the peer that opens after it, which talks to the next one.
+Sending to a peer session that has ended raises BrokenPipeError (``osipc.Broken``).
+When an end is reopened after its previous session died without its END, the new
+session first sends that END (tagged with the old session) if a reader may still need it.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import time
 from collections import deque
 from multiprocessing import BufferTooShort
@@ -16,11 +31,41 @@ from types import TracebackType
 from typing import Any
 
 import osipc
-from osipc_mp._common import check_name, check_transport, dumps, loads
+from osipc_mp import _frames
+from osipc_mp._common import (
+    MAGIC_PIPE,
+    TRANSPORT_CODES,
+    StateBlock,
+    channel_options,
+    check_name,
+    check_transport,
+    common_options,
+    companion,
+    dumps,
+    finalizer,
+    holding,
+    loads,
+    quietly,
+)
 
 ENDS = ("a", "b")
-PEER_CHECK = 0.2  # seconds between looks at whether a silent peer is still alive
+PEER_CHECK = 0.2  # seconds between looks at whether a silent peer session has ended
 CLOSE_WAIT = 1.0  # at most this long for room for the end-of-stream marker in close()
+HANDOFF_WAIT = 30.0  # an end passed to another process is kept alive this long for it
+
+# Words of the state block: the configuration, then 8 words per end.
+W_DUPLEX, W_TRANSPORT = 1, 2
+_END_BASE = {"a": 8, "b": 16}
+GEN, CLOSED, MARKED, SENT, RECVD, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
+
+_CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
+
+
+def _describe(config: tuple[int, ...]) -> str:
+    duplex, transport = config
+    return (
+        f"a Pipe with duplex={bool(duplex)} and transport={_CODE_NAMES.get(transport, transport)!r}"
+    )
 
 
 class Pipe:
@@ -28,9 +73,10 @@ class Pipe:
     in one, ``Pipe("chat").end("b")`` in the other, in any order.
 
     ``duplex=True``: both ends send and receive. ``duplex=False``: like the stdlib's
-    ``r, w = Pipe(False)``, "a" only receives and "b" only sends. ``transport`` and the
-    other keyword arguments are as for :class:`~osipc_mp.Queue` (``capacity=`` bounds a
-    message on shm, ``msgsize=`` on mq). ``unlink()`` removes the pipe.
+    ``r, w = Pipe(False)``, "a" only receives and "b" only sends. Every process must
+    open the pipe the same way (``osipc.InvalidArgument`` otherwise). ``transport`` and
+    the other keyword arguments are as for :class:`~osipc_mp.Queue` (``capacity=`` sizes
+    a channel on shm, ``msgsize=`` a frame on mq). ``unlink()`` removes the pipe.
     """
 
     def __init__(
@@ -39,84 +85,90 @@ class Pipe:
         self.name = check_name(name, "Pipe")
         self.duplex = bool(duplex)
         self.transport = check_transport(transport)
-        self.options = options
+        self.options = channel_options(options, "Pipe")
 
     def channel(self, end: str) -> str:
         """The URL of the channel end ``end`` receives from."""
-        return f"{self.transport}://{self.name}.{end}"
+        return companion(self.transport, self.name, end)
 
     def end(self, which: str) -> Connection:
-        """Open end "a" or "b" as a :class:`Connection`.
+        """Open end "a" or "b" as a :class:`Connection` (a new session of that end).
 
         Raises:
             osipc.AlreadyExists: another process (or handle) has this end open.
-            osipc.InvalidArgument: ``which`` is not "a" or "b".
+            osipc.InvalidArgument: ``which`` is not "a" or "b", or the pipe exists with
+                another ``duplex`` or ``transport``.
         """
         if which not in ENDS:
             raise osipc.InvalidArgument(f'a pipe has ends "a" and "b", not {which!r}')
-        return Connection(self, which)
+        return Connection(_End(self, which, resume=None))
 
     def unlink(self) -> None:
-        """Remove both channels and both end locks; what was in flight is lost."""
-        for end in ENDS:
-            osipc.unlink(self.channel(end), missing_ok=True)
-            osipc.unlink(f"sem://{self.name}.{end}", missing_ok=True)
+        """Remove the channels, the end locks and the state; what was in flight is lost."""
+        _unlink(self.name)
 
     def __repr__(self) -> str:
         return f"<osipc_mp.Pipe {self.name!r} duplex={self.duplex} transport={self.transport}>"
 
 
-class Connection:
-    """One end of a :class:`Pipe`, with the API of ``multiprocessing.connection.Connection``.
+def _unlink(name: str) -> None:
+    urls = [companion("shm", name, "state"), companion("sem", name, "state")]
+    for end in ENDS:
+        urls += [companion(scheme, name, end) for scheme in ("shm", "mq", "sem")]
+    for url in urls:
+        osipc.unlink(url, missing_ok=True)
 
-    ``send(obj)`` pickles (``recv()`` unpickles, **running code chosen by the sender**);
-    ``send_bytes``/``recv_bytes``/``recv_bytes_into`` move bytes as they are. Messages
-    wait in the channel, so a sender may finish and exit before its peer starts.
 
-    End of stream: ``close()`` sends an end-of-stream marker, and the peer's ``recv``
-    raises EOFError (``osipc.EndOfStream``) after everything sent before it. A peer this
-    end has seen alive that goes away without closing (killed) is noticed within
-    ``PEER_CHECK`` seconds: EOFError too, once its messages are read. ``poll()`` is True
-    when ``recv`` would not block, EOF included. Differences from the stdlib: using a
-    closed connection raises ``osipc.Closed`` (a ValueError, not OSError); the wrong
-    direction raises ``osipc.Unsupported`` (an OSError); a pipe outlives its processes,
-    so a reopened end first reads what is left in its channel, end-of-stream included.
-    """
+class _End:
+    """One process's hold on one end of a pipe: its handles, its session, and what it
+    has received but not yet delivered. Kept apart from :class:`Connection` so the
+    finalizer that closes it at exit or garbage collection needs no reference to it."""
 
-    def __init__(self, pipe: Pipe, which: str) -> None:
-        self._closed = True  # until built: close() then has nothing to do
+    def __init__(self, pipe: Pipe, which: str, resume: int | None) -> None:
         self.pipe = pipe
         self.end = which
         self.peer = "b" if which == "a" else "a"
         self.readable = pipe.duplex or which == "a"
         self.writable = pipe.duplex or which == "b"
-        keep = {k: v for k, v in pipe.options.items() if k in ("mode", "trust_existing")}
-        self._tx: osipc.Sender[bytes] | None = None
-        self._rx: osipc.Receiver[bytes] | None = None
-        self._peer_lock: osipc.Lock | None = None
-        self._mine = osipc.Lock(f"sem://{pipe.name}.{which}", **keep)
+        self.closed = True  # until built: finish() then has nothing to do
+        self.moved = False  # passed to another process (pickled)
+        self.pid = os.getpid()
+        self.owner = True  # False in a forked child that uses its parent's end
+        self.session = 0
+        self.owed: list[int] = []  # END markers of earlier sessions still to send
+        self.said_sent = self.said_recvd = False
+        self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
+        self.run: _frames.Assembly | None = None
+        self.eof = False
+        self.checked = 0.0
+        self.tx: osipc.Sender[bytes] | None = None
+        self.rx: osipc.Receiver[bytes] | None = None
+        self.mine: osipc.Lock | None = None
+        self.peer_lock: osipc.Lock | None = None
+        self.state: StateBlock | None = None
+        self.limit: int | None = None
+        common = common_options(pipe.options)
         try:
-            self._claim()
-            if self.readable:
-                self._rx = osipc.receiver(pipe.channel(which), **pipe.options)
-                self._peer_lock = osipc.Lock(f"sem://{pipe.name}.{self.peer}", **keep)
-            if self.writable:
-                self._tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
+            self.mine = osipc.Lock(companion("sem", pipe.name, which), **common)
+            self._claim(wait=2.0 if resume else 0.0)
+            self._open_shared(common)
+            if resume is None:
+                self._start_session()
+            else:
+                self._resume_session(resume)
         except BaseException:
-            self._release()
+            self.release()
             raise
-        self._pending: deque[bytes | None] = deque()  # None: end of stream
-        self._peer_pid: int | None = None  # the peer as last seen alive
-        self._peer_ended = False  # its end-of-stream arrived: it closed
-        self._checked = 0.0
-        self._closed = False
-        self._peer_gone()  # notice a peer that is already here
+        self.closed = False
 
-    def _claim(self) -> None:
+    # -- opening ---------------------------------------------------------------------------
+
+    def _claim(self, wait: float) -> None:
+        assert self.mine is not None
         try:
-            self._mine.acquire(timeout=0)
+            self.mine.acquire(timeout=wait)
         except osipc.Timeout:
-            holder = self._mine.holder
+            holder = self.mine.holder
             where = f"process {holder}" if holder else "another process"
             raise osipc.AlreadyExists(
                 f"end {self.end!r} of pipe {self.pipe.name!r} is open in {where}; an end "
@@ -124,29 +176,436 @@ class Connection:
                 errno=errno.EBUSY,
             ) from None
 
-    # -- sending -------------------------------------------------------------------------
+    def _open_shared(self, common: dict[str, Any]) -> None:
+        pipe = self.pipe
+        self.state = StateBlock(
+            pipe.name,
+            MAGIC_PIPE,
+            (int(pipe.duplex), TRANSPORT_CODES[pipe.transport]),
+            _describe,
+            **common,
+        )
+        self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
+        # The channels before the session: a failure here must not leave a session that
+        # its peer would take for one that ended.
+        if self.readable:
+            self.rx = osipc.receiver(pipe.channel(self.end), **pipe.options)
+        if self.writable:
+            self.tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
+            self.limit = self.tx.capabilities.max_message_size
 
-    def _sender(self) -> osipc.Sender[bytes]:
-        if self._closed:
+    def _reopen_in_child(self) -> None:
+        """In a forked child, on first use: the parent's session, without its lock (the
+        parent still holds the end, as a forked child shares a stdlib pipe's descriptor)."""
+        pipe = self.pipe
+        common = common_options(pipe.options)
+        self.pid = os.getpid()
+        self.owner = False
+        old_state = self.state
+        self.state = None
+        self.tx = self.rx = self.mine = self.peer_lock = None
+        if old_state is not None:
+            quietly(old_state.close)
+        try:
+            self._open_shared(common)
+        except BaseException:
+            self.closed = True
+            self.release()
+            raise
+
+    def _word(self, end: str, field: int) -> int:
+        assert self.state is not None
+        assert self.state.words is not None
+        return int(self.state.words[_END_BASE[end] + field])
+
+    def _set(self, end: str, field: int, value: int) -> None:
+        assert self.state is not None
+        assert self.state.words is not None
+        self.state.words[_END_BASE[end] + field] = value
+
+    def _start_session(self) -> None:
+        assert self.state is not None
+        me, peer = self.end, self.peer
+        with holding(self.state.lock, f"opening end {me!r} of pipe {self.pipe.name!r}"):
+            handoff = self._word(me, HANDOFF)
+            if (
+                handoff
+                and handoff == self._word(me, GEN)
+                and time.monotonic_ns() < self._word(me, HANDOFF_UNTIL)
+            ):
+                raise osipc.AlreadyExists(
+                    f"end {me!r} of pipe {self.pipe.name!r} is being passed to another "
+                    "process (it was pickled); open it there, or wait until that is over",
+                    errno=errno.EBUSY,
+                )
+            self._set(me, HANDOFF, 0)
+            previous = self._word(me, GEN)
+            session = previous + 1
+            # A peer session that only waited to receive and ended without sending has
+            # nothing for us: talk to the next one instead.
+            while (
+                session <= self._word(peer, GEN)
+                and self._word(peer, SENT) < session
+                and self._word(peer, RECVD) >= session
+                and self._ended(peer, session)
+            ):
+                session += 1
+            owed = [
+                s
+                for s in sorted({self._word(me, OWED), previous})
+                if s and s > self._word(me, MARKED) and self.writable and not self._ended(peer, s)
+            ]
+            self._set(me, OWED, owed[-1] if owed else 0)
+            self._set(me, GEN, session)
+            if not self.writable:  # it can only wait to receive: it is from the start
+                self._set(me, RECVD, session)
+                self.said_recvd = True
+        self.session = session
+        self.owed = owed
+        if owed:
+            self._pay_owed(timeout=0)
+
+    def _resume_session(self, session: int) -> None:
+        assert self.state is not None
+        me = self.end
+        with holding(self.state.lock, f"opening end {me!r} of pipe {self.pipe.name!r}"):
+            if self._word(me, GEN) != session:
+                raise osipc.Broken(
+                    f"end {me!r} of pipe {self.pipe.name!r} passed to this process was "
+                    "reopened elsewhere before it arrived (its session is over)",
+                    errno=errno.EPIPE,
+                )
+            self._set(me, HANDOFF, 0)
+            owed = self._word(me, OWED)
+        self.session = session
+        self.owed = [owed] if owed and owed > self._word(me, MARKED) else []
+        self.said_sent = self._word(me, SENT) >= session
+        self.said_recvd = self._word(me, RECVD) >= session
+
+    # -- the peer --------------------------------------------------------------------------
+
+    def _ended(self, end: str, session: int) -> bool:
+        """Has session ``session`` of the peer ``end`` ended (closed, died, replaced)?"""
+        gen = self._word(end, GEN)
+        if gen < session:
+            return False  # not opened yet
+        if gen > session or self._word(end, CLOSED) >= session:
+            return True
+        if self._word(end, HANDOFF) == session and time.monotonic_ns() < self._word(
+            end, HANDOFF_UNTIL
+        ):
+            return False  # on its way to another process
+        assert self.peer_lock is not None
+        return self.peer_lock.holder is None
+
+    def _peer_ended(self, cheap: bool = False) -> bool:
+        """Has the peer session ended? ``cheap``: only what shared memory tells at once,
+        plus the lock (73 us) at most once per PEER_CHECK."""
+        peer, session = self.peer, self.session
+        gen = self._word(peer, GEN)
+        if gen > session or (gen == session and self._word(peer, CLOSED) >= session):
+            return True
+        if gen < session:
+            return False
+        if cheap:
+            now = time.monotonic()
+            if now - self.checked < PEER_CHECK:
+                return False
+            self.checked = now
+        return self._ended(peer, session)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def live(self) -> None:
+        if self.closed:
+            if self.moved:
+                raise osipc.Closed(
+                    f"end {self.end!r} of pipe {self.pipe.name!r} was passed to another "
+                    "process (pickled); it is used there now"
+                )
             raise osipc.Closed(f"end {self.end!r} of pipe {self.pipe.name!r} is closed")
-        if self._tx is None:
+        if self.pid != os.getpid():
+            self._reopen_in_child()
+
+    def sender(self) -> osipc.Sender[bytes]:
+        self.live()
+        if self.tx is None:
             raise osipc.Unsupported(
                 f"end {self.end!r} of the one-way pipe {self.pipe.name!r} only receives"
             )
-        return self._tx
+        return self.tx
+
+    def _put(self, frame: bytes, timeout: float | None = None) -> None:
+        """Send one frame, raising Broken if the peer session ends while we wait for room
+        (a stdlib pipe's writer gets EPIPE when its reader goes, however full it is)."""
+        tx = self.tx
+        assert tx is not None
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = PEER_CHECK if end is None else min(PEER_CHECK, max(0.0, end - time.monotonic()))
+            try:
+                tx.send(frame, timeout=left)
+                return
+            except osipc.Timeout:
+                if self._peer_ended():
+                    raise self._broken() from None
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    def _broken(self) -> osipc.Broken:
+        return osipc.Broken(
+            f"pipe {self.pipe.name!r}: end {self.peer!r} closed (or its process ended); "
+            "nothing more can be sent to it",
+            errno=errno.EPIPE,
+        )
+
+    def _pay_owed(self, timeout: float | None) -> None:
+        """Send the END markers earlier sessions of this end owe their readers."""
+        assert self.tx is not None
+        assert self.state is not None
+        while self.owed:
+            session = self.owed[0]
+            try:
+                self.tx.send(_frames.pipe_end(session), timeout=timeout)
+            except osipc.Timeout:
+                return  # the channel is full: before our first message, then
+            self.owed.pop(0)
+            if self.owner:
+                with holding(self.state.lock, "pipe state"):
+                    self._set(self.end, MARKED, max(session, self._word(self.end, MARKED)))
+                    if not self.owed:
+                        self._set(self.end, OWED, 0)
+
+    def send_payload(self, payload: bytes) -> None:
+        self.sender()
+        if self._peer_ended(cheap=True):
+            raise self._broken()
+        if self.owed:
+            self._pay_owed(timeout=None)
+        if not self.said_sent:
+            self._set(self.end, SENT, self.session)  # before the first frame: see _start
+            self.said_sent = True
+        for frame in _frames.pipe_frames(payload, self.session, self.limit):
+            self._put(frame)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def receiver(self) -> osipc.Receiver[bytes]:
+        self.live()
+        if self.rx is None:
+            raise osipc.Unsupported(
+                f"end {self.end!r} of the one-way pipe {self.pipe.name!r} only sends"
+            )
+        return self.rx
+
+    def fill(self, timeout: float | None) -> bool:
+        """Make sure a whole message waits in ``ready``, or EOF is known; False if neither
+        within ``timeout`` (None: no limit)."""
+        rx = self.receiver()
+        if self.ready or self.eof:
+            return True
+        if not self.said_recvd:
+            self._set(self.end, RECVD, self.session)
+            self.said_recvd = True
+        end = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            left = PEER_CHECK if end is None else min(PEER_CHECK, max(0.0, end - time.monotonic()))
+            try:
+                frame = rx.recv(timeout=left)
+            except osipc.EndOfStream:
+                continue  # a plain osipc end() in the channel: not a session's END
+            except osipc.Timeout:
+                if self._peer_ended():
+                    # It has gone: everything it sent is in the channel by now.
+                    while not (self.ready or self.eof):
+                        try:
+                            self._take(rx.recv(timeout=0))
+                        except osipc.EndOfStream:
+                            continue
+                        except osipc.Timeout:
+                            self.run = None  # a message it did not finish: dropped
+                            self.eof = True
+                    return True
+                if end is not None and time.monotonic() >= end:
+                    return False
+                continue
+            self._take(frame)
+            if self.ready or self.eof:
+                return True
+
+    def _take(self, frame: bytes) -> None:
+        """File one frame: a whole message goes to ``ready``, END of our peer session
+        sets EOF, frames of other sessions are dropped."""
+        if len(frame) < _frames.P_HEAD.size:
+            raise osipc.DecodeError(
+                f"{self.pipe.channel(self.end)}: a {len(frame)}-byte frame that is not an "
+                "osipc_mp pipe frame (is another program writing to this channel?)",
+                codec="pickle",
+                data=frame,
+            )
+        kind, session = _frames.P_HEAD.unpack_from(frame)
+        if session < self.session:
+            return  # left by an earlier session whose reader has gone: dropped
+        if session > self.session:
+            # A later session of the peer: ours ended without its END (never expected,
+            # since a new session sends the old END first). This frame is not ours.
+            self.run = None
+            self.eof = True
+            return
+        view = memoryview(frame)
+        if kind == _frames.P_WHOLE:
+            self.run = None
+            self.ready.append(frame[_frames.P_HEAD.size :])
+        elif kind == _frames.P_FIRST:
+            (total,) = _frames.P_TOTAL.unpack_from(frame, _frames.P_HEAD.size)
+            self.run = _frames.Assembly(total)
+            self.run.add(view[_frames.P_FIRST_SIZE :])
+        elif kind in (_frames.P_MORE, _frames.P_LAST):
+            if self.run is None:
+                return  # the rest of a message whose head this end never saw
+            self.run.add(view[_frames.P_HEAD.size :])
+            if kind == _frames.P_LAST:
+                run, self.run = self.run, None
+                if run.complete():
+                    self.ready.append(bytes(run.buffer))
+        elif kind == _frames.P_END:
+            self.run = None
+            self.eof = True
+        else:
+            raise osipc.DecodeError(
+                f"{self.pipe.channel(self.end)}: a frame of unknown kind {kind}",
+                codec="pickle",
+                data=frame,
+            )
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Close: tell the peer session (an END after everything sent, unless it has
+        ended), record the session as closed, release the end. Quiet: also the finalizer
+        at exit and garbage collection."""
+        if self.closed:
+            return
+        try:
+            if self.pid == os.getpid() and self.owner and self.state is not None:
+                self._finish_session()
+        except Exception:
+            pass  # the peer sees the end's lock go instead
+        finally:
+            self.closed = True
+            self.release()
+
+    def _finish_session(self) -> None:
+        assert self.state is not None
+        marked = False
+        if self.tx is not None and not self._peer_ended():
+            try:
+                self._pay_owed(timeout=CLOSE_WAIT)
+                if not self.owed:
+                    self._put(_frames.pipe_end(self.session), timeout=CLOSE_WAIT)
+                    marked = True
+            except (osipc.Timeout, osipc.Broken):
+                pass  # full, or it went meanwhile: it sees this end's lock go instead
+        with holding(self.state.lock, "pipe state"):
+            self._set(self.end, CLOSED, max(self.session, self._word(self.end, CLOSED)))
+            if marked:
+                self._set(self.end, MARKED, max(self.session, self._word(self.end, MARKED)))
+
+    def hand_off(self) -> int:
+        """Give the end up for another process that resumes this session (pickling)."""
+        self.live()
+        if not self.owner:
+            raise TypeError(
+                f"end {self.end!r} of pipe {self.pipe.name!r} belongs to the parent process; "
+                "pass the pipe's name and open the end where it is needed"
+            )
+        if self.ready or self.run is not None:
+            raise TypeError(
+                f"end {self.end!r} of pipe {self.pipe.name!r} holds messages it has received "
+                "(poll() found them): recv them before passing the end to another process"
+            )
+        assert self.state is not None
+        with holding(self.state.lock, "pipe state"):
+            self._set(self.end, HANDOFF, self.session)
+            self._set(self.end, HANDOFF_UNTIL, time.monotonic_ns() + int(HANDOFF_WAIT * 1e9))
+            self._set(self.end, OWED, self.owed[0] if self.owed else 0)
+        self.closed = self.moved = True
+        self.release()
+        return self.session
+
+    def release(self) -> None:
+        """Close the handles; closing the end's lock releases the end."""
+        handles: list[Any] = [self.tx, self.rx, self.peer_lock, self.state, self.mine]
+        quietly(*(handle.close for handle in handles if handle is not None))
+
+
+class Connection:
+    """One end of a :class:`Pipe`, with the API of ``multiprocessing.connection.Connection``.
+
+    ``send(obj)`` pickles (``recv()`` unpickles, **running code chosen by the sender**);
+    ``send_bytes``/``recv_bytes``/``recv_bytes_into`` move bytes as they are. A message
+    of any size goes (larger ones in chunks, reassembled whole). Messages wait in the
+    channel, so a sender may finish and exit before its peer starts.
+
+    End of stream: when the other end's session is over -- it called ``close()``, or its
+    process exited (normally: ``close()`` runs then by itself; or killed, even before this
+    end opened) -- ``recv`` raises EOFError (``osipc.EndOfStream``) after everything it
+    sent, and ``send`` raises BrokenPipeError (``osipc.Broken``). ``poll()`` is True when
+    ``recv`` would not block, EOF included.
+
+    Passed to another process (pickled, as ``multiprocessing.Process(args=...)`` does
+    with the spawn and forkserver start methods), the end moves there and this object
+    becomes unusable. A child forked with the end open uses it too, as the parent's: the
+    end stays open until the parent closes it. Differences from the stdlib: no
+    ``fileno()`` (an shm channel has no descriptor: wait with ``poll(timeout)``); using
+    a closed connection raises ``osipc.Closed`` (a ValueError, not OSError); the wrong
+    direction raises ``osipc.Unsupported`` (an OSError).
+    """
+
+    def __init__(self, state: _End) -> None:
+        self._s = state
+        self._finalizer = finalizer(self, _End.finish, state)
+
+    @property
+    def pipe(self) -> Pipe:
+        return self._s.pipe
+
+    @property
+    def end(self) -> str:
+        return self._s.end
+
+    @property
+    def peer(self) -> str:
+        return self._s.peer
+
+    @property
+    def readable(self) -> bool:
+        return self._s.readable
+
+    @property
+    def writable(self) -> bool:
+        return self._s.writable
+
+    @property
+    def session(self) -> int:
+        """This end's session number (see the module docs)."""
+        return self._s.session
+
+    # -- sending ---------------------------------------------------------------------------
 
     def send(self, obj: Any) -> None:
         """Send a picklable object, waiting for room in the channel.
 
         Raises:
             osipc.EncodeError: it cannot be pickled; nothing was sent.
-            osipc.MessageTooLarge: the pickle is larger than the channel's largest message.
+            BrokenPipeError: (``osipc.Broken``) the other end's session is over.
         """
-        self._sender().send(dumps(obj))
+        self._s.sender()
+        self._s.send_payload(dumps(obj))
 
     def send_bytes(self, buf: Any, offset: int = 0, size: int | None = None) -> None:
         """Send ``size`` bytes of a bytes-like object from ``offset``, as one message."""
-        tx = self._sender()
+        self._s.sender()
         view = memoryview(buf)
         if view.itemsize > 1:
             view = view.cast("B")
@@ -161,80 +620,28 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > total:
             raise ValueError("buffer length < offset + size")
-        if type(buf) is bytes and offset == 0 and size == total:
-            tx.send(buf)
-        else:
-            tx.send(bytes(view[offset : offset + size]))
+        self._s.send_payload(bytes(view[offset : offset + size]))
 
-    # -- receiving -----------------------------------------------------------------------
-
-    def _receiver(self) -> osipc.Receiver[bytes]:
-        if self._closed:
-            raise osipc.Closed(f"end {self.end!r} of pipe {self.pipe.name!r} is closed")
-        if self._rx is None:
-            raise osipc.Unsupported(
-                f"end {self.end!r} of the one-way pipe {self.pipe.name!r} only sends"
-            )
-        return self._rx
-
-    def _peer_gone(self) -> bool:
-        """True once a peer seen alive has gone (at most one look per PEER_CHECK)."""
-        now = time.monotonic()
-        if self._peer_lock is None or now - self._checked < PEER_CHECK:
-            return False
-        self._checked = now
-        holder = self._peer_lock.holder
-        if holder is not None:
-            self._peer_pid = holder
-            return False
-        return self._peer_pid is not None
-
-    def _fill(self, timeout: float | None) -> bool:
-        """Make sure one item (a message, or None for end-of-stream) waits in
-        ``_pending``; False if none came within ``timeout`` (None: no limit)."""
-        rx = self._receiver()
-        if self._pending:
-            return True
-        end = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while True:
-            left = None if end is None else max(0.0, end - time.monotonic())
-            try:
-                frame: bytes | None = rx.recv(
-                    timeout=PEER_CHECK if left is None else min(left, PEER_CHECK)
-                )
-            except osipc.EndOfStream:
-                frame = None
-                self._peer_ended, self._peer_pid = True, None
-            except osipc.Timeout:
-                if not self._peer_gone():
-                    if end is not None and time.monotonic() >= end:
-                        return False
-                    continue
-                try:  # it has gone: everything it sent is in the channel by now
-                    frame = rx.recv(timeout=0)
-                except (osipc.Timeout, osipc.EndOfStream):
-                    frame, self._peer_pid = None, None
-            self._pending.append(frame)
-            return True
+    # -- receiving -------------------------------------------------------------------------
 
     def _next(self) -> bytes:
-        self._fill(None)
-        frame = self._pending.popleft()
-        if frame is None:
-            raise osipc.EndOfStream(
-                f"pipe {self.pipe.name!r}: end {self.peer!r} closed (or its process ended)"
-            )
-        return frame
+        state = self._s
+        state.fill(None)
+        if state.ready:
+            return state.ready.popleft()
+        raise osipc.EndOfStream(
+            f"pipe {state.pipe.name!r}: end {state.peer!r} closed (or its process ended)"
+        )
 
     def recv(self) -> Any:
         """The next object, waiting as long as it takes.
 
         Raises:
-            EOFError: (``osipc.EndOfStream``) the other end closed, or its process ended,
-                and everything it sent has been received.
+            EOFError: (``osipc.EndOfStream``) the other end's session is over and
+                everything it sent has been received.
             osipc.DecodeError: the message is not a pickle this process can load.
         """
-        return loads(self._next(), self.pipe.channel(self.end))
+        return loads(self._next(), self._s.pipe.channel(self._s.end))
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         """The next message's bytes.
@@ -248,7 +655,7 @@ class Connection:
             raise ValueError("negative maxlength")
         frame = self._next()
         if maxlength is not None and len(frame) > maxlength:
-            self._pending.appendleft(frame)
+            self._s.ready.appendleft(frame)
             raise osipc.MessageTooLarge(
                 f"bad message length: the next message has {len(frame)} bytes, more than "
                 f"maxlength={maxlength}",
@@ -282,37 +689,27 @@ class Connection:
     def poll(self, timeout: float | None = 0.0) -> bool:
         """True if ``recv`` has something to return (a message or EOF) within ``timeout``
         seconds (0: look once; None: wait as long as it takes)."""
-        return self._fill(timeout)
+        return self._s.fill(timeout)
 
-    # -- lifetime ------------------------------------------------------------------------
+    # -- lifetime --------------------------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._s.closed
 
     def close(self) -> None:
-        """Tell the peer this end is done (its ``recv`` raises EOFError after what was
-        sent) and close the handles. Idempotent; the pipe itself stays (``unlink()``)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._tx is not None and not self._peer_ended:  # an ended peer reads no more
-                try:
-                    self._tx.end(timeout=CLOSE_WAIT)
-                except osipc.Timeout:
-                    pass  # its channel is full: it sees this end's lock go instead
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        for handle in (self._tx, self._rx, self._peer_lock, self._mine):
-            if handle is not None:
-                handle.close()  # closing the lock's handle releases the end
+        """End this end's session: the peer's ``recv`` raises EOFError after what was sent
+        (and its ``send`` BrokenPipeError); close the handles. Idempotent; also done at
+        exit and when the object is garbage collected. The pipe stays (``unlink()``)."""
+        self._finalizer()
 
     def fileno(self) -> int:
-        """Unsupported: wait with ``poll(timeout)`` (the shm ring has no descriptor)."""
-        raise osipc.Unsupported(f"pipe {self.pipe.name!r}: use poll(timeout) to wait")
+        """Unsupported: wait with ``poll(timeout)`` (an shm channel has no descriptor, so
+        ``multiprocessing.connection.wait`` cannot watch a Connection)."""
+        raise osipc.Unsupported(
+            f"pipe {self._s.pipe.name!r}: a Connection has no file descriptor; wait with "
+            "poll(timeout)"
+        )
 
     def __enter__(self) -> Connection:
         return self
@@ -326,10 +723,27 @@ class Connection:
         self.close()
 
     def __reduce__(self) -> Any:
-        raise TypeError(
-            "a pipe end belongs to one process: pass the pipe's name and open the end there"
-        )
+        # The end moves to whoever unpickles it (a multiprocessing child, say): it resumes
+        # this session there. Until it does (HANDOFF_WAIT at most), the peer waits for it.
+        state = self._s
+        session = state.hand_off()
+        self._finalizer.detach()
+        return (_resume, (state.pipe, state.end, session))
+
+    def __copy__(self) -> Connection:
+        raise TypeError("a Connection cannot be copied: an end belongs to one process")
+
+    def __deepcopy__(self, memo: dict[int, Any] | None) -> Connection:
+        raise TypeError("a Connection cannot be copied: an end belongs to one process")
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<osipc_mp.Connection {self.pipe.name!r} end {self.end!r} {state}>"
+        state = self._s
+        shown = "moved" if state.moved else ("closed" if state.closed else "open")
+        return (
+            f"<osipc_mp.Connection {state.pipe.name!r} end {state.end!r} "
+            f"session {state.session} {shown}>"
+        )
+
+
+def _resume(pipe: Pipe, end: str, session: int) -> Connection:
+    return Connection(_End(pipe, end, resume=session))

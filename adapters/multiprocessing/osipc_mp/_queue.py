@@ -1,4 +1,28 @@
-"""Queue: ``multiprocessing.Queue`` by name, over an osipc channel."""
+"""Queue: ``multiprocessing.Queue`` by name, over an osipc channel.
+
+Kernel objects of ``Queue("NAME")`` on shm (the default):
+
+* ``shm://NAME``: the osipc ring the messages wait in;
+* ``shm://NAME--state``: what the queue is (transport, maxsize) and two counters,
+  *written* (messages put) and *taken* (messages got), under the lock
+  ``sem://NAME--state`` only while it is created;
+* ``sem://NAME--put`` and ``sem://NAME--get``: ``osipc.Lock`` s that one putter and one
+  getter at a time hold (the kernel releases them when a holder dies). Under them a
+  message of several chunks goes in and comes out whole, and the counters change;
+* ``sem://NAME--space`` (bounded queues): a semaphore getters post to wake putters.
+
+**Crash safety of the bound.** ``maxsize`` is enforced as ``written - taken`` under the
+put lock. A putter killed between sending and counting leaves a flag the next putter
+sees; it counts the message as sent (too many, never too few). A getter killed between
+receiving and counting leaves *taken* one short. Both only ever make the queue look
+fuller than it is, and both heal: a getter that finds the ring empty sets *taken* to
+*written* (everything written has been taken), and a putter that finds the queue full
+after a holder died checks against the ring's own depth (``osipc.info``). So a killed
+process never takes a place for good, and never lets the queue hold more than maxsize.
+
+On mq the kernel bounds the queue (``maxmsg``) and the state block only records what the
+queue is; a message is one frame of at most ``msgsize`` bytes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +32,141 @@ from types import TracebackType
 from typing import Any
 
 import osipc
-from osipc_mp._common import Deadline, check_name, check_transport, dumps, loads, wait_time
+from osipc_mp import _frames
+from osipc_mp._common import (
+    MAGIC_QUEUE,
+    TRANSPORT_CODES,
+    Deadline,
+    StateBlock,
+    channel_options,
+    check_name,
+    check_transport,
+    common_options,
+    companion,
+    dumps,
+    finalizer,
+    loads,
+    quietly,
+    wait_time,
+)
+
+DEFAULT_CAPACITY = 4 << 20  # bytes of a ring this module creates: a 4 MiB pickle fits whole
+SLICE = 0.05  # longest sleep of a waiting putter between looks (a missed wake-up costs this)
+LOOK = 0.2  # a getter waiting for data, or for the rest of a message, looks around this often
+# put_nowait waits this long for another putter to finish (the stdlib's never contends)
+PUT_LOCK_GRACE = 0.05
+
+# Words of the state block (64-bit): putters' words and getters' words on their own lines.
+W_TRANSPORT = 1
+W_MAXSIZE = 4
+W_WRITTEN, W_PENDING, W_SUSPECT = 8, 9, 10
+W_TAKEN, W_READING = 16, 17
+
+_CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
+
+
+def _describe(config: tuple[int, ...]) -> str:
+    return f"a Queue on transport={_CODE_NAMES.get(config[0], config[0])!r}"
+
+
+class _Core:
+    """Everything one process holds open for one queue (what the finalizer closes)."""
+
+    def __init__(self, name: str, transport: str, asked: int, options: dict[str, Any]) -> None:
+        self.name = name
+        self.transport = transport
+        self.url = f"{transport}://{name}"
+        self.pid = os.getpid()
+        self.options = options
+        self.common = common_options(options)
+        self.tx: osipc.Sender[bytes] | None = None
+        self.rx: osipc.Receiver[bytes] | None = None
+        self.put_lock: osipc.Lock | None = None
+        self.get_lock: osipc.Lock | None = None
+        self.space: osipc.Semaphore | None = None
+        self.state: StateBlock | None = None
+        self.maxsize = 0
+        self.limit: int | None = None
+        try:
+            self.state = StateBlock(
+                name,
+                MAGIC_QUEUE,
+                (TRANSPORT_CODES[transport],),
+                _describe,
+                init=lambda words: self._create(words, asked),
+                **self.common,
+            )
+            words = self.words
+            found = int(words[W_MAXSIZE])
+            if asked and found != asked:
+                raise osipc.InvalidArgument(
+                    f"queue {name!r} exists with maxsize={found}, not {asked}; pass "
+                    "maxsize=0 to use it as it is, or unlink it to start again"
+                )
+            tx = self.tx if self.tx is not None else self._open_channel(found, creating=False)
+            self.limit = tx.capabilities.max_message_size
+            if transport == "mq":
+                self.maxsize = found or int(osipc.info(self.url).capacity or 0)
+            else:
+                self.maxsize = found
+                self.put_lock = osipc.Lock(companion("sem", name, "put"), **self.common)
+                self.get_lock = osipc.Lock(companion("sem", name, "get"), **self.common)
+                if found:
+                    self.space = osipc.Semaphore(
+                        companion("sem", name, "space"), value=0, **self.common
+                    )
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def words(self) -> memoryview:
+        assert self.state is not None
+        assert self.state.words is not None
+        return self.state.words
+
+    def _create(self, words: memoryview, asked: int) -> None:
+        """The first opener, under the state lock: the channel, with this module's
+        creation options, then the bound (the state's magic is written after this)."""
+        self._open_channel(asked, creating=True)
+        words[W_MAXSIZE] = asked
+        if self.transport == "shm":  # a ring left from before (its state removed): count it
+            words[W_WRITTEN] = int(osipc.info(self.url).depth or 0)
+            words[W_TAKEN] = words[W_PENDING] = words[W_SUSPECT] = words[W_READING] = 0
+
+    def _open_channel(self, maxsize: int, *, creating: bool) -> osipc.Sender[bytes]:
+        """The sender and receiver; a channel that is missing is created with the
+        creation options (a 4 MiB ring; on mq, ``maxmsg`` = maxsize)."""
+        opts = self.options
+        try:
+            self.tx = osipc.sender(self.url, create=False, **opts)
+        except osipc.NotFound:
+            made = dict(opts)
+            if self.transport == "shm":
+                made.setdefault("capacity", DEFAULT_CAPACITY)
+            elif maxsize:
+                made["maxmsg"] = maxsize
+            self.tx = osipc.sender(self.url, **made)
+        else:
+            if creating and self.transport == "mq" and maxsize:
+                found = osipc.info(self.url).capacity
+                if found != maxsize:
+                    raise osipc.InvalidArgument(
+                        f"{self.url} exists with maxmsg={found}, not the maxsize={maxsize} "
+                        "asked for; pass maxsize=0 to use it as it is, or unlink it"
+                    )
+        self.rx = osipc.receiver(self.url, **opts)
+        return self.tx
+
+    def close(self) -> None:
+        quietly(
+            *(
+                handle.close
+                for handle in (self.tx, self.rx, self.put_lock, self.get_lock, self.space)
+                if handle is not None
+            ),
+            *(() if self.state is None else (self.state.close,)),
+        )
 
 
 class Queue:
@@ -17,26 +175,27 @@ class Queue:
     chosen by the sender**, so share a queue only with processes you trust (the objects
     are created 0600: only your user can open them).
 
-    ``transport="shm"`` (default): the queue is the osipc ring ``shm://NAME``; any object
-    whose pickle fits the ring (``capacity=``, 1 MiB by default, minus 8 bytes) goes.
-    ``transport="mq"``: the POSIX message queue ``mq://NAME``; pickles up to ``msgsize``
-    (8192 bytes here), and at most fs.mqueue.msg_max (10 here) messages, so ``maxsize=0``
-    there means the kernel's default depth, not unbounded. Other keyword arguments are
-    osipc options of the channel (``capacity``, ``msgsize``, ``mode``, ...).
+    ``transport="shm"`` (default): the osipc ring ``shm://NAME``, 4 MiB unless its creator
+    passes ``capacity=``. An object of any size goes: a pickle larger than the ring's
+    largest message travels in chunks, taken whole by one getter; ``put`` then returns
+    once a getter has begun taking it (a pickle that fits returns at once).
+    ``transport="mq"``: the POSIX message queue ``mq://NAME``; a pickle must fit
+    ``msgsize`` (8192 bytes here: MessageTooLarge otherwise), and there are at most
+    fs.mqueue.msg_max (10 here) messages, so ``maxsize=0`` there means the kernel's
+    default depth, not unbounded. Other keyword arguments are osipc options of the
+    channel (``capacity``, ``msgsize``, ``mode``, ...).
 
     ``maxsize`` is fixed by the process that creates the queue; others pass 0 (take it
-    as it is) or the same number. On ``mq`` it is the queue's ``maxmsg``, enforced by the
-    kernel. On ``shm`` the ring is sized in bytes, so a semaphore ``sem://NAME.slots``
-    counts free places (and ``sem://NAME.maxsize`` remembers the bound): as with
-    ``multiprocessing.Queue``, a process SIGKILLed between taking a place and sending, or
-    between receiving and giving the place back, loses that place for good.
+    as it is) or the same number. A SIGKILLed process never takes a place for good
+    (see the module's notes). Every process must open it with the same ``transport``.
 
     ``put``/``get`` follow ``queue.Queue``: ``block=False`` ignores ``timeout``, a negative
     timeout is a ValueError, and ``queue.Full`` / ``queue.Empty`` report a wait that ran
     out. There is no feeder thread: ``put`` returns once the object is in the queue, and
     an object that cannot be pickled is an ``osipc.EncodeError`` from ``put`` itself.
     ``qsize()``, ``empty()`` and ``full()`` are snapshots that another process may change
-    the next instant. ``close()`` never removes the queue; ``unlink()`` does.
+    the next instant. ``close()`` (also at exit, or when the object is garbage collected)
+    never removes the queue; ``unlink()`` does.
     """
 
     def __init__(
@@ -46,6 +205,7 @@ class Queue:
         self.transport = check_transport(transport)
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, got {maxsize!r}")
+        options = channel_options(options, "Queue")
         if transport == "mq" and maxsize > 0 and "maxmsg" in options:
             raise osipc.InvalidArgument("give the depth once: maxsize= or maxmsg=, not both")
         self.url = f"{transport}://{name}"
@@ -55,64 +215,26 @@ class Queue:
         self._open()
 
     def _open(self) -> None:
-        """Open (creating what is missing) the channel and, on shm, the slot counter."""
-        self._tx: osipc.Sender[bytes] | None = None
-        self._rx: osipc.Receiver[bytes] | None = None
-        self._slots: osipc.Semaphore | None = None
-        self._pid = os.getpid()
-        channel = dict(self._options)
-        if self.transport == "mq" and self._asked:
-            channel["maxmsg"] = self._asked
-        try:
-            try:
-                self._tx = osipc.sender(self.url, **channel)
-            except osipc.InvalidURL:
-                raise  # a depth the kernel refuses, say
-            except osipc.InvalidArgument:
-                if "maxmsg" in self._options or "maxmsg" not in channel:
-                    raise
-                # it exists with another depth: _bound says so in this class's words
-                del channel["maxmsg"]
-                self._tx = osipc.sender(self.url, **channel)
-            self._rx = osipc.receiver(self.url, **channel)
-            self._maxsize = self._bound()
-        except BaseException:
-            self._release()
-            raise
+        self._core = _Core(self.name, self.transport, self._asked, self._options)
+        self._finalizer = finalizer(self, _Core.close, self._core)
 
-    def _bound(self) -> int:
-        """The queue's maxsize, as its creator set it (0: no bound)."""
-        if self.transport == "mq":
-            found = osipc.info(self.url).capacity or 0
-        else:
-            keep = {k: v for k, v in self._options.items() if k in ("mode", "trust_existing")}
-            meta = osipc.Semaphore(f"sem://{self.name}.maxsize", value=self._asked, **keep)
-            try:
-                found = meta.value  # created with the bound as its value; never taken
-            finally:
-                meta.close()
-            if found:
-                self._slots = osipc.Semaphore(f"sem://{self.name}.slots", value=found, **keep)
-        if self._asked and found != self._asked:
-            raise osipc.InvalidArgument(
-                f"queue {self.name!r} exists with maxsize={found}, not {self._asked}; pass "
-                "maxsize=0 to use it as it is, or unlink it to start again"
-            )
-        return found
-
-    def _handles(self) -> tuple[osipc.Sender[bytes], osipc.Receiver[bytes]]:
+    def _live(self) -> _Core:
         if self._closed:
             raise osipc.Closed(f"Queue {self.name!r} is closed")
-        if self._pid != os.getpid():
-            self._open()  # a forked child: osipc closed the parent's handles there
-        assert self._tx is not None
-        assert self._rx is not None
-        return self._tx, self._rx
+        core = self._core
+        if core.pid != os.getpid():  # a forked child: osipc closed the parent's handles here
+            self._finalizer.detach()
+            core.close()
+            self._open()
+            core = self._core
+        return core
 
     @property
     def maxsize(self) -> int:
         """The bound (0: none; on mq, the queue's depth)."""
-        return self._maxsize
+        return self._core.maxsize
+
+    # -- put ------------------------------------------------------------------------------
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         """Put ``obj`` into the queue, waiting for room as ``queue.Queue.put`` does.
@@ -120,30 +242,99 @@ class Queue:
         Raises:
             queue.Full: no room in time (also when the ring's bytes are full).
             osipc.EncodeError: ``obj`` cannot be pickled; nothing was put.
-            osipc.MessageTooLarge: its pickle exceeds the channel's largest message.
+            osipc.MessageTooLarge: (mq only) its pickle exceeds the queue's msgsize.
             osipc.Closed: this queue was closed.
         """
         wait = wait_time(block, timeout)
-        tx, _ = self._handles()
-        frame = dumps(obj)
-        deadline = Deadline(wait)
-        slots = self._slots
-        if slots is not None:
+        core = self._live()
+        payload = dumps(obj)
+        assert core.tx is not None
+        if core.put_lock is None:  # mq: one frame; the kernel keeps the bound
             try:
-                slots.acquire(timeout=wait)
+                core.tx.send(payload, timeout=wait)
             except osipc.Timeout:
                 raise queue.Full from None
-        try:
-            tx.send(frame, timeout=deadline.remaining())
-        except BaseException as exc:
-            if slots is not None:
-                slots.release()
-            if isinstance(exc, osipc.Timeout):
+            return
+        self._put_shm(core, payload, Deadline(wait))
+
+    def _put_shm(self, core: _Core, payload: bytes, deadline: Deadline) -> None:
+        assert core.tx is not None
+        assert core.put_lock is not None
+        words = core.words
+        while True:
+            left = deadline.remaining()
+            try:
+                core.put_lock.acquire(timeout=None if left is None else max(left, PUT_LOCK_GRACE))
+            except osipc.Timeout:
                 raise queue.Full from None
-            raise
+            try:
+                if words[W_PENDING]:  # a putter died after sending, maybe: count it as sent
+                    words[W_WRITTEN] += 1
+                    words[W_PENDING] = 0
+                    words[W_SUSPECT] = 1
+                room = not core.maxsize or self._room(core)
+                if room:
+                    self._send(core, payload, deadline)
+                    return
+            finally:
+                core.put_lock.release()
+            if deadline.expired():
+                raise queue.Full
+            assert core.space is not None
+            try:  # a getter posts when it takes a message; a lost post costs one SLICE
+                core.space.acquire(timeout=deadline.slice(SLICE))
+            except osipc.Timeout:
+                pass
+
+    def _room(self, core: _Core) -> bool:
+        """Under the put lock: is there a place? Checks against the ring itself when a
+        killed process may have left the counters showing the queue fuller than it is."""
+        words = core.words
+        if words[W_WRITTEN] - min(words[W_TAKEN], words[W_WRITTEN]) < core.maxsize:
+            return True
+        assert core.get_lock is not None
+        if not words[W_SUSPECT] and not words[W_READING]:
+            return False  # no death since the counters were last exact: it is full
+        try:  # no getter active: the ring's depth is an upper bound of what is in it
+            core.get_lock.acquire(timeout=0)
+        except osipc.Timeout:
+            return False  # a live getter is at work: it heals the counters itself
+        try:
+            frames = int(osipc.info(core.url).depth or 0)
+            words[W_TAKEN] = max(words[W_TAKEN], words[W_WRITTEN] - frames)
+            words[W_SUSPECT] = words[W_READING] = 0
+        finally:
+            core.get_lock.release()
+        return words[W_WRITTEN] - min(words[W_TAKEN], words[W_WRITTEN]) < core.maxsize
+
+    def _send(self, core: _Core, payload: bytes, deadline: Deadline) -> None:
+        """Under the put lock: send the message's frames and count it."""
+        assert core.tx is not None
+        words = core.words
+        tx = core.tx
+        sent = 0
+        words[W_PENDING] = 1
+        try:
+            for frame in _frames.queue_frames(payload, core.limit):
+                tx.send(frame, timeout=deadline.remaining())
+                sent += 1
+        except osipc.Timeout:
+            # Nothing, or the head of a run that getters will drop: not a message.
+            words[W_PENDING] = 0
+            raise queue.Full from None
+        except BaseException:
+            if not sent:
+                words[W_PENDING] = 0
+            raise  # after a frame went, PENDING stays: the next putter counts it (safely)
+        words[W_WRITTEN] += 1
+        words[W_PENDING] = 0
+
+    # -- get ------------------------------------------------------------------------------
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        """Remove and return the next object, waiting as ``queue.Queue.get`` does.
+        """Remove and return the next object, waiting as ``queue.Queue.get`` does. Once
+        the first chunk of a large message has arrived, the rest is waited for whatever
+        the timeout (for as long as its putter is alive).
 
         Raises:
             queue.Empty: nothing arrived in time.
@@ -152,14 +343,80 @@ class Queue:
             osipc.Closed: this queue was closed.
         """
         wait = wait_time(block, timeout)
-        _, rx = self._handles()
+        core = self._live()
+        assert core.rx is not None
+        if core.get_lock is None:  # mq
+            try:
+                frame = core.rx.recv(timeout=wait)
+            except osipc.Timeout:
+                raise queue.Empty from None
+            return loads(frame, self.url)
+        deadline = Deadline(wait)
         try:
-            frame = rx.recv(timeout=wait)
+            core.get_lock.acquire(timeout=deadline.remaining())
         except osipc.Timeout:
             raise queue.Empty from None
-        if self._slots is not None:
-            self._slots.release()
-        return loads(frame, self.url)
+        words = core.words
+        try:
+            words[W_READING] = 1
+            payload = self._take(core, deadline)
+            words[W_READING] = 0
+        finally:
+            core.get_lock.release()
+        space = core.space
+        if space is not None and space.value < 1:
+            space.release()  # wake a putter waiting for a place
+        return loads(payload, self.url)
+
+    def _take(self, core: _Core, deadline: Deadline) -> bytes:
+        """Under the get lock: the next whole message, counted as taken."""
+        assert core.rx is not None
+        assert core.put_lock is not None
+        rx, words = core.rx, core.words
+        run: _frames.Assembly | None = None
+        while True:
+            written = words[W_WRITTEN]
+            try:
+                frame = rx.recv(timeout=LOOK if run is not None else deadline.slice(LOOK))
+            except osipc.Timeout:
+                # The ring is empty: every message counted before the look has been taken
+                # (this heals a getter killed before it counted its message).
+                words[W_TAKEN] = written
+                if run is not None and core.put_lock.holder is None:
+                    try:  # its putter is gone: anything it sent is in the ring by now
+                        frame = rx.recv(timeout=0)
+                    except osipc.Timeout:
+                        run = None  # it died or gave up half-way: not a message
+                        continue
+                elif run is None and deadline.expired():
+                    raise queue.Empty from None
+                else:
+                    continue
+            if frame[:1] != b"\0":  # a message in one frame (a pickle)
+                words[W_TAKEN] += 1
+                return frame
+            kind = frame[1] if len(frame) > 1 else -1
+            if kind == _frames.FIRST:
+                (total,) = _frames.Q_TOTAL.unpack_from(frame, _frames.Q_HEAD.size)
+                run = _frames.Assembly(total)  # a run cut short before it is dropped
+                run.add(memoryview(frame)[_frames.Q_FIRST_SIZE :])
+            elif kind in (_frames.MORE, _frames.LAST):
+                if run is None:  # the rest of a run whose getter was killed: dropped
+                    if kind == _frames.LAST:
+                        words[W_TAKEN] += 1  # it had been counted as written
+                    continue
+                run.add(memoryview(frame)[_frames.Q_HEAD.size :])
+                if kind == _frames.LAST:
+                    words[W_TAKEN] += 1
+                    if run.complete():
+                        return bytes(run.buffer)
+                    run = None  # pragma: no cover - a corrupt run: dropped
+            else:
+                raise osipc.DecodeError(
+                    f"{self.url}: a frame that is neither a pickle nor an osipc_mp chunk",
+                    codec="pickle",
+                    data=frame,
+                )
 
     def put_nowait(self, obj: Any) -> None:
         self.put(obj, False)
@@ -167,33 +424,33 @@ class Queue:
     def get_nowait(self) -> Any:
         return self.get(False)
 
+    # -- state ----------------------------------------------------------------------------
+
     def qsize(self) -> int:
-        """Objects in the queue now (from ``osipc.info``: it costs a few milliseconds)."""
-        self._handles()
-        depth = osipc.info(self.url).depth
-        if depth is None:  # pragma: no cover - shm and mq always tell
-            raise NotImplementedError(f"{self.url} does not tell its depth")
-        return depth
+        """Objects in the queue now (a snapshot; on mq from ``osipc.info``: milliseconds)."""
+        core = self._live()
+        if core.put_lock is None:
+            depth = osipc.info(self.url).depth
+            if depth is None:  # pragma: no cover - mq always tells
+                raise NotImplementedError(f"{self.url} does not tell its depth")
+            return depth
+        words = core.words
+        written = int(words[W_WRITTEN])
+        return max(0, written - int(words[W_TAKEN]))
 
     def empty(self) -> bool:
         return self.qsize() == 0
 
     def full(self) -> bool:
         """True when a ``put_nowait`` would find no place (never, without a bound on shm)."""
-        self._handles()
-        if self._slots is not None:
-            return self._slots.value == 0
-        return self.transport == "mq" and self.qsize() >= self._maxsize
+        core = self._live()
+        return bool(core.maxsize) and self.qsize() >= core.maxsize
 
     def close(self) -> None:
-        """Close this process's handles (idempotent); the queue and its contents stay."""
+        """Close this process's handles (idempotent); the queue and its contents stay.
+        Done by itself at exit or when the object is garbage collected."""
         self._closed = True
-        self._release()
-
-    def _release(self) -> None:
-        for handle in (self._tx, self._rx, self._slots):
-            if handle is not None:
-                handle.close()
+        self._finalizer()
 
     def join_thread(self) -> None:
         """Nothing to wait for: there is no feeder thread (kept for compatibility)."""
@@ -202,13 +459,11 @@ class Queue:
         """Nothing to cancel: there is no feeder thread (kept for compatibility)."""
 
     def unlink(self) -> None:
-        """Remove the queue (and its counters); its contents are lost."""
-        names = [self.url, f"sem://{self.name}.maxsize", f"sem://{self.name}.slots"]
-        for url in names:
-            osipc.unlink(url, missing_ok=True)
+        """Remove the queue and its companions; its contents are lost."""
+        _unlink(self.name)
 
     def __enter__(self) -> Queue:
-        self._handles()
+        self._live()
         return self
 
     def __exit__(
@@ -224,9 +479,16 @@ class Queue:
         return (_reopen, (self.name, self.transport, self._options))
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"maxsize={self._maxsize}"
+        state = "closed" if self._closed else f"maxsize={self._core.maxsize}"
         return f"<osipc_mp.Queue {self.url} {state}>"
 
 
 def _reopen(name: str, transport: str, options: dict[str, Any]) -> Queue:
     return Queue(name, transport=transport, **options)
+
+
+def _unlink(name: str) -> None:
+    urls = [f"shm://{name}", f"mq://{name}", companion("shm", name, "state")]
+    urls += [companion("sem", name, suffix) for suffix in ("state", "put", "get", "space")]
+    for url in urls:
+        osipc.unlink(url, missing_ok=True)

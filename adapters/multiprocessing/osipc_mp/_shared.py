@@ -1,33 +1,38 @@
 """Value and Array: ctypes objects in an ``osipc.SharedMemory`` block, found by name.
 
-Layout of ``shm://NAME``: a 16-byte header, then the data (as ctypes lays it out)::
+Layout of ``shm://NAME``: a 32-byte header, then the data (as ctypes lays it out)::
 
-    magic b"omp1" | kind (0 Value, 1 Array) | ctypes type code | 2 spare | count | item size
+    magic b"omp2" | kind (0 Value, 1 Array) | code | 2 spare | count | item size | layout
 
-The magic is written last, so a block that has it is initialised. Creating takes the
-lock ``sem://NAME`` *before* the block exists, and every process that finds the block
-missing or without its magic takes the same lock before looking again: so the initial
-value is applied exactly once, by the creator, and a creator that dies half-way (its
-lock released by the kernel) is finished by the next process that opens the name.
+``code`` is the ctypes type code ('i', 'd', ...) of a simple type, or 'S' (structure),
+'U' (union), 'A' (ctypes array); ``layout`` is a 16-byte digest of the type's complete
+layout (field names, types, offsets), so two processes agree on a structure without
+sharing its class. The magic is written last, so a block that has it is initialised.
+Creating takes the lock ``sem://NAME`` *before* the block exists, and every process that
+finds the block missing or without its magic takes the same lock before looking again:
+so the initial value is applied exactly once, by the creator, and a creator that dies
+half-way (its lock released by the kernel) is finished by the next process that opens it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import operator
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Union
 
 import osipc
-from osipc_mp._common import check_name
+from osipc_mp._common import Block, attach_block, check_name, create_block, finalizer, quietly
 from osipc_mp._synchronize import Lock, RLock
 
-HEADER = struct.Struct("=4sBcHII")
-MAGIC = b"omp1"
-DATA = 16  # the data's offset: aligned for every ctypes simple type
+HEADER = struct.Struct("=4sBcHII16s")
+MAGIC = b"omp2"
+DATA = 32  # the data's offset: aligned for every ctypes type
 VALUE, ARRAY = 0, 1
 
 # The stdlib's table (multiprocessing.sharedctypes.typecode_to_type).
@@ -52,54 +57,78 @@ _POINTERS = {"z", "Z", "P", "O"}  # an address means nothing in another process
 LockArg = Union[bool, Lock]
 
 
-def simple_type(typecode_or_type: object) -> Any:
-    """The ctypes type for a typecode ('i', 'd', 'c', ...) or a ctypes simple type."""
-    if isinstance(typecode_or_type, str):
-        ctype = TYPECODES.get(typecode_or_type)
-        if ctype is None:
-            raise osipc.InvalidArgument(
-                f"unknown typecode {typecode_or_type!r}; use one of "
-                f"{', '.join(map(repr, TYPECODES))} or a ctypes type such as ctypes.c_int"
-            )
-        return ctype
-    code = getattr(typecode_or_type, "_type_", None)
-    if (
-        isinstance(typecode_or_type, type)
-        and issubclass(typecode_or_type, ctypes._SimpleCData)
-        and isinstance(code, str)
-        and code not in _POINTERS
-    ):
-        return typecode_or_type
-    raise osipc.InvalidArgument(
-        f"expected a typecode such as 'i' or a ctypes number or character type such as "
-        f"ctypes.c_double, got {typecode_or_type!r} (structures and pointers cannot be shared "
-        "by name)"
+def _layout(ctype: Any, where: str) -> str:
+    """A text that two processes' ctypes types share only if their memory layouts match.
+
+    Raises:
+        osipc.InvalidArgument: the type is or holds a pointer, or is not a ctypes type.
+    """
+    pointer = osipc.InvalidArgument(
+        f"{where} is or holds a pointer, which means nothing in another process; "
+        "share numbers, characters, and structures or arrays of them"
     )
+    if not isinstance(ctype, type):
+        raise osipc.InvalidArgument(f"{where}: expected a ctypes type, got {ctype!r}")
+    if issubclass(ctype, ctypes._SimpleCData):
+        code = getattr(ctype, "_type_", None)
+        if not isinstance(code, str) or code in _POINTERS:
+            raise pointer
+        swapped = "" if ctype in (getattr(ctype, "__ctype_le__", ctype),) else ">"
+        return swapped + code
+    if issubclass(ctype, (ctypes.Structure, ctypes.Union)):
+        fields = []
+        for field in getattr(ctype, "_fields_", ()):
+            name, ftype = field[0], field[1]
+            bits = f":{field[2]}" if len(field) > 2 else ""
+            info = getattr(ctype, name)
+            layout = _layout(ftype, f"{where}.{name}")
+            fields.append(f"{name}={layout}{bits}@{info.offset}+{info.size}")
+        kind = "S" if issubclass(ctype, ctypes.Structure) else "U"
+        return f"{kind}{ctypes.sizeof(ctype)}{{{','.join(fields)}}}"
+    if issubclass(ctype, ctypes.Array):
+        return f"[{ctype._length_}]{_layout(ctype._type_, where + '[]')}"
+    if issubclass(ctype, (ctypes._Pointer, ctypes._CFuncPtr)):  # type: ignore[attr-defined]
+        raise pointer
+    raise osipc.InvalidArgument(f"{where}: {ctype!r} is not a ctypes data type")
 
 
-def _attach(url: str) -> osipc.SharedMemory | None:
-    """The block if it exists and is initialised, else None (the caller takes the lock)."""
-    try:
-        block = osipc.SharedMemory(url, create=False)
-    except osipc.NotFound:
-        return None
-    except osipc.TransportError as exc:
-        if type(exc) is osipc.TransportError:  # 0 bytes: its creator is sizing it
-            return None
-        raise
-    if block[:4] == MAGIC:
-        return block
-    block.close()
-    return None
+class _Type:
+    """A ctypes type as stored in the header: its code and layout digest."""
+
+    def __init__(self, typecode_or_type: object) -> None:
+        ctype: Any
+        if isinstance(typecode_or_type, str):
+            ctype = TYPECODES.get(typecode_or_type)
+            if ctype is None:
+                raise osipc.InvalidArgument(
+                    f"unknown typecode {typecode_or_type!r}; use one of "
+                    f"{', '.join(map(repr, TYPECODES))} or a ctypes type such as "
+                    "ctypes.c_int or a ctypes.Structure"
+                )
+        else:
+            ctype = typecode_or_type
+        layout = _layout(ctype, getattr(ctype, "__name__", repr(ctype)))
+        self.ctype: Any = ctype
+        if issubclass(ctype, ctypes._SimpleCData):
+            self.code = ctype._type_
+        elif issubclass(ctype, ctypes.Structure):
+            self.code = "S"
+        elif issubclass(ctype, ctypes.Union):
+            self.code = "U"
+        else:
+            self.code = "A"
+        self.digest = hashlib.blake2b(layout.encode(), digest_size=16).digest()
+        self.size = ctypes.sizeof(ctype)
+        self.fields: frozenset[str] = frozenset(
+            field[0] for field in getattr(ctype, "_fields_", ())
+        )
 
 
-def _create_or_finish(
-    url: str, kind: int, ctype: Any, count: int | None, initial: Any
-) -> osipc.SharedMemory:
+def _create_or_finish(url: str, kind: int, ctype: _Type, count: int | None, initial: Any) -> Block:
     """With the creation lock held: the block, created, or completed if a creator died
     before writing its header (the initial value, then the header, magic last)."""
     if count is None:
-        block = osipc.SharedMemory(url, create=False)
+        block = Block(url, create=False)
         if block[:4] != MAGIC:
             block.close()
             raise osipc.TransportError(
@@ -107,33 +136,26 @@ def _create_or_finish(
                 "or initializer to create it here, or remove it with osipc_mp.unlink()"
             )
         return block
-    size = DATA + ctypes.sizeof(ctype) * count
-    try:
-        block = osipc.SharedMemory(url, size=size, exclusive=True)
-    except osipc.AlreadyExists:
-        try:
-            block = osipc.SharedMemory(url)
-        except osipc.TransportError as exc:
-            if type(exc) is not osipc.TransportError:
-                raise
-            osipc.unlink(url)  # 0 bytes: a creator died before sizing it
-            block = osipc.SharedMemory(url, size=size, exclusive=True)
+    size = DATA + max(1, ctype.size * count)
+    block = create_block(url, size)
     if block[:4] == MAGIC:
         return block
     if block[:DATA] != bytes(DATA) or len(block) != size:
+        found = bytes(block[:4])
         block.close()  # not ours to overwrite: only a creator that died leaves a zero header
+        older = " (made by an older osipc_mp)" if found == b"omp1" else ""
         raise osipc.InvalidArgument(
-            f"{url} exists but holds no osipc_mp Value or Array of this size; choose another "
-            "name, or remove it (osipc_mp.unlink) if it is a leftover"
+            f"{url} exists but holds no osipc_mp Value or Array of this size{older}; choose "
+            "another name, or remove it (osipc_mp.unlink) if it is a leftover"
         )
-    data = (ctype * count).from_buffer(block, DATA)
+    data = (ctype.ctype * count).from_buffer(block, DATA)
     if initial is None:
         ctypes.memset(ctypes.addressof(data), 0, ctypes.sizeof(data))
     else:
         ctypes.memmove(ctypes.addressof(data), ctypes.addressof(initial), ctypes.sizeof(data))
     del data  # a live ctypes view would keep the block from closing
-    code = ctype._type_.encode("ascii")
-    HEADER.pack_into(block, 0, b"\0\0\0\0", kind, code, 0, count, ctypes.sizeof(ctype))
+    code = ctype.code.encode("ascii")
+    HEADER.pack_into(block, 0, b"\0\0\0\0", kind, code, 0, count, ctype.size, ctype.digest)
     block[:4] = MAGIC  # after everything else: attachers trust a block that has it
     return block
 
@@ -152,16 +174,18 @@ def _take_creation_lock(guard: osipc.Lock, name: str) -> None:
     guard.acquire()  # another process is creating it: a short wait
 
 
-def _check(block: osipc.SharedMemory, kind: int, ctype: Any, count: int | None) -> int:
+def _check(block: osipc.SharedMemory, kind: int, ctype: _Type, count: int | None) -> int:
     """The item count, after checking the block holds what the caller asked for."""
-    _, found_kind, code, _, found_count, itemsize = HEADER.unpack_from(block, 0)
+    _, found_kind, code, _, found_count, itemsize, digest = HEADER.unpack_from(block, 0)
     found_type = code.decode("ascii", "replace")
     kinds = ("a Value", "an Array")
-    if found_kind != kind or found_type != ctype._type_ or itemsize != ctypes.sizeof(ctype):
+    if found_kind != kind or digest != ctype.digest or itemsize != ctype.size:
         what = kinds[found_kind] if found_kind in (VALUE, ARRAY) else "something else"
+        same = " with another layout" if found_type == ctype.code else ""
         raise osipc.InvalidArgument(
-            f"{block.url} holds {what} of type code {found_type!r} ({itemsize} bytes each), "
-            f"not {kinds[kind]} of {ctype.__name__}; use the same typecode in every process"
+            f"{block.url} holds {what} of type code {found_type!r}{same} ({itemsize} bytes "
+            f"each), not {kinds[kind]} of {ctype.ctype.__name__}; use the same type in every "
+            "process"
         )
     if count is not None and count != found_count:
         raise osipc.InvalidArgument(
@@ -173,6 +197,21 @@ def _check(block: osipc.SharedMemory, kind: int, ctype: Any, count: int | None) 
     return int(found_count)
 
 
+def _lock_for(name: str, lock: object) -> tuple[Lock | None, bool]:
+    """(the lock to use, whether this object made it) for the stdlib's ``lock=``."""
+    if lock is True:
+        return RLock(name), True
+    if lock is False:
+        return None, False
+    if isinstance(lock, Lock):
+        return lock, False
+    raise TypeError(
+        f"lock must be True, False or an osipc_mp.Lock/RLock, got {lock!r}: other processes "
+        "must find the lock by name (a multiprocessing.Lock only reaches the children its "
+        "creator starts)"
+    )
+
+
 class _Shared:
     """What Value and Array have in common: the block, its lock, and the ctypes object."""
 
@@ -181,7 +220,7 @@ class _Shared:
         name: str,
         what: str,
         kind: int,
-        ctype: Any,
+        ctype: _Type,
         *,
         count: int | None,
         initial: Any,
@@ -191,67 +230,73 @@ class _Shared:
         (None: zeros)."""
         self.name = check_name(name, what)
         self.url = f"shm://{name}"
-        self._type = ctype
-        if lock is True:
-            self._lock: Lock | None = RLock(name)
-        elif lock is False:
-            self._lock = None
-        elif isinstance(lock, Lock):
-            self._lock = lock
-        else:
-            raise TypeError(f"lock must be True, False or an osipc_mp Lock/RLock, got {lock!r}")
-        self._own_lock = lock is True
+        self.type = ctype
+        self.lock, self.own_lock = _lock_for(name, lock)
+        self.passed_lock = None if self.own_lock else self.lock
+        self.block: Block | None = None
+        self.obj: Any = None
         try:
-            self._block = self._open(kind, count, initial)
-            self.count = _check(self._block, kind, self._type, count)
+            self.block = self._open(kind, count, initial)
+            self.count = _check(self.block, kind, ctype, count)
         except BaseException:
-            self._close_lock()
-            if getattr(self, "_block", None) is not None:
-                self._block.close()
+            self.close()
             raise
-        self._obj: Any = (
-            self._type.from_buffer(self._block, DATA)
+        self.obj = (
+            ctype.ctype.from_buffer(self.block, DATA)
             if kind == VALUE
-            else (self._type * self.count).from_buffer(self._block, DATA)
+            else (ctype.ctype * self.count).from_buffer(self.block, DATA)
         )
 
-    def _open(self, kind: int, count: int | None, initial: Any) -> osipc.SharedMemory:
-        block = _attach(self.url)
+    def _open(self, kind: int, count: int | None, initial: Any) -> Block:
+        block = attach_block(self.url)
         if block is not None:
-            return block
+            if block[:4] == MAGIC:
+                return block
+            block.close()
         guard = osipc.Lock(f"sem://{self.name}")
         try:
             _take_creation_lock(guard, self.name)
             try:
-                return _create_or_finish(self.url, kind, self._type, count, initial)
+                return _create_or_finish(self.url, kind, self.type, count, initial)
             finally:
                 guard.release()
         finally:
             guard.close()
 
     def get_lock(self) -> Lock:
-        if self._lock is None:
+        if self.lock is None:
             raise AttributeError(f"{self.name!r} was opened with lock=False: it has no lock")
-        return self._lock
+        return self.lock
 
     def guard(self) -> AbstractContextManager[Any]:
         """What to hold around one access: the lock, or nothing with lock=False."""
-        if self._obj is None:
+        if self.obj is None:
             raise osipc.Closed(f"{self.url} is closed")
-        return nullcontext() if self._lock is None else self._lock
-
-    def _close_lock(self) -> None:
-        if self._own_lock and self._lock is not None:
-            self._lock.close()
+        return nullcontext() if self.lock is None else self.lock
 
     def close(self) -> None:
-        self._obj = None  # the ctypes view pins the mapping
-        self._close_lock()
-        self._block.close()
+        """Unmap and close the lock (if it is this object's own). Raises BufferError if
+        ctypes objects from ``get_obj()`` still point into the block."""
+        self.obj = None  # the ctypes view pins the mapping
+        if self.block is not None:
+            self.block.close()
+        if self.own_lock and self.lock is not None:
+            self.lock.close()
+
+    def finish(self) -> None:
+        """The finalizer: close quietly (at exit, views may still exist: the kernel
+        unmaps the block with the process)."""
+        quietly(self.close)
 
     def unlink(self) -> None:
         for url in (self.url, f"sem://{self.name}"):
             osipc.unlink(url, missing_ok=True)
+
+    def reduce_lock(self) -> LockArg:
+        """What ``lock=`` reopens this object's lock in another process."""
+        if self.passed_lock is not None:
+            return self.passed_lock
+        return self.lock is not None
 
 
 class _Synchronized:
@@ -259,6 +304,10 @@ class _Synchronized:
     synchronized wrappers; plus ``close()`` and ``unlink()``."""
 
     _shared: _Shared
+
+    def _start(self, shared: _Shared) -> None:
+        object.__setattr__(self, "_shared", shared)
+        object.__setattr__(self, "_finalizer", finalizer(self, _Shared.finish, shared))
 
     @property
     def name(self) -> str:
@@ -270,7 +319,7 @@ class _Synchronized:
 
     def get_obj(self) -> Any:
         """The ctypes object itself, unsynchronised; drop it before ``close()``."""
-        return self._shared._obj
+        return self._shared.obj
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         return self.get_lock().acquire(block, timeout)
@@ -291,11 +340,14 @@ class _Synchronized:
 
     def close(self) -> None:
         """Unmap and close the lock; the object stays for other processes (``unlink()``).
+        Done by itself at exit and when the object is garbage collected.
 
         Raises:
-            BufferError: references from ``get_obj()`` are still alive.
+            BufferError: ctypes objects from ``get_obj()`` (or items of an array of
+                structures) are still alive.
         """
         self._shared.close()
+        self._finalizer.detach()  # type: ignore[attr-defined]
 
     def unlink(self) -> None:
         """Remove ``shm://NAME`` and ``sem://NAME``; this process's mapping stays usable."""
@@ -305,45 +357,73 @@ class _Synchronized:
 class Value(_Synchronized):
     """``multiprocessing.Value`` by name: ``Value("counter", "i", 0)`` in every process.
 
-    ``typecode_or_type`` is a typecode ('i', 'd', 'c', ...) or a ctypes simple type;
-    ``args`` are its initial value, used only by the process that creates it: a later
-    ``Value("counter", "i", 0)`` attaches to the same number, whatever it is now.
-    ``.value`` reads and writes under the lock, as the stdlib; ``v.value += 1`` is two
-    steps, so hold ``v.get_lock()`` around it. ``lock=False`` gives no lock (the name
-    ``sem://NAME`` still exists: creation uses it once).
+    ``typecode_or_type`` is a typecode ('i', 'd', 'c', ...), a ctypes simple type, or a
+    ``ctypes.Structure``/``Union`` (of numbers, characters, arrays and structures: no
+    pointers); ``args`` are its initial value, used only by the process that creates it:
+    a later ``Value("counter", "i", 0)`` attaches to the same number, whatever it is now.
+    ``.value`` (a structure: its fields, ``v.x``) reads and writes under the lock, as the
+    stdlib; ``v.value += 1`` is two steps, so hold ``v.get_lock()`` around it.
+    ``lock=False`` gives no lock (the name ``sem://NAME`` still exists: creation uses it
+    once); ``lock=`` an ``osipc_mp.Lock``/``RLock`` shares that lock (a
+    ``multiprocessing.Lock`` cannot reach unrelated processes: TypeError).
 
     Raises:
-        osipc.InvalidArgument: an unknown typecode, or the name holds another type.
+        osipc.InvalidArgument: an unknown typecode, a pointer type, or the name holds
+            another type (compared by layout, not by class name).
     """
 
     def __init__(
         self, name: str, typecode_or_type: object, *args: Any, lock: LockArg = True
     ) -> None:
-        ctype = simple_type(typecode_or_type)
-        initial = ctype(*args)  # bad arguments fail here, before anything is created
-        self._shared = _Shared(name, "Value", VALUE, ctype, count=1, initial=initial, lock=lock)
+        ctype = _Type(typecode_or_type)
+        initial = ctype.ctype(*args)  # bad arguments fail here, before anything is created
+        self._start(_Shared(name, "Value", VALUE, ctype, count=1, initial=initial, lock=lock))
 
     @property
     def value(self) -> Any:
-        with self._shared.guard():
-            return self._shared._obj.value
+        shared = self._shared
+        if shared.type.code in "SUA" and "value" not in shared.type.fields:
+            raise AttributeError("value")  # __getattr__ says what to use
+        with shared.guard():
+            return shared.obj.value
 
     @value.setter
     def value(self, new: Any) -> None:
         with self._shared.guard():
-            self._shared._obj.value = new
+            self._shared.obj.value = new
+
+    def __getattr__(self, attr: str) -> Any:
+        shared = self.__dict__.get("_shared")
+        if shared is not None and attr in shared.type.fields:
+            with shared.guard():
+                return getattr(shared.obj, attr)
+        if attr == "value" and shared is not None:
+            raise AttributeError(
+                f"a Value of {shared.type.ctype.__name__} has no .value (as in the stdlib): "
+                "use its fields (v.x) or get_obj()"
+            )
+        raise AttributeError(f"'osipc_mp.Value' object has no attribute {attr!r}")
+
+    def __setattr__(self, attr: str, new: Any) -> None:
+        shared = self.__dict__.get("_shared")
+        if shared is not None and attr in shared.type.fields:
+            with shared.guard():
+                setattr(shared.obj, attr, new)
+            return
+        object.__setattr__(self, attr, new)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # the other process attaches by name; the initial value no longer matters
-        return (_reopen_value, (self.name, self._shared._type, self._shared._lock is not None))
+        shared = self._shared
+        return (_reopen_value, (shared.name, shared.type.ctype, shared.reduce_lock()))
 
     def __repr__(self) -> str:
-        obj = self._shared._obj
+        obj = self._shared.obj
         shown = "closed" if obj is None else repr(obj)
         return f"<osipc_mp.Value {self.name!r} {shown}>"
 
 
-def _reopen_value(name: str, ctype: Any, lock: bool) -> Value:
+def _reopen_value(name: str, ctype: Any, lock: LockArg) -> Value:
     return Value(name, ctype, lock=lock)
 
 
@@ -351,11 +431,13 @@ class Array(_Synchronized):
     """``multiprocessing.Array`` by name: ``Array("grid", "d", 10)`` or
     ``Array("grid", "d", [0.5, 1.5])``.
 
-    ``size_or_initializer`` sizes it (zeros) or gives its items, used only by the process
-    that creates it; every process must pass the same size (or ``None``: attach to the
-    existing array, whatever its size; ``osipc.NotFound`` if there is none). Indexing,
-    slicing, ``len`` and, for typecode 'c', ``.value`` and ``.raw`` work as in the stdlib,
-    each access under the lock.
+    ``size_or_initializer`` sizes it (zeros) or gives its items (anything with ``len()``
+    whose items the ctypes type takes: a list, ``range``, bytes, a numpy array, tuples for
+    a structure type), used only by the process that creates it; every process must pass
+    the same size (or ``None``: attach to the existing array, whatever its size;
+    ``osipc.NotFound`` if there is none). Indexing, slicing, ``len`` and, for typecode 'c',
+    ``.value`` and ``.raw`` work as in the stdlib, each access under the lock; an item of
+    an array of structures is a view into the array, not locked, as in the stdlib.
 
     Raises:
         osipc.InvalidArgument: an unknown typecode, or the name holds another type or size.
@@ -365,50 +447,51 @@ class Array(_Synchronized):
         self,
         name: str,
         typecode_or_type: object,
-        size_or_initializer: int | Sequence[Any] | bytes | None,
+        size_or_initializer: Any,
         *,
         lock: LockArg = True,
     ) -> None:
-        ctype = simple_type(typecode_or_type)
+        ctype = _Type(typecode_or_type)
         count: int | None
         initial: Any = None
-        if size_or_initializer is None:
+        given = size_or_initializer
+        if given is None:
             count = None
-        elif isinstance(size_or_initializer, int) and not isinstance(size_or_initializer, bool):
-            if size_or_initializer < 0:
-                raise osipc.InvalidArgument(
-                    f"an Array size must be >= 0, got {size_or_initializer}"
-                )
-            count = size_or_initializer
-        elif isinstance(size_or_initializer, (Sequence, bytes)):
-            count = len(size_or_initializer)
+        elif isinstance(given, bool):
+            raise TypeError("size_or_initializer must be a size or a sequence, not a bool")
+        elif not hasattr(given, "__len__") and hasattr(given, "__index__"):
+            count = operator.index(given)  # an int, or a numpy integer
+            if count < 0:
+                raise osipc.InvalidArgument(f"an Array size must be >= 0, got {count}")
+        elif hasattr(given, "__len__"):
+            count = len(given)
             # as multiprocessing.sharedctypes.RawArray; bad items fail before anything exists
-            initial = (ctype * count)(*size_or_initializer)
+            initial = (ctype.ctype * count)(*given)
         else:
             raise TypeError(
-                "size_or_initializer must be a size, a sequence of items or None, "
-                f"got {size_or_initializer!r}"
+                "size_or_initializer must be a size, a sized iterable of items (a list, "
+                f"range, bytes, numpy array, ...) or None, got {given!r}"
             )
-        self._shared = _Shared(name, "Array", ARRAY, ctype, count=count, initial=initial, lock=lock)
+        self._start(_Shared(name, "Array", ARRAY, ctype, count=count, initial=initial, lock=lock))
 
     def __len__(self) -> int:
         return self._shared.count
 
     def __getitem__(self, index: Any) -> Any:
         with self._shared.guard():
-            return self._shared._obj[index]
+            return self._shared.obj[index]
 
     def __iter__(self) -> Iterator[Any]:
         """The items as they are now (one snapshot, taken under the lock)."""
         with self._shared.guard():
-            return iter(list(self._shared._obj))
+            return iter(list(self._shared.obj))
 
     def __setitem__(self, index: Any, new: Any) -> None:
         with self._shared.guard():
-            self._shared._obj[index] = new
+            self._shared.obj[index] = new
 
     def _text_only(self, attribute: str) -> None:
-        if self._shared._type is not ctypes.c_char:
+        if self._shared.type.ctype is not ctypes.c_char:
             raise AttributeError(f"'{attribute}' exists only for arrays of typecode 'c'")
 
     @property
@@ -416,35 +499,36 @@ class Array(_Synchronized):
         """Typecode 'c': the bytes up to the first NUL."""
         self._text_only("value")
         with self._shared.guard():
-            return bytes(self._shared._obj.value)
+            return bytes(self._shared.obj.value)
 
     @value.setter
     def value(self, new: bytes) -> None:
         self._text_only("value")
         with self._shared.guard():
-            self._shared._obj.value = new
+            self._shared.obj.value = new
 
     @property
     def raw(self) -> bytes:
         """Typecode 'c': every byte."""
         self._text_only("raw")
         with self._shared.guard():
-            return bytes(self._shared._obj.raw)
+            return bytes(self._shared.obj.raw)
 
     @raw.setter
     def raw(self, new: bytes) -> None:
         self._text_only("raw")
         with self._shared.guard():
-            self._shared._obj.raw = new
+            self._shared.obj.raw = new
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen_array, (self.name, self._shared._type, self._shared._lock is not None))
+        shared = self._shared
+        return (_reopen_array, (shared.name, shared.type.ctype, shared.reduce_lock()))
 
     def __repr__(self) -> str:
-        obj = self._shared._obj
+        obj = self._shared.obj
         shown = "closed" if obj is None else repr(obj[:])
         return f"<osipc_mp.Array {self.name!r} {shown}>"
 
 
-def _reopen_array(name: str, ctype: Any, lock: bool) -> Array:
+def _reopen_array(name: str, ctype: Any, lock: LockArg) -> Array:
     return Array(name, ctype, None, lock=lock)

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import osipc
-from osipc_mp._common import check_name
+from osipc_mp._common import check_name, finalizer, quietly
 
 
 def lock_timeout(block: bool, timeout: float | None) -> float | None:
@@ -28,7 +28,12 @@ class Lock:
     Every process that opens ``Lock("NAME")`` gets the same lock, whoever started first.
     A process that dies holding it (even by SIGKILL) releases it: the kernel drops the
     ``flock`` behind it, and a waiter takes it within about 50 ms. Threads exclude each
-    other too. ``close()`` releases this process's handle; ``unlink()`` removes the name.
+    other too. ``close()`` (also at exit, or when the object is garbage collected)
+    releases this process's handle; ``unlink()`` removes the name.
+
+    Unlike ``multiprocessing.Lock``, only the process (and handle) that took it can
+    release it: ``release()`` elsewhere raises ValueError. A lock that one process
+    takes and another gives back is a semaphore: use ``osipc.Semaphore("sem://NAME")``.
     """
 
     def __init__(self, name: str) -> None:
@@ -38,8 +43,12 @@ class Lock:
         self._open()
 
     def _open(self) -> None:
+        old = getattr(self, "_finalizer", None)
+        if old is not None:  # a forked child: the parent's handle, closed there by osipc
+            old()
         self._lock = osipc.Lock(self.url)
         self._pid = os.getpid()
+        self._finalizer = finalizer(self, quietly, self._lock.close)
 
     def _handle(self) -> osipc.Lock:
         if self._pid != os.getpid() and not self._closed:
@@ -83,7 +92,7 @@ class Lock:
     def close(self) -> None:
         """Close this handle (releasing the lock if it holds it); never removes the name."""
         self._closed = True
-        self._lock.close()
+        self._finalizer()
 
     def unlink(self) -> None:
         """Remove ``sem://NAME``; open handles keep working, new ones get a new lock."""

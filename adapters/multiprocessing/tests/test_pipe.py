@@ -1,16 +1,50 @@
 from __future__ import annotations
 
 import array
+import hashlib
+import pickle
 import signal
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing import BufferTooShort
 
 import osipc_mp
 import pytest
-from _helpers import finish, spawn
+from _helpers import finish, peer, spawn
 
 import osipc
+
+RECEIVE_ALL = """
+    import sys
+    from osipc_mp import Pipe
+    conn = Pipe(sys.argv[1]).end(sys.argv[2] if len(sys.argv) > 2 else "a")
+    conn.poll()                     # receiving from here on
+    print("open", flush=True)
+    while True:
+        try:
+            print(repr(conn.recv()), flush=True)
+        except EOFError:
+            print("EOF", flush=True)
+            break
+    """
+
+
+def send_for(
+    conn: osipc_mp.Connection,
+    seconds: float,
+    data: bytes = b"anyone?",
+    sent: threading.Event | None = None,
+) -> None:
+    """Keep sending for ``seconds`` (a test expects an error to end it sooner)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        conn.send_bytes(data)
+        if sent is not None:
+            sent.set()
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -54,6 +88,181 @@ def test_close_gives_eof_after_everything_sent(name: str) -> None:
         with pytest.raises(EOFError) as caught:
             a.recv()
         assert isinstance(caught.value, osipc.EndOfStream)
+        with pytest.raises(EOFError):
+            a.recv()  # and stays, as the stdlib's
+
+
+def test_a_sender_that_exits_without_close_ends_the_stream(name: str) -> None:
+    # What stdlib scripts do: send, then just exit. Receivers started before and after.
+    sender = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("one")
+        conn.send("two")
+        """
+    before = spawn(RECEIVE_ALL, name)
+    assert before.stdout is not None
+    assert before.stdout.readline() == "open\n"
+    peer(sender, name, timeout=10)
+    assert finish(before, timeout=10) == "'one'\n'two'\nEOF\n"
+    peer(sender, name, timeout=10)
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'one'\n'two'\nEOF\n"
+
+
+def test_a_sender_killed_before_the_receiver_opens_ends_the_stream(name: str) -> None:
+    peer(
+        """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("before dying")
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+        name,
+        timeout=10,
+        check=False,
+    )
+    started = time.monotonic()
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'before dying'\nEOF\n"
+    assert time.monotonic() - started < 5
+
+
+def test_a_killed_peer_is_eof_once_its_messages_are_read(name: str) -> None:
+    sender = spawn(
+        """
+        import sys, time
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("before dying")
+        print("sent", flush=True)
+        time.sleep(60)
+        """,
+        name,
+    )
+    assert sender.stdout is not None
+    assert sender.stdout.readline() == "sent\n"
+    with osipc_mp.Pipe(name).end("a") as a:
+        sender.send_signal(signal.SIGKILL)
+        sender.communicate(timeout=10)
+        assert a.recv() == "before dying"
+        assert a.poll(5)
+        with pytest.raises(EOFError):
+            a.recv()
+
+
+def test_send_to_an_end_that_has_gone_is_a_broken_pipe(name: str) -> None:
+    pipe = osipc_mp.Pipe(name)
+    a, b = pipe.end("a"), pipe.end("b")
+    try:
+        b.send("read")
+        assert a.recv() == "read"
+        a.close()
+        with pytest.raises(BrokenPipeError) as caught:
+            b.send("nobody reads this")
+        assert isinstance(caught.value, osipc.Broken)
+        with pytest.raises(EOFError):  # its close() also ended what "b" receives
+            b.recv()
+    finally:
+        b.close()
+    killed = spawn(RECEIVE_ALL, name)  # a new session of "a", then killed
+    assert killed.stdout is not None
+    assert killed.stdout.readline() == "open\n"
+    with pipe.end("b") as b:
+        b.send("for the new session")
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=10)
+        with pytest.raises(BrokenPipeError):  # noticed within PEER_CHECK (0.2 s)
+            send_for(b, 5.0)
+
+
+def test_a_full_channel_to_a_killed_reader_breaks_instead_of_hanging(name: str) -> None:
+    pipe = osipc_mp.Pipe(name, capacity=1 << 16)
+    with pipe.end("b") as b:  # first: it makes the channels, small
+        reader = spawn(RECEIVE_ALL, name)
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "open\n"
+        reader.send_signal(signal.SIGSTOP)  # alive but not reading: the channel fills
+        filled = threading.Event()
+
+        def kill_once_full() -> None:
+            filled.wait(10)
+            time.sleep(0.5)  # the sender is blocked on a full channel by now
+            reader.kill()
+
+        killer = threading.Thread(target=kill_once_full)
+        killer.start()
+        try:
+            with pytest.raises(BrokenPipeError):
+                send_for(b, 10.0, b"x" * 30_000, filled)  # two fit
+        finally:
+            filled.set()
+            killer.join(10)
+            reader.communicate(timeout=10)
+
+
+def test_stale_ends_of_stream_never_end_the_next_conversation(name: str) -> None:
+    # A receiver that reads one message and closes leaves the sender's END unread, and
+    # its own close() is not sent to a sender that has gone. The next run starts clean.
+    sender = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send(int(sys.argv[2]))
+        conn.send("more than is read")
+        """
+    receive_one = """
+        import sys
+        from osipc_mp import Pipe
+        print(Pipe(sys.argv[1]).end("a").recv())
+        """
+    for run in range(3):
+        peer(sender, name, str(run), timeout=10)
+        assert peer(receive_one, name, timeout=10).stdout == f"{run}\n"
+
+
+def test_a_receiver_that_gave_up_does_not_break_the_next_sender(name: str) -> None:
+    # The receiver waited and was interrupted before any sender came: it sent nothing,
+    # so the next sender talks to the next receiver rather than getting BrokenPipeError.
+    waiting = spawn(RECEIVE_ALL, name)
+    assert waiting.stdout is not None
+    assert waiting.stdout.readline() == "open\n"
+    waiting.send_signal(signal.SIGINT)
+    waiting.communicate(timeout=10)
+    peer(
+        """
+        import sys
+        from osipc_mp import Pipe
+        Pipe(sys.argv[1]).end("b").send("for whoever reads next")
+        """,
+        name,
+        timeout=10,
+    )
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'for whoever reads next'\nEOF\n"
+
+
+def test_a_restarted_sender_first_ends_its_killed_predecessors_stream(name: str) -> None:
+    with osipc_mp.Pipe(name).end("a") as a:
+        for text in ("from the first", "from the second"):
+            peer(
+                """
+                import os, signal, sys
+                from osipc_mp import Pipe
+                Pipe(sys.argv[1]).end("b").send(sys.argv[2])
+                os.kill(os.getpid(), signal.SIGKILL)
+                """,
+                name,
+                text,
+                timeout=10,
+                check=False,
+            )
+        assert a.recv() == "from the first"
+        with pytest.raises(EOFError):  # not "from the second": that is the next session's
+            a.recv()
+    with osipc_mp.Pipe(name).end("a") as a:
+        assert a.recv() == "from the second"
+        with pytest.raises(EOFError):
+            a.recv()
 
 
 def test_bytes_api_like_the_stdlib(ends: tuple[osipc_mp.Connection, osipc_mp.Connection]) -> None:
@@ -83,6 +292,81 @@ def test_bytes_api_like_the_stdlib(ends: tuple[osipc_mp.Connection, osipc_mp.Con
         a.recv_bytes_into(small, 5)
 
 
+def test_messages_larger_than_a_channel_arrive_whole(name: str) -> None:
+    # The stdlib has no size limit; a channel carries 1 MiB at once, more in chunks.
+    receiver = spawn(
+        """
+        import hashlib, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        for _ in range(2):
+            data = conn.recv_bytes()
+            print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+        print(conn.recv()["n"])
+        """,
+        name,
+    )
+    two_mib = bytes(range(256)) * (8 << 10)
+    five_mib = bytes(range(255, -1, -1)) * (20 << 10)
+    with osipc_mp.Pipe(name).end("b") as b:
+        b.send_bytes(two_mib)
+        b.send_bytes(five_mib)
+        b.send({"n": 7, "pad": b"p" * (3 << 20)})
+    expected = [f"{len(d)} {hashlib.sha256(d).hexdigest()}" for d in (two_mib, five_mib)]
+    assert finish(receiver, timeout=30).splitlines() == [*expected, "7"]
+
+
+def test_a_killed_writer_never_leaves_half_a_message(
+    name: str,
+    kill: Callable[[subprocess.Popen[str], float], str],
+    rounds: Callable[[int, int], int],
+) -> None:
+    writer = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1], capacity=1 << 16).end("b")
+        print("ready", flush=True)
+        n = int(sys.argv[2])
+        while True:
+            print("send", n, flush=True)
+            conn.send((n, bytes([n % 251]) * 200_000))
+            n += 1
+        """
+    pipe = osipc_mp.Pipe(name, capacity=1 << 16)
+    cut = whole = 0
+    for turn in range(rounds(5, 25)):
+        proc = spawn(writer, name, str(turn * 1000))
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        with pipe.end("a") as a:  # this session's reader, draining while it is killed
+            received: list[int] = []
+            stop = threading.Event()
+
+            def drain(
+                a: osipc_mp.Connection = a,
+                received: list[int] = received,
+                stop: threading.Event = stop,
+            ) -> None:
+                while not stop.is_set():
+                    try:
+                        n, data = a.recv()
+                    except EOFError:
+                        return
+                    assert data == bytes([n % 251]) * 200_000, f"message {n} is not whole"
+                    received.append(n)
+
+            thread = threading.Thread(target=drain)
+            thread.start()
+            out = kill(proc, 0.15)
+            thread.join(10)
+            assert not thread.is_alive()  # EOF came by itself
+        sent = [int(line.split()[1]) for line in out.splitlines() if line]
+        whole += len(received)
+        cut += sum(1 for n in sent if n not in received)
+    assert whole
+    assert cut, "no kill landed in the middle of a message: the test proved nothing"
+
+
 def test_one_way_pipe_has_a_reading_a_and_a_writing_b(name: str) -> None:
     pipe = osipc_mp.Pipe(name, duplex=False)
     with pipe.end("a") as r, pipe.end("b") as w:
@@ -95,6 +379,16 @@ def test_one_way_pipe_has_a_reading_a_and_a_writing_b(name: str) -> None:
             w.recv()
 
 
+def test_every_process_must_open_the_pipe_the_same_way(name: str) -> None:
+    with osipc_mp.Pipe(name).end("a"):
+        with pytest.raises(osipc.InvalidArgument, match=r"duplex=True .*not .*duplex=False"):
+            osipc_mp.Pipe(name, duplex=False).end("b")
+        with pytest.raises(osipc.InvalidArgument, match=r"transport='shm'.*not .*'mq'"):
+            osipc_mp.Pipe(name, transport="mq").end("b")
+        with pytest.raises(osipc.InvalidArgument, match="is a Pipe, not a Queue"):
+            osipc_mp.Queue(name)
+
+
 def test_an_end_belongs_to_one_process(name: str) -> None:
     holder = spawn(
         """
@@ -103,10 +397,9 @@ def test_an_end_belongs_to_one_process(name: str) -> None:
         conn = Pipe(sys.argv[1]).end("a")
         print("open", flush=True)
         sys.stdin.readline()
-        conn.close()
         """,
         name,
-        stdin=-1,
+        stdin=subprocess.PIPE,
     )
     try:
         assert holder.stdout is not None
@@ -118,28 +411,91 @@ def test_an_end_belongs_to_one_process(name: str) -> None:
         holder.stdin.write("\n")
         holder.stdin.flush()
         finish(holder, timeout=10)
-    osipc_mp.Pipe(name).end("a").close()  # free again once that process closed it
+    osipc_mp.Pipe(name).end("a").close()  # free again once that process exited
 
 
-def test_a_killed_peer_is_eof_once_its_messages_are_read(name: str) -> None:
-    sender = spawn(
+def test_a_connection_passed_to_a_spawned_process_moves_there(name: str, tmp_path: object) -> None:
+    # The stdlib's Pipe example with both ends named; the parent also closes its copy of
+    # the child's end after start(), as the stdlib recommends.
+    script = """
+import multiprocessing, sys
+from osipc_mp import Pipe
+
+def f(conn):
+    conn.send([42, None, 'hello'])
+    conn.close()
+
+if __name__ == '__main__':
+    multiprocessing.set_start_method(sys.argv[2])
+    parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+    p = multiprocessing.Process(target=f, args=(child_conn,))
+    p.start()
+    child_conn.close()
+    print(parent_conn.recv())   # prints "[42, None, 'hello']"
+    try:
+        parent_conn.recv()
+    except EOFError:
+        print("EOF")
+    p.join()
+    print(p.exitcode)
+"""
+    path = f"{tmp_path}/recipe.py"
+    with open(path, "w") as file:
+        file.write(script)
+    for method in ("spawn", "forkserver"):
+        done = subprocess.run(
+            [sys.executable, "-X", "dev", "-I", path, name, method],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "[42, None, 'hello']\nEOF\n0\n", (method, done.stderr)
+        assert done.stderr == ""
+
+
+def test_a_forked_child_uses_its_parents_end(name: str) -> None:
+    out = peer(
         """
-        import sys, time
+        import os, sys
         from osipc_mp import Pipe
-        conn = Pipe(sys.argv[1]).end("b")
-        conn.send("before dying")
-        print("sent", flush=True)
-        time.sleep(60)
+        parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+        pid = os.fork()
+        if pid == 0:
+            child_conn.send("from the child")
+            child_conn.close()     # the parent's copy keeps the end open, as the stdlib's
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print(parent_conn.recv())
+        print(parent_conn.poll(0.5))
+        child_conn.close()         # now it is over
+        try:
+            parent_conn.recv()
+        except EOFError:
+            print("EOF")
         """,
         name,
-    )
-    assert sender.stdout is not None
-    assert sender.stdout.readline() == "sent\n"
-    with osipc_mp.Pipe(name).end("a") as a:  # sees "b" alive
-        sender.send_signal(signal.SIGKILL)
-        sender.communicate(timeout=10)
-        assert a.recv() == "before dying"
-        assert a.poll(5)
+        timeout=20,
+    ).stdout
+    assert out == "from the child\nFalse\nEOF\n"
+
+
+def test_a_pickled_end_is_resumed_and_the_original_refuses_use(name: str) -> None:
+    pipe = osipc_mp.Pipe(name)
+    with pipe.end("a") as a:
+        b = pipe.end("b")
+        b.send("before")
+        data = pickle.dumps(b)
+        with pytest.raises(osipc.Closed, match="passed to another process"):
+            b.send("after it moved")
+        with pytest.raises(osipc.AlreadyExists, match="being passed"):
+            pipe.end("b")
+        moved = pickle.loads(data)
+        assert moved.session == b.session
+        moved.send("after")
+        moved.close()
+        assert [a.recv(), a.recv()] == ["before", "after"]
         with pytest.raises(EOFError):
             a.recv()
 
@@ -150,7 +506,11 @@ def test_closed_connection_and_bad_arguments(name: str) -> None:
         pipe.end("c")
     with pytest.raises(osipc.InvalidArgument, match="transport"):
         osipc_mp.Pipe(name, transport="zmq")
+    with pytest.raises(osipc.InvalidURL, match="'--'"):
+        osipc_mp.Pipe(name + "--a")
     conn = pipe.end("a")
+    with pytest.raises(osipc.Unsupported, match="poll"):
+        conn.fileno()
     conn.close()
     conn.close()
     assert conn.closed
@@ -162,10 +522,14 @@ def test_closed_connection_and_bad_arguments(name: str) -> None:
         b.send(lambda: None)
 
 
-def test_mq_transport(name: str) -> None:
+def test_mq_transport_carries_messages_larger_than_msgsize(name: str) -> None:
     pipe = osipc_mp.Pipe(name, transport="mq", maxmsg=2, msgsize=256)
     with pipe.end("a") as a, pipe.end("b") as b:
         b.send("over mq")
         assert a.recv() == "over mq"
-        with pytest.raises(osipc.MessageTooLarge):
-            b.send_bytes(b"x" * 300)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(a.recv_bytes()))
+        reader.start()
+        b.send_bytes(b"x" * 3000)  # 13 frames through a queue of 2
+        reader.join(10)
+        assert got == [b"x" * 3000]

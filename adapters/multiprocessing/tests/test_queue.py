@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import hashlib
 import queue
-import signal
+import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import osipc_mp
 import pytest
-from _helpers import finish, peer, spawn
+from _helpers import cli, finish, peer, spawn
 
 import osipc
 
@@ -56,7 +58,7 @@ def test_timeouts_wait_then_raise(q: osipc_mp.Queue) -> None:
 
 
 def test_maxsize_is_the_creators_and_holds_across_processes(name: str) -> None:
-    peer(
+    out = peer(
         """
         import queue, sys
         from osipc_mp import Queue
@@ -67,11 +69,11 @@ def test_maxsize_is_the_creators_and_holds_across_processes(name: str) -> None:
             q.put(3, timeout=0.05)
         except queue.Full:
             print("full")
-        q.close()
         """,
         name,
         timeout=10,
-    )
+    ).stdout
+    assert out == "full\n"
     q = osipc_mp.Queue(name)  # maxsize=0: take the queue as it is
     try:
         assert q.maxsize == 3 and q.full()
@@ -83,12 +85,15 @@ def test_maxsize_is_the_creators_and_holds_across_processes(name: str) -> None:
             import sys
             from osipc_mp import Queue
             q = Queue(sys.argv[1])
+            print("putting", flush=True)
             q.put("late", timeout=10)
-            q.close()
             """,
             name,
         )
+        assert putter.stdout is not None
+        assert putter.stdout.readline() == "putting\n"
         time.sleep(0.3)
+        assert q.qsize() == 3  # it is still waiting
         assert q.get(timeout=1) == 0
         finish(putter, timeout=10)
         assert [q.get(timeout=1) for _ in range(3)] == [1, 2, "late"]
@@ -112,6 +117,45 @@ def test_any_picklable_object_round_trips(name: str) -> None:
         got = [q.get(timeout=1) for _ in items]
     assert got[:-1] == items[:-1]
     assert isinstance(got[-1], ValueError) and got[-1].args == ("x",)
+
+
+def test_objects_larger_than_the_ring_travel_whole(name: str) -> None:
+    # The stdlib has no size limit. One that fits the ring (4 MiB by default) is queued at
+    # once; a larger one goes in chunks while a getter takes it.
+    with osipc_mp.Queue(name) as q:
+        mib = b"\x01" * (1 << 20)
+        q.put(mib)
+        q.put({"two": b"\x02" * (2 << 20)})
+        assert q.qsize() == 2
+        assert q.get(timeout=5) == mib
+        assert q.get(timeout=5) == {"two": b"\x02" * (2 << 20)}
+        getter = spawn(
+            """
+            import hashlib, sys
+            from osipc_mp import Queue
+            big = Queue(sys.argv[1]).get(timeout=30)
+            print(len(big), hashlib.sha256(big).hexdigest())
+            """,
+            name,
+        )
+        huge = bytes(range(256)) * (40 << 12)  # 10 MiB: larger than the ring
+        q.put(huge, timeout=30)
+        assert finish(getter, timeout=30) == f"{len(huge)} {hashlib.sha256(huge).hexdigest()}\n"
+
+
+def test_a_put_of_chunks_that_times_out_leaves_nothing_half(name: str) -> None:
+    with osipc_mp.Queue(name, capacity=1 << 16) as q:
+        with pytest.raises(queue.Full):
+            q.put(b"x" * 300_000, timeout=0.2)  # the first chunk went; nobody took it
+        assert q.qsize() == 0
+        got: list[object] = []
+        getter = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+        getter.start()
+        q.put("whole", timeout=10)  # room once the getter has dropped the cut chunk
+        getter.join(10)
+        assert got == ["whole"]  # the cut run was dropped, not delivered
+        with pytest.raises(queue.Empty):
+            q.get_nowait()
 
 
 def test_unpicklable_object_is_an_error_at_put_and_takes_no_place(q: osipc_mp.Queue) -> None:
@@ -150,33 +194,222 @@ def test_mq_transport_bounds_by_the_kernel(name: str) -> None:
 def test_mq_maxsize_beyond_the_kernel_limit_names_it(name: str) -> None:
     with pytest.raises(osipc.InvalidArgument, match="msg_max"):
         osipc_mp.Queue(name, maxsize=11, transport="mq", msgsize=512)
+    with osipc_mp.Queue(name, maxsize=2, transport="mq", msgsize=512) as q:
+        assert q.maxsize == 2  # the failed creation left nothing that decides for it
 
 
-def test_a_killed_putter_leaves_no_half_message(name: str) -> None:
-    putter = spawn(
-        """
+def test_every_process_must_use_the_same_transport(name: str) -> None:
+    mq = osipc_mp.Queue(name, maxsize=1, transport="mq", msgsize=128)
+    try:
+        with pytest.raises(osipc.InvalidArgument, match=r"transport='mq', not .*'shm'"):
+            osipc_mp.Queue(name)
+    finally:
+        mq.close()
+    other = name + "s"
+    try:
+        shm = osipc_mp.Queue(other)
+        with pytest.raises(osipc.InvalidArgument, match=r"transport='shm', not .*'mq'"):
+            osipc_mp.Queue(other, transport="mq", msgsize=128)
+        shm.close()
+    finally:
+        osipc_mp.unlink(other)
+
+
+def test_osipc_gc_keeps_what_an_open_bounded_queue_uses(name: str) -> None:
+    # The creator is gone and this process has the queue open: nothing of it is stale.
+    peer("import sys, osipc_mp; osipc_mp.Queue(sys.argv[1], maxsize=2)", name, timeout=10)
+    with osipc_mp.Queue(name) as q:
+        assert q.maxsize == 2
+        done = cli("gc")
+        assert done.returncode == 0, done.stderr
+        assert name not in done.stdout, done.stdout  # it removed none of the queue's objects
+        q.put(1)
+        q.put(2)
+        with pytest.raises(queue.Full):
+            q.put_nowait(3)
+        out = peer(
+            "import sys, osipc_mp; print(osipc_mp.Queue(sys.argv[1]).maxsize)", name, timeout=10
+        ).stdout
+        assert out == "2\n"  # a new process finds the bound, too
+    done = cli("gc")  # nobody has it open now: gc removes what holds no messages
+    assert done.returncode == 0, done.stderr
+    with osipc_mp.Queue(name) as q:  # the ring it kept is counted when the queue is remade
+        assert q.qsize() == 2
+        assert [q.get(timeout=1), q.get(timeout=1)] == [1, 2]
+
+
+def test_killed_getters_and_putters_never_cost_a_place(
+    name: str,
+    kill: Callable[[subprocess.Popen[str], float], str],
+    rounds: Callable[[int, int], int],
+) -> None:
+    # A putter keeps the bounded queue full while getters are SIGKILLed at random
+    # instants in the middle of their work (and now and then the putter): afterwards the
+    # queue must hold exactly maxsize again and refuse the next.
+    maxsize = 4
+    getter = """
         import sys
         from osipc_mp import Queue
-        q = Queue(sys.argv[1], capacity=1 << 20)
+        q = Queue(sys.argv[1])
         print("ready", flush=True)
         while True:
-            q.put(b"x" * 50_000)
-        """,
-        name,
-    )
-    assert putter.stdout is not None
-    assert putter.stdout.readline() == "ready\n"
-    time.sleep(0.1)
-    putter.send_signal(signal.SIGKILL)
-    putter.communicate(timeout=10)
-    with osipc_mp.Queue(name) as q:
+            q.get()
+        """
+    putter = """
+        import sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1])
+        print("ready", flush=True)
+        n = 0
         while True:
+            q.put(n)
+            n += 1
+        """
+    osipc_mp.Queue(name, maxsize=maxsize).close()
+    feeding = spawn(putter, name)
+    try:
+        for turn in range(rounds(12, 60)):
+            proc = spawn(getter, name)
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+            kill(proc, 0.03)
+            if turn % 4 == 3:
+                kill(feeding, 0.01)
+                feeding = spawn(putter, name)
+    finally:
+        feeding.kill()
+        feeding.communicate()
+    with osipc_mp.Queue(name) as q:
+        while True:  # drain what the putter left
             try:
-                assert q.get(timeout=0.05) == b"x" * 50_000
+                q.get(timeout=0.5)
             except queue.Empty:
                 break
-        q.put("still works")
-        assert q.get(timeout=1) == "still works"
+        assert q.qsize() == 0
+        for n in range(maxsize):
+            q.put_nowait(n)
+        assert q.full()
+        with pytest.raises(queue.Full):
+            q.put_nowait("one too many")
+        assert [q.get_nowait() for _ in range(maxsize)] == list(range(maxsize))
+
+
+def test_a_bounded_queue_is_not_wedged_by_a_getter_killed_after_taking(name: str) -> None:
+    # A getter killed after it took the message but before it counted it: the queue looks
+    # full (1 of 1) but is empty. A put that waits gets the place once any getter looks.
+    with osipc_mp.Queue(name, maxsize=1) as q:
+        q.put("taken by the victim")
+        peer(
+            """
+            import os, signal, sys
+            from osipc_mp import Queue
+            q = Queue(sys.argv[1])
+            from osipc_mp._queue import W_READING
+            words = q._core.words   # the test reaches in to die at the worst instant
+            q._core.get_lock.acquire()
+            words[W_READING] = 1                       # as get() does under its lock
+            q._core.rx.recv(timeout=5)                 # took the message, did not count it
+            os.kill(os.getpid(), signal.SIGKILL)
+            """,
+            name,
+            timeout=10,
+            check=False,
+        )
+        assert q.qsize() == 1  # the counters say full
+        q.put("fits: the ring itself shows the place is free", timeout=5)
+        assert q.get(timeout=5) == "fits: the ring itself shows the place is free"
+        q.put_nowait("and the count is exact again")
+        with pytest.raises(queue.Full):
+            q.put_nowait("over")
+
+
+def test_a_putter_killed_around_its_send_never_costs_a_place(name: str) -> None:
+    # The instants a random kill rarely hits: after announcing a put but before sending,
+    # and after sending but before counting. Neither may cost a place or add one.
+    victim = """
+        import os, pickle, signal, sys
+        from osipc_mp import Queue
+        from osipc_mp._queue import W_PENDING
+        q = Queue(sys.argv[1])
+        core = q._core                      # the test reaches in to die at these instants
+        core.put_lock.acquire()
+        core.words[W_PENDING] = 1           # as put() does under its lock
+        if sys.argv[2] == "send":
+            core.tx.send(pickle.dumps("sent"))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    with osipc_mp.Queue(name, maxsize=1) as q:
+        peer(victim, name, "none", timeout=10, check=False)
+        q.put_nowait("fits: nothing was sent")
+        assert q.get_nowait() == "fits: nothing was sent"
+        peer(victim, name, "send", timeout=10, check=False)
+        with pytest.raises(queue.Full):
+            q.put_nowait("over: the victim's message is there")
+        assert q.get_nowait() == "sent"
+        q.put_nowait("fits again")
+        with pytest.raises(queue.Full):
+            q.put_nowait("over")
+        assert q.get_nowait() == "fits again"
+
+
+def test_a_killed_putter_never_leaves_half_a_message(
+    name: str,
+    kill: Callable[[subprocess.Popen[str], float], str],
+    rounds: Callable[[int, int], int],
+) -> None:
+    # Messages of several chunks (300 kB through a 64 kB ring) while this process drains
+    # them: a kill lands mid-run almost always. Every message delivered must be whole.
+    putter = """
+        import sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1], capacity=1 << 16)
+        print("ready", flush=True)
+        n = int(sys.argv[2])
+        while True:
+            print("put", n, flush=True)
+            q.put((n, bytes([n % 251]) * 300_000))
+            n += 1
+        """
+    q = osipc_mp.Queue(name, capacity=1 << 16)
+    got: list[int] = []
+    bad: list[str] = []
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            try:
+                n, data = q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if n >= 0 and data != bytes([n % 251]) * 300_000:
+                bad.append(f"message {n} is not whole ({len(data)} bytes)")
+            got.append(n)
+
+    thread = threading.Thread(target=drain)
+    thread.start()
+    started: list[int] = []
+    try:
+        base = 0
+        for _ in range(rounds(6, 30)):
+            proc = spawn(putter, name, str(base))
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+            out = kill(proc, 0.15)
+            started += [int(line.split()[1]) for line in out.splitlines() if line]
+            base += 1000
+        q.put((-1, b""))  # after every putter: it must still work
+        deadline = time.monotonic() + 10
+        while -1 not in got and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+        q.close()
+    assert not bad
+    assert -1 in got
+    cut = [n for n in started if n not in got]
+    assert cut, "no kill landed in the middle of a message: the test proved nothing"
+    assert len(got) == len(set(got))  # nothing twice
 
 
 def test_closed_queue_refuses_use(name: str) -> None:
@@ -194,14 +427,13 @@ def test_forked_child_reopens_the_queue(name: str) -> None:
         """
         import os, sys
         from osipc_mp import Queue
-        q = Queue(sys.argv[1])
+        q = Queue(sys.argv[1], maxsize=1)
         pid = os.fork()
         if pid == 0:
             q.put("from the child")
             os._exit(0)
         os.waitpid(pid, 0)
         print(q.get(timeout=5))
-        q.close()
         """,
         name,
         timeout=10,
@@ -220,6 +452,10 @@ def test_bad_arguments_are_typed_errors(name: str) -> None:
         osipc_mp.Queue("a/b")
     with pytest.raises(osipc.InvalidURL, match="1-190"):
         osipc_mp.Queue("x" * 191)
+    with pytest.raises(osipc.InvalidURL, match="'--'"):
+        osipc_mp.Queue(name + "--a")  # the suffixes of its companions: never a user's name
+    with pytest.raises(osipc.InvalidArgument, match="create="):
+        osipc_mp.Queue(name, create=False)
     with pytest.raises(osipc.InvalidURL):
         osipc_mp.Queue(name, colour="blue")
     with osipc_mp.Queue(name) as q, pytest.raises(TypeError):

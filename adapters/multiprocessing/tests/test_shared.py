@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import array
 import ctypes
+import multiprocessing
 import pickle
 import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 
+import numpy
 import osipc_mp
 import pytest
 from _helpers import peer, spawn
@@ -57,7 +63,7 @@ def test_racing_creators_apply_one_initial_value(name: str) -> None:
 
 
 def test_a_block_left_half_made_is_finished_and_a_foreign_one_refused(name: str) -> None:
-    size = 16 + ctypes.sizeof(ctypes.c_int)
+    size = 32 + ctypes.sizeof(ctypes.c_int)
     with osipc.SharedMemory(f"shm://{name}", size=size):  # a creator that died right here
         pass
     v = osipc_mp.Value(name, "i", 5)
@@ -167,7 +173,7 @@ def test_mismatched_type_or_size_is_refused(name: str) -> None:
 def test_bad_arguments_are_typed_errors(name: str) -> None:
     with pytest.raises(osipc.InvalidArgument, match="unknown typecode"):
         osipc_mp.Value(name, "x")
-    with pytest.raises(osipc.InvalidArgument, match="pointers"):
+    with pytest.raises(osipc.InvalidArgument, match="pointer"):
         osipc_mp.Value(name, ctypes.c_char_p)
     with pytest.raises(TypeError):
         osipc_mp.Value(name, "i", "not a number")
@@ -246,3 +252,180 @@ def test_rlock_is_reentrant_per_thread(name: str) -> None:
             rlock.release()
     finally:
         rlock.close()
+
+
+class Point(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double)]
+
+
+def test_structures_like_the_stdlib(names: Callable[[], str]) -> None:
+    # multiprocessing.Value(Point, 1.0, 2.0) and Array(Point, [(1, 2), ...]), by name; the
+    # other process declares the structure itself (another class, the same layout).
+    value_name, array_name = names(), names()
+    v = osipc_mp.Value(value_name, Point, 1.0, 2.0)
+    arr = osipc_mp.Array(array_name, Point, [(1.0, 2.0), (3.0, 4.0)])
+    try:
+        assert (v.x, v.y) == (1.0, 2.0)
+        with v.get_lock():
+            v.x += 10
+        out = peer(
+            """
+            import ctypes, sys
+            from osipc_mp import Value, Array
+
+            class Pt(ctypes.Structure):
+                _fields_ = [("x", ctypes.c_double), ("y", ctypes.c_double)]
+
+            v = Value(sys.argv[1], Pt, 0.0, 0.0)        # exists: not reset
+            arr = Array(sys.argv[2], Pt, 2)
+            print(v.x, v.y, [(p.x, p.y) for p in arr])
+            v.y = -1.0
+            arr[1] = Pt(5.0, 6.0)
+            """,
+            value_name,
+            array_name,
+            timeout=10,
+        ).stdout
+        assert out == "11.0 2.0 [(1.0, 2.0), (3.0, 4.0)]\n"
+        assert v.y == -1.0
+        item = arr[1]
+        assert (item.x, item.y) == (5.0, 6.0)
+        del item  # a view into the array: it would keep the block mapped
+        with pytest.raises(AttributeError, match="fields"):
+            v.value  # noqa: B018 - as the stdlib's: a structure has no .value
+
+        class Other(ctypes.Structure):
+            _fields_ = [("x", ctypes.c_double), ("z", ctypes.c_double)]
+
+        with pytest.raises(osipc.InvalidArgument, match="another layout"):
+            osipc_mp.Value(value_name, Other)
+
+        class WithPointer(ctypes.Structure):
+            _fields_ = [("p", ctypes.POINTER(ctypes.c_int))]
+
+        with pytest.raises(osipc.InvalidArgument, match="pointer"):
+            osipc_mp.Value(names(), WithPointer)
+    finally:
+        v.close()
+        arr.close()
+
+
+def test_initializers_are_anything_with_a_length_as_in_the_stdlib(
+    names: Callable[[], str],
+) -> None:
+    class Sized:
+        def __len__(self) -> int:
+            return 3
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return iter([7, 8, 9])
+
+    made = [
+        osipc_mp.Array(names(), "d", numpy.array([0.5, 1.5])),
+        osipc_mp.Array(names(), "i", numpy.arange(4)),
+        osipc_mp.Array(names(), "h", array.array("h", [1, -1])),
+        osipc_mp.Array(names(), "B", range(3)),
+        osipc_mp.Array(names(), "i", Sized()),
+        osipc_mp.Array(names(), "i", numpy.int64(2)),  # a numpy integer is a size
+    ]
+    try:
+        expected = [[0.5, 1.5], [0, 1, 2, 3], [1, -1], [0, 1, 2], [7, 8, 9], [0, 0]]
+        assert [a[:] for a in made] == expected
+        view = numpy.frombuffer(made[0].get_obj(), dtype=numpy.float64)
+        assert view.tolist() == [0.5, 1.5]
+        del view
+    finally:
+        for a in made:
+            a.close()
+    with pytest.raises(TypeError, match="sized iterable"):
+        osipc_mp.Array(names(), "i", 2.5)
+    with pytest.raises(TypeError):
+        osipc_mp.Array(names(), "i", ["not", "numbers"])
+
+
+def test_a_passed_lock_travels_with_a_pickled_value(names: Callable[[], str]) -> None:
+    value_name, lock_name = names(), names()
+    lock = osipc_mp.RLock(lock_name)
+    v = osipc_mp.Value(value_name, "i", 5, lock=lock)
+    again = pickle.loads(pickle.dumps(v))
+    plain = pickle.loads(pickle.dumps(osipc_mp.Array(value_name + "a", "i", 1, lock=False)))
+    try:
+        assert again.get_lock().url == lock.url == f"sem://{lock_name}"
+        with pytest.raises(AttributeError, match="lock=False"):
+            plain.get_lock()
+    finally:
+        again.get_lock().close()
+        for obj in (again, v, plain, lock):
+            obj.close()
+        osipc_mp.unlink(value_name + "a")
+
+
+def test_a_multiprocessing_lock_is_refused_with_the_fix(name: str) -> None:
+    with pytest.raises(TypeError, match=r"osipc_mp\.Lock/RLock.*children"):
+        osipc_mp.Value(name, "i", 0, lock=multiprocessing.Lock())
+
+
+def test_value_get_lock_survives_a_killed_reentrant_holder(name: str) -> None:
+    holder = spawn(
+        """
+        import sys, time
+        from osipc_mp import Value
+        v = Value(sys.argv[1], "i", 0)
+        with v.get_lock():
+            with v.get_lock():             # held twice by this thread
+                v.value = 1
+                print("held", flush=True)
+                time.sleep(60)
+        """,
+        name,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "held\n"
+    v = osipc_mp.Value(name, "i", 0)
+    try:
+        assert not v.get_lock().acquire(timeout=0.05)
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=10)
+        assert v.get_lock().acquire(timeout=5)  # the kernel released both levels
+        v.value += 1
+        v.get_lock().release()
+        assert v.value == 2
+    finally:
+        v.close()
+
+
+def test_a_value_with_its_lock_passed_to_a_spawned_process(name: str, tmp_path: object) -> None:
+    script = """
+import multiprocessing, sys
+from osipc_mp import Value, RLock
+
+def add(counter):
+    for _ in range(500):
+        with counter.get_lock():
+            counter.value += 1
+
+if __name__ == '__main__':
+    multiprocessing.set_start_method("spawn")
+    counter = Value(sys.argv[1], 'i', 0, lock=RLock(sys.argv[1] + "l"))
+    procs = [multiprocessing.Process(target=add, args=(counter,)) for _ in range(2)]
+    for p in procs: p.start()
+    add(counter)
+    for p in procs: p.join()
+    print(counter.value, counter.get_lock().url)
+"""
+    path = f"{tmp_path}/recipe.py"
+    with open(path, "w") as file:
+        file.write(script)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-X", "dev", "-I", path, name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        osipc_mp.unlink(name + "l")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"1500 sem://{name}l\n"
+    assert done.stderr == ""
