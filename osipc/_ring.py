@@ -575,6 +575,10 @@ class SegmentBackend(RingBackend):
         self.kind, self.capacity, self.slots, self.overflow, self.data = read_header(self.mm)  # type: ignore[misc]
         top = memoryview(self.mm).cast("B")[: self.data]  # the header and the slots
         self.words, self.halves = top.cast("Q"), top.cast("I")
+        # The casts stand on their own. Release this one now: this frame may outlive the
+        # call (kept by an exception's traceback, a cycle only the garbage collector
+        # ends), and an export left in it would keep close() from unmapping the segment.
+        top.release()
         self._anchor, self.address = _futex.address_of(self.mm)
         self.slot = self._take_slot(role)
         self.tx, self.rx = self._locks(kind)
