@@ -173,7 +173,18 @@ class Endpoints(dict[str, Endpoint]):
         """The sender adopted for ``name`` (ask for it with ``senders=``); else as receiver."""
         endpoint = self._get(name)
         if not isinstance(endpoint, osipc.Sender):
-            hint = "" if isinstance(endpoint, int) else f"; pass senders={{{name!r}}}"
+            hint = ""
+            if isinstance(endpoint, osipc.Receiver):
+                queue = endpoint.url.partition("?")[0]
+                if queue.startswith("mq://"):
+                    # senders= would not help: systemd passes queues read-only
+                    by_name = "" if queue.startswith("mq://fd") else f" ({queue})"
+                    hint = (
+                        "; systemd passes a service its queues read-only, so send to it "
+                        f"through a sender opened by name{by_name}"
+                    )
+                else:
+                    hint = f"; pass senders={{{name!r}}}"
             raise TypeError(f"endpoint {name!r} is {_what(endpoint)}, not an osipc sender{hint}")
         return endpoint
 

@@ -140,6 +140,10 @@ report = {
     "watchdog": osipc_systemd.watchdog_timeout(),
     "messages": {name: eps.receiver(name).recv(timeout=5).decode() for name in eps},
 }
+try:
+    eps.sender("jobs")
+except TypeError as exc:
+    report["as_sender"] = str(exc)
 with open(sys.argv[1], "w") as out:
     json.dump(report, out)
 osipc_systemd.ready(status="probed")
@@ -187,6 +191,9 @@ def test_systemd_run_socket_properties_name_the_descriptor(
     assert got["env"] == []
     assert got["watchdog"] == 30.0
     assert got["messages"] == {"jobs": "hello"}
+    # the hint fits what systemd passed: a FIFO may be a sender, a queue only by name
+    hint = {"mq": f"a sender opened by name ({url})", "fifo": "pass senders={'jobs'}"}
+    assert got["as_sender"].endswith(hint[kind])
     systemd.systemctl("stop", f"{unit}.socket")
     assert _gone(url)
 
