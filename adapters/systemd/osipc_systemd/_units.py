@@ -565,16 +565,19 @@ def check_units(
         service = sections.get("Service")
         if service is None:
             continue
+        runtime = _runtime_of(service)
         fifo_dirs: set[str] = set()
         stem_ = name.rpartition(".")[0]
         for socket_name in service.get("Sockets", "").split() or [f"{stem_}.socket"]:
             socket_text = units.get(socket_name)
             if socket_text is None and find is not None:
                 socket_text = find(socket_name)
-            listen = read_unit(socket_text or "").get("Socket", {}).get("ListenFIFO", "")
+            if socket_text is None:  # not at hand: its FIFOs may be where osipc puts them
+                fifo_dirs.add(runtime)
+                continue
+            listen = read_unit(socket_text).get("Socket", {}).get("ListenFIFO", "")
             fifo_dirs.update(os.path.dirname(path) for path in listen.split())
-        runtime = _runtime_of(service)
-        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs or {runtime})
+        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs)
     return warnings
 
 

@@ -298,6 +298,22 @@ def test_dynamic_user_with_a_preserved_runtime_dir_is_warned_about(
     assert "makes %t/osipc-x a symlink into %t/private, and osipc refuses" in err
 
 
+def test_a_service_with_only_queues_has_no_fifos_to_lose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its own RuntimeDirectory= (DynamicUser=) holds no FIFO of the socket units, so
+    nothing suggests RuntimeDirectoryPreserve=, which DynamicUser= cannot take."""
+    out = tmp_path / "units"
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--output", str(out)]
+    assert main([*args, "--property", "DynamicUser=yes"]) == 0
+    err = capsys.readouterr().err
+    assert "RuntimeDirectory" not in err
+    assert err.count("\n") == 1 and "DynamicUser=yes in x.service implies" in err
+    # check says the same of the files: only the hazard DynamicUser= itself brings
+    assert main(["check", *(str(path) for path in out.iterdir())]) == 1
+    assert capsys.readouterr().err == err
+
+
 def test_check_reads_drop_ins_and_the_socket_units_beside(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
