@@ -23,6 +23,7 @@ import osipc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cmdqueue.py"
 NOBODY = 65534
+STARTED = "osipc-test: starting"
 
 Names = Callable[[str], str]
 
@@ -66,6 +67,7 @@ def _units(
     properties = [
         ("StandardOutput", f"append:{session.log}"),
         ("StandardError", f"append:{session.log}"),
+        ("ExecStartPre", f"/bin/echo {STARTED} %n"),  # one line per start
         *(("Environment", item) for item in session.environment),
         *spec.pop("properties", []),
     ]
@@ -557,3 +559,47 @@ def test_a_group_member_reaches_a_queue_the_socket_unit_chowned(
     assert "got from a member of the group" in systemd.service_log()
     systemd.systemctl("stop", f"{unit}-jobs.socket")
     assert _gone(f"mq://{queue}")
+
+
+def _exits_once(session: Any, unit: str, quiet: float = 0.5) -> None:
+    """``unit``, started once, exits successfully, and systemd does not start it again
+    (it does at once when the exit left data in a FIFO its socket listens on)."""
+
+    def starts() -> int:
+        return session.service_log().count(f"{STARTED} {unit}\n")
+
+    state = session.manager.wait_for(
+        unit, lambda s: starts() > 1 or s["ActiveState"] in ("inactive", "failed")
+    )
+    assert starts() == 1, f"{unit} was started again\n{session.service_log()}"
+    assert state["Result"] == "success", session.service_log()
+    time.sleep(quiet)
+    state = session.manager.show(unit)
+    assert (starts(), state["ActiveState"]) == (1, "inactive"), (
+        f"{unit} was started again: {state}\n{session.service_log()}"
+    )
+
+
+def test_the_example_daemon_drains_through_its_descriptor(systemd: Any, osipc_names: Names) -> None:
+    """With DynamicUser= the daemon may not open its status FIFO by path (root's, mode
+    0600): it drains answers nobody read through the descriptor systemd passed, at
+    start and at exit, and so is not started again."""
+    if f"{os.path.realpath(sys.prefix)}/".startswith(("/tmp/", "/var/tmp/")):
+        pytest.skip("this Python lives in /tmp, which DynamicUser='s PrivateTmp= hides")
+    unit, commands, status = osipc_names("dyn"), osipc_names("cmd"), osipc_names("st")
+    files = _units(
+        unit,
+        None,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+        properties=[("DynamicUser", "yes")],
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    with osipc.sender(f"mq://{commands}", codec="json") as tx:
+        tx.send({"cmd": "status", "id": 1})  # starts the service; nobody reads the answer
+        tx.send({"cmd": "stop"})
+    _exits_once(systemd, f"{unit}.service")
+    assert "bytes of answers nobody read were dropped" in systemd.service_log()
