@@ -260,6 +260,20 @@ class UnitSpec:
             return listen.name
         return f"{self.runtime_dir}/{listen.name}.fifo"
 
+    def shared(self, listen: Listen) -> bool:
+        """Whether users other than the manager's may open this endpoint by path: it
+        belongs to another user or group, or its mode lets group or others in."""
+        settings = dict(self.socket_properties)
+        mode = listen.options.get("mode", self.mode)
+        if "SocketMode" in settings:
+            try:
+                mode = parse_mode(settings["SocketMode"], "--socket-property SocketMode=")
+            except osipc.InvalidArgument:
+                pass  # systemd refuses the unit; nothing to open by path
+        user = settings.get("SocketUser", self.user) or ""
+        group = settings.get("SocketGroup", self.group) or ""
+        return bool(mode & 0o077) or user not in _ROOT or group not in _ROOT
+
     @property
     def dynamic_user(self) -> bool:
         return (_last(self.properties, "DynamicUser") or "").strip().lower() in _TRUE
@@ -326,6 +340,8 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
         lines.append(f"ListenFIFO={spec.fifo_path(listen)}")
         if "pipe_size" in listen.options:
             lines.append(f"PipeSize={listen.options['pipe_size']}")
+        if not listen.name.startswith("/"):
+            lines += _runtime_dir_access(spec, listen)
     else:
         lines.append(f"ListenMessageQueue=/{listen.name}")
         if "maxmsg" in listen.options:
@@ -356,6 +372,23 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
     lines += [f"{key}={value}" for key, value in spec.socket_properties]
     lines += ["", "[Install]", "WantedBy=sockets.target", ""]
     return "\n".join(lines)
+
+
+def _runtime_dir_access(spec: UnitSpec, listen: Listen) -> list[str]:
+    """The runtime dir as osipc makes it (0700), or passable (0711) when other users
+    open the FIFO by path: osipc creates it 0700, and systemd keeps an existing
+    directory's mode, so only a chmod makes the result the same whatever ran first."""
+    if not spec.shared(listen):
+        return [
+            "# the directory as osipc makes it, should this unit be the first to need it",
+            "DirectoryMode=0700",
+        ]
+    return [
+        "# Other users open this FIFO by path: they must pass through the directory (not",
+        "# list it). osipc makes it 0700, and systemd keeps an existing directory's mode.",
+        "DirectoryMode=0711",
+        f"ExecStartPost=/bin/chmod go+x {spec.runtime_dir}",
+    ]
 
 
 def _service(spec: UnitSpec) -> str:

@@ -580,6 +580,76 @@ def _exits_once(session: Any, unit: str, quiet: float = 0.5) -> None:
     )
 
 
+GROUP_CLIENT = """
+import json, sys, osipc
+commands, fifo = sys.argv[1:]
+with osipc.sender(f"mq://{commands}?trust_existing=1", create=False, codec="json") as tx:
+    tx.send({"cmd": "push", "job": "shared"}, timeout=5)  # starts the service
+    tx.send({"cmd": "status", "id": 1}, timeout=5)
+    with osipc.receiver(f"fifo://{fifo}?trust_existing=1", create=False, codec="json") as rx:
+        answer = rx.recv(timeout=10)  # by path: the FIFO is in root's runtime dir
+    tx.send({"cmd": "status", "id": 2}, timeout=5)  # an answer nobody reads
+    tx.send({"cmd": "stop"}, timeout=5)
+print(json.dumps(answer))
+"""
+
+CLIENT = 65533  # a user of its own, in the group nobody
+
+
+def test_a_group_reaches_fifos_in_a_runtime_dir_osipc_made_0700(
+    systemd: Any, osipc_names: Names
+) -> None:
+    """Root used osipc before the socket units started (the usual install order), so
+    %t/osipc is 0700, and systemd keeps an existing directory's mode. With --group G
+    --mode 0660 the units open it to passing through: a member of G (not the service's
+    user) reaches the FIFO by path, and the example daemon, run as --user, answers and
+    drains what nobody read through its descriptor, so it is not started again."""
+    unit, commands, status = osipc_names("grp"), osipc_names("cmd"), osipc_names("st")
+    runtime = f"{systemd.manager.runtime}/osipc"
+    systemd.manager.command("sh", "-c", 'mkdir -p "$1" && chmod 0700 "$1"', "-", runtime)
+    files = _units(
+        unit,
+        None,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+        user="nobody",
+        group=str(NOBODY),
+        mode=0o660,
+        mqueue_dir=systemd.manager.mqueue,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    mode = systemd.manager.command("stat", "-c", "%a %U", runtime).stdout.split()
+    assert mode == ["711", "root"]  # passable, not listable, and still osipc's to use
+    with runtime_for(CLIENT) as env:
+        answer = json.loads(
+            systemd.client(
+                GROUP_CLIENT,
+                commands,
+                f"{runtime}/{status}.fifo",
+                user=CLIENT,
+                group=NOBODY,
+                env={"OSIPC_RUNTIME_DIR": env["OSIPC_RUNTIME_DIR"]},
+            )
+        )
+    assert answer["id"] == 1 and answer["jobs"] == ["shared"]
+    _exits_once(systemd, f"{unit}.service")
+    assert "bytes of answers nobody read were dropped" in systemd.service_log()
+    # and root's osipc still takes the directory for its runtime dir
+    assert systemd.client(OWN_FIFO, osipc_names("own")).strip() == runtime
+
+
+OWN_FIFO = """
+import os, sys, osipc
+url = "fifo://" + sys.argv[1]
+osipc.receiver(url).close()
+print(os.path.dirname(osipc.info(url).path))
+osipc.unlink(url)
+"""
+
+
 def test_the_example_daemon_drains_through_its_descriptor(systemd: Any, osipc_names: Names) -> None:
     """With DynamicUser= the daemon may not open its status FIFO by path (root's, mode
     0600): it drains answers nobody read through the descriptor systemd passed, at

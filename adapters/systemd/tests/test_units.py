@@ -59,6 +59,9 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
     }
     fifo = units["jobs-status.socket"]["Socket"]
     assert fifo["ListenFIFO"] == "%t/osipc/jobs-status.fifo"  # osipc's RUNTIME/NAME.fifo
+    # others open it by path: passable whether osipc (0700) or systemd made the dir
+    assert fifo["DirectoryMode"] == "0711"
+    assert fifo["ExecStartPost"] == "/bin/chmod go+x %t/osipc"
     assert fifo["FileDescriptorName"] == "status"
     assert fifo["SocketMode"] == "0640"  # the URL's mode wins for its endpoint
     assert fifo["PipeSize"] == "65536"
@@ -155,6 +158,49 @@ def test_a_chown_where_no_file_system_is_mounted_is_warned_about(
     assert err.count("\n") == int(warned)
 
 
+@pytest.mark.parametrize(
+    ("extra", "shared"),
+    [
+        ([], False),
+        (["--user", "root", "--group", "0"], False),  # the manager's own
+        (["--group", "clients"], True),
+        (["--user", "worker"], True),
+        (["--mode", "0604"], True),
+        (["--mode", "0640"], True),  # the group: "others" of the directory, root's
+        (["--mode", "0660", "--socket-property", "SocketMode=0600"], False),  # the last wins
+        (["--socket-property", "SocketGroup=clients"], True),
+        (["--runtime-dir", "/run/mine", "--group", "clients"], True),
+    ],
+)
+def test_the_runtime_dir_lets_others_through_when_they_open_a_fifo_by_path(
+    tmp_path: Path, extra: list[str], shared: bool
+) -> None:
+    """osipc makes its runtime dir 0700 and systemd keeps an existing one as it is, so
+    a FIFO others open by path gets a chmod go+x; else the directory is made as osipc
+    makes it. A FIFO given by path, and a queue, leave directories alone."""
+    units = generate(
+        tmp_path,
+        "s",
+        "--exec",
+        "/bin/true",
+        "--listen",
+        "fifo://f",
+        "--listen",
+        "fifo:///srv/pipes/p.fifo",
+        "--listen",
+        "mq://q",
+        *extra,
+    )
+    socket = units["s-f.socket"]["Socket"]
+    runtime = extra[extra.index("--runtime-dir") + 1] if "--runtime-dir" in extra else "%t/osipc"
+    assert socket["ListenFIFO"] == f"{runtime}/f.fifo"
+    assert socket["DirectoryMode"] == ("0711" if shared else "0700")
+    assert socket.get("ExecStartPost") == (f"/bin/chmod go+x {runtime}" if shared else None)
+    for other in ("s-p.socket", "s-q.socket"):
+        assert "DirectoryMode" not in units[other]["Socket"]
+        assert "chmod" not in units[other]["Socket"].get("ExecStartPost", "")
+
+
 def test_without_user_or_group_queues_stay_the_managers(tmp_path: Path) -> None:
     units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q")
     assert "ExecStartPost" not in units["s-q.socket"]["Socket"]
@@ -204,6 +250,8 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         "mq://verified?maxmsg=4&msgsize=128",
         "--listen",
         "out=fifo://verified-out",
+        "--listen",
+        "shared=fifo://verified-shared?mode=0660",  # opens the runtime dir: ExecStartPost=
         "--watchdog",
         "2.5",
     )
