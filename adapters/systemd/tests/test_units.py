@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from osipc_systemd._cli import main
-from osipc_systemd._units import read_unit
+from osipc_systemd._units import login_uid, login_uids, read_unit
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -510,3 +510,53 @@ def test_real_subprocess_exit_codes(cli: Cli, tmp_path: Path) -> None:
     assert done.returncode == 1
     missing = tmp_path / "missing.service"
     assert done.stderr == f"osipc-systemd: error: {missing}: No such file or directory\n"
+
+
+CHOWNED = "mq://q, which the socket units chown to 1500"
+BY_NAME = "the mq://, sysv+ and shm:// objects the service makes by name"
+
+
+@pytest.mark.parametrize(
+    ("extra", "lost"),
+    [
+        (["--user", "1500"], [CHOWNED, BY_NAME]),
+        (["--user", "1500", "--property", "User=nobody"], [CHOWNED]),
+        (["--user", "1500", "--property", "DynamicUser=yes"], [CHOWNED]),
+        (["--property", "User=1500"], [BY_NAME]),
+        (["--group", "1500"], []),  # logind goes by the owner, not the group
+        (["--user", "nobody"], []),  # 65534: above UID_MAX, never logs in
+        (["--user", "root"], []),
+    ],
+)
+def test_a_login_user_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], lost: list[str]
+) -> None:
+    """logind's RemoveIPC= deletes a login user's IPC objects at logout (uid 1500 is
+    one by /etc/login.defs here, or by shadow's defaults without it)."""
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--listen", "fifo://f"]
+    assert main([*args, *extra, "--mqueue-dir", "/proc", "--output", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    found = [line for line in err.splitlines() if "is a login user" in line]
+    assert len(found) == int(bool(lost)), err
+    for text in (CHOWNED, BY_NAME):
+        assert (text in "".join(found)) == (text in lost)
+    if lost:
+        assert "user 1500 is a login user (uid 1500" in found[0]
+        assert "set RemoveIPC=no in /etc/systemd/logind.conf" in found[0]
+
+
+def test_login_users_are_those_login_defs_names(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text("# comment\nUID_MIN\t\t 2000\nUID_MAX 2999\nSYS_UID_MAX 1999\n")
+    assert login_uids(str(defs)) == range(2000, 3000)
+    assert [login_uid(u, str(defs)) for u in ("1999", "2000", "2999", "3000")] == [
+        None,
+        2000,
+        2999,
+        None,
+    ]
+    assert login_uid("root", str(defs)) is None
+    assert login_uid("no-such-user-here", str(defs)) is None  # unknown here: cannot tell
+    defs.write_text("UID_MAX 5000\n")  # UID_MIN: shadow's default
+    assert login_uids(str(defs)) == range(1000, 5001)
+    assert login_uids(str(tmp_path / "missing")) == range(1000, 60001)
