@@ -30,30 +30,20 @@ import osipc_systemd
 import osipc
 
 ANSWER_TIMEOUT = 1.0  # nobody reads the status FIFO: drop the answer rather than hang
+DRAIN_WAIT = 0.5  # at exit, how long clients get to read the answers they asked for
 
 
-def drain(status: osipc.Sender[Any]) -> None:
-    """Throw away answers nobody read. systemd watches the status FIFO too: data left in
-    it after we exit would look like traffic and start us again at once."""
-    path = status.url.partition("?")[0]
-    if not path.startswith("fifo:///"):  # systemd did not say where the FIFO is
-        return
-    with osipc.receiver(path, create=False, trust_existing=True) as rx:
-        while True:
-            try:
-                rx.recv(timeout=0)
-            except (osipc.Timeout, osipc.EndOfStream, osipc.DecodeError):
-                return
-
-
-def serve(commands: osipc.Receiver[Any], status: osipc.Sender[Any]) -> int:
+def serve(eps: osipc_systemd.Endpoints) -> int:
+    commands, status = eps.receiver("commands"), eps.sender("status")
     jobs: list[Any] = []
     handled = 0
     timeout = osipc_systemd.watchdog_timeout()
     wait = min(timeout / 2, 1.0) if timeout else 1.0  # also how late SIGTERM is noticed
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda signo, frame: stop.append(signo))
-    drain(status)
+    # systemd watches the status FIFO too: answers nobody read would look like traffic
+    # and start us again as soon as we exit. Throw away those of a previous run...
+    eps.drain("status")
     osipc_systemd.ready(status="waiting for commands")
     while not stop:
         if timeout:
@@ -86,7 +76,10 @@ def serve(commands: osipc.Receiver[Any], status: osipc.Sender[Any]) -> int:
             print(f"cmdqueue: unknown command {command!r}", file=sys.stderr)
         osipc_systemd.status(f"{handled} commands handled, {len(jobs)} jobs queued")
     osipc_systemd.stopping(status=f"stopping after {handled} commands")
-    drain(status)
+    # ... and ours, once clients had a moment to read them
+    lost = eps.drain("status", wait=DRAIN_WAIT)
+    if lost:
+        print(f"cmdqueue: {lost} bytes of answers nobody read were dropped", file=sys.stderr)
     return 0
 
 
@@ -100,7 +93,7 @@ def main() -> int:
                 file=sys.stderr,
             )
             return 1
-        return serve(eps.receiver("commands"), eps.sender("status"))
+        return serve(eps)
 
 
 if __name__ == "__main__":

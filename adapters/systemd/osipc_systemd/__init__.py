@@ -13,6 +13,7 @@ unit's ``FileDescriptorName=``::
         osipc_systemd.ready(status="serving")
         for job in jobs:
             ...
+        eps.drain(wait=0.5)                   # replies nobody read would restart us
 
 Outside systemd :func:`endpoints` returns ``{}`` and every notification is a no-op
 that returns False, so one program runs both ways. :func:`listen_fds` gives the raw

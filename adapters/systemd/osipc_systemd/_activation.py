@@ -7,6 +7,9 @@ import fcntl
 import os
 import socket
 import stat
+import sys
+import termios
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,6 +20,8 @@ import osipc.abc
 from osipc_systemd._libc import is_message_queue
 
 LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START
+_DRAIN_POLL = 0.02  # how often drain(wait=) looks whether readers emptied the FIFOs
+_DRAIN_CHUNK = 1 << 16
 _ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 _PATH_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/+@,=~")
 
@@ -149,8 +154,15 @@ def listen_fds(*, unset_environment: bool = True) -> list[ListenFd]:
 
 class Endpoints(dict[str, Endpoint]):
     """A dict from FileDescriptorName to the endpoint adopted from that descriptor,
-    with typed accessors and one ``close()`` for all of them (also as a context manager).
+    with typed accessors, :meth:`drain` for the FIFOs the service writes to, and one
+    ``close()`` for all of them (also as a context manager).
     """
+
+    def __init__(self, *args: Any, **kwargs: Endpoint) -> None:
+        super().__init__(*args, **kwargs)
+        # name -> (sender, its inherited descriptor) for FIFOs adopted as senders
+        self._fifo_senders: dict[str, tuple[osipc.Sender[Any], int]] = {}
+        self._closed = False
 
     def _get(self, name: str) -> Endpoint:
         try:
@@ -173,7 +185,18 @@ class Endpoints(dict[str, Endpoint]):
         """The sender adopted for ``name`` (ask for it with ``senders=``); else as receiver."""
         endpoint = self._get(name)
         if not isinstance(endpoint, osipc.Sender):
-            hint = "" if isinstance(endpoint, int) else f"; pass senders={{{name!r}}}"
+            hint = ""
+            if isinstance(endpoint, osipc.Receiver):
+                queue = endpoint.url.partition("?")[0]
+                if queue.startswith("mq://"):
+                    # senders= would not help: systemd passes queues read-only
+                    by_name = "" if queue.startswith("mq://fd") else f" ({queue})"
+                    hint = (
+                        "; systemd passes a service its queues read-only, so send to it "
+                        f"through a sender opened by name{by_name}"
+                    )
+                else:
+                    hint = f"; pass senders={{{name!r}}}"
             raise TypeError(f"endpoint {name!r} is {_what(endpoint)}, not an osipc sender{hint}")
         return endpoint
 
@@ -183,6 +206,55 @@ class Endpoints(dict[str, Endpoint]):
         if not isinstance(endpoint, socket.socket):
             raise TypeError(f"endpoint {name!r} is {_what(endpoint)}, not a socket")
         return endpoint
+
+    def drain(self, *names: str, wait: float = 0.0) -> int:
+        """Throw away what is left in the FIFOs this service writes to; return how
+        many bytes that was.
+
+        systemd holds every FIFO it passed open and watches it: data left in one after
+        the service exits looks like traffic, and it starts the service again at once
+        (and again, until its start limit fails the socket). So a service that answers
+        on a FIFO drains it before it exits. ``close()`` does not, because what it
+        throws away is answers no client has read: ``wait`` gives readers up to that
+        many seconds to take them first, and the count says what was lost.
+
+        ``names``: FIFOs adopted as senders (``senders=``); none: all of them. The
+        descriptor systemd passed is read, so neither the FIFO's path nor its mode
+        needs to let the service in.
+
+        Raises:
+            KeyError: no endpoint of that name.
+            TypeError: it is not a FIFO systemd passed and the service writes to.
+            osipc.Closed: it (or all of them) is already closed: drain before closing.
+            osipc.InvalidArgument: ``wait`` is negative.
+            osipc.TransportError: reading the FIFO failed (``errno`` set).
+        """
+        if not wait >= 0:
+            raise osipc.InvalidArgument(f"drain(wait={wait!r}): wait must be >= 0 seconds")
+        if self._closed:
+            raise osipc.Closed("the endpoints are closed: drain() before close()")
+        chosen = names or tuple(name for name in self._fifo_senders if name in self)
+        fds = []
+        for name in chosen:
+            endpoint = self._get(name)
+            adopted = self._fifo_senders.get(name)
+            if adopted is None or adopted[0] is not endpoint:
+                raise TypeError(
+                    f"endpoint {name!r} is {_what(endpoint)}, not a FIFO systemd passed that "
+                    "this service writes to (senders=); only those need draining: what is "
+                    "left in one it reads from are requests, and systemd rightly starts it "
+                    "again to serve them"
+                )
+            if endpoint.closed:
+                raise osipc.Closed(f"endpoint {name!r} is closed: drain() before closing it")
+            fds.append((name, adopted[1]))
+        deadline = time.monotonic() + wait
+        while any(_unread(name, fd) for name, fd in fds):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(_DRAIN_POLL, left))
+        return sum(_discard(name, fd) for name, fd in fds)
 
     def close(self) -> None:
         """Close every endpoint (never unlinks anything). Idempotent.
@@ -194,6 +266,8 @@ class Endpoints(dict[str, Endpoint]):
         """
         items = list(self.items())
         self.clear()
+        self._fifo_senders.clear()
+        self._closed = True
         failure: Exception | None = None
         for name, endpoint in items:
             try:
@@ -226,6 +300,41 @@ def _close_fd(name: str, fd: int) -> None:
         raise osipc.TransportError(
             f"close fd {fd} of endpoint {name!r}: {exc.strerror}{why}", errno=exc.errno
         ) from exc
+
+
+def _fifo_error(name: str, fd: int, exc: OSError, what: str) -> osipc.OsipcError:
+    if exc.errno == errno.EBADF:
+        return osipc.Closed(f"{what} FIFO {name!r} (fd {fd}): something closed its descriptor")
+    return osipc.TransportError(f"{what} FIFO {name!r} (fd {fd}): {exc.strerror}", errno=exc.errno)
+
+
+def _unread(name: str, fd: int) -> int:
+    """How many bytes wait in the FIFO (FIONREAD)."""
+    try:
+        answer = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError as exc:
+        raise _fifo_error(name, fd, exc, "look into") from exc
+    return int.from_bytes(answer, sys.byteorder, signed=True)
+
+
+def _discard(name: str, fd: int) -> int:
+    """Read the FIFO empty without waiting; the number of bytes read."""
+    total = 0
+    try:
+        blocking = os.get_blocking(fd)
+        if blocking:  # the writer this service holds would keep a read waiting for ever
+            os.set_blocking(fd, False)
+        try:
+            while chunk := os.read(fd, _DRAIN_CHUNK):
+                total += len(chunk)
+        except BlockingIOError:
+            pass
+        finally:
+            if blocking:
+                os.set_blocking(fd, True)
+    except OSError as exc:
+        raise _fifo_error(name, fd, exc, "drain") from exc
+    return total
 
 
 def _what(endpoint: Endpoint) -> str:
@@ -281,7 +390,10 @@ def endpoints(
                 keywords: dict[str, Any] = {"codec": codec}
                 keywords.update((options or {}).get(item.name, {}))
                 if item.name in senders:
-                    result[item.name] = osipc.sender(item.url, **keywords)
+                    sender = osipc.sender(item.url, **keywords)
+                    result[item.name] = sender
+                    if item.kind == "fifo":
+                        result._fifo_senders[item.name] = (sender, item.fd)
                 else:
                     result[item.name] = osipc.receiver(item.url, **keywords)
             elif item.kind == "socket":

@@ -159,7 +159,7 @@ def _unit(args: argparse.Namespace) -> int:
         ],
     )
     files = _units.render(spec)
-    for message in _units.check_units(files):
+    for message in [*_units.check_units(files), *_units.logout_hazards(spec)]:
         _warn(message)
     chowns = (spec.user or spec.group) and any(item.scheme == "mq" for item in spec.listens)
     where = spec.mqueue_dir

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from osipc_systemd._activation import is_valid_name
 
 DEFAULT_RUNTIME_DIR = "%t/osipc"  # %t: /run for the system manager, $XDG_RUNTIME_DIR for --user
 DEFAULT_MQUEUE_DIR = "/dev/mqueue"  # where systemd mounts the mqueue file system (dev-mqueue.mount)
+LOGIN_DEFS = "/etc/login.defs"  # UID_MIN..UID_MAX: the uids of regular (login) users
+_LOGIN_RANGE = {"UID_MIN": 1000, "UID_MAX": 60000}  # shadow's defaults where it says nothing
 UNIT_NAME_MAX = 255  # systemd's limit for a unit name, suffix included
 NAME_MAX = 255  # one path component
 _SCHEMES = ("fifo", "mq")
@@ -260,6 +263,20 @@ class UnitSpec:
             return listen.name
         return f"{self.runtime_dir}/{listen.name}.fifo"
 
+    def shared(self, listen: Listen) -> bool:
+        """Whether users other than the manager's may open this endpoint by path: it
+        belongs to another user or group, or its mode lets group or others in."""
+        settings = dict(self.socket_properties)
+        mode = listen.options.get("mode", self.mode)
+        if "SocketMode" in settings:
+            try:
+                mode = parse_mode(settings["SocketMode"], "--socket-property SocketMode=")
+            except osipc.InvalidArgument:
+                pass  # systemd refuses the unit; nothing to open by path
+        user = settings.get("SocketUser", self.user) or ""
+        group = settings.get("SocketGroup", self.group) or ""
+        return bool(mode & 0o077) or user not in _ROOT or group not in _ROOT
+
     @property
     def dynamic_user(self) -> bool:
         return (_last(self.properties, "DynamicUser") or "").strip().lower() in _TRUE
@@ -326,6 +343,8 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
         lines.append(f"ListenFIFO={spec.fifo_path(listen)}")
         if "pipe_size" in listen.options:
             lines.append(f"PipeSize={listen.options['pipe_size']}")
+        if not listen.name.startswith("/"):
+            lines += _runtime_dir_access(spec, listen)
     else:
         lines.append(f"ListenMessageQueue=/{listen.name}")
         if "maxmsg" in listen.options:
@@ -356,6 +375,23 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
     lines += [f"{key}={value}" for key, value in spec.socket_properties]
     lines += ["", "[Install]", "WantedBy=sockets.target", ""]
     return "\n".join(lines)
+
+
+def _runtime_dir_access(spec: UnitSpec, listen: Listen) -> list[str]:
+    """The runtime dir as osipc makes it (0700), or passable (0711) when other users
+    open the FIFO by path: osipc creates it 0700, and systemd keeps an existing
+    directory's mode, so only a chmod makes the result the same whatever ran first."""
+    if not spec.shared(listen):
+        return [
+            "# the directory as osipc makes it, should this unit be the first to need it",
+            "DirectoryMode=0700",
+        ]
+    return [
+        "# Other users open this FIFO by path: they must pass through the directory (not",
+        "# list it). osipc makes it 0700, and systemd keeps an existing directory's mode.",
+        "DirectoryMode=0711",
+        f"ExecStartPost=/bin/chmod go+x {spec.runtime_dir}",
+    ]
 
 
 def _service(spec: UnitSpec) -> str:
@@ -417,6 +453,68 @@ def render(spec: UnitSpec) -> dict[str, str]:
 
 
 # -- hazards -----------------------------------------------------------------------------
+
+
+def login_uids(path: str = LOGIN_DEFS) -> range:
+    """The uids of regular (login) users by ``path`` (UID_MIN..UID_MAX; shadow's
+    defaults 1000..60000 for what it does not set, or if it cannot be read)."""
+    found = dict(_LOGIN_RANGE)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                words = line.split()
+                if len(words) >= 2 and words[0] in found and words[1].isdigit():
+                    found[words[0]] = int(words[1])
+    except OSError:
+        pass
+    return range(found["UID_MIN"], found["UID_MAX"] + 1)
+
+
+def login_uid(user: str, path: str = LOGIN_DEFS) -> int | None:
+    """The uid of ``user`` (a name or number) if it is a regular login user on this
+    machine, else None (also for a name this machine does not know)."""
+    if user.isdigit():
+        uid = int(user)
+    else:
+        try:
+            uid = pwd.getpwnam(user).pw_uid
+        except KeyError:
+            return None
+    return uid if uid in login_uids(path) else None
+
+
+def logout_hazards(spec: UnitSpec, login_defs: str = LOGIN_DEFS) -> list[str]:
+    """Warnings for objects that logind deletes at a user's logout: queues the socket
+    units chown to a login user (--user), and what a service of one makes by name.
+
+    logind's RemoveIPC=yes, its default, removes every System V and POSIX IPC object a
+    user owns when the user's last session ends; it spares system users only. Which
+    users are login users depends on the machine, so this reads its user database.
+    """
+    queues = [listen.url for listen in spec.listens if listen.scheme == "mq"]
+    owner = spec.user if queues and spec.user else None
+    runs_as = None if spec.dynamic_user else (spec.service_setting("User") or "").strip()
+    warnings = []
+    for user in dict.fromkeys(who for who in (owner, runs_as) if who):
+        uid = login_uid(user, login_defs)
+        if uid is None:
+            continue
+        lost = []
+        if user == owner:
+            lost.append(
+                f"{' and '.join(queues)}, which the socket units chown to {user} (they "
+                "would go on listening on a queue clients can no longer open)"
+            )
+        if user == runs_as:
+            lost.append("the mq://, sysv+ and shm:// objects the service makes by name")
+        warnings.append(
+            f"user {user} is a login user (uid {uid}, within UID_MIN..UID_MAX of {login_defs}): "
+            "logind's RemoveIPC=yes, its default, deletes every POSIX and System V IPC "
+            f"object of a user when the user's last session ends: {'; and '.join(lost)}. "
+            "Run the service as a system user (useradd --system), or set RemoveIPC=no "
+            "in /etc/systemd/logind.conf"
+        )
+    return warnings
 
 
 def _enabled(settings: Mapping[str, str], key: str) -> bool:
@@ -565,16 +663,19 @@ def check_units(
         service = sections.get("Service")
         if service is None:
             continue
+        runtime = _runtime_of(service)
         fifo_dirs: set[str] = set()
         stem_ = name.rpartition(".")[0]
         for socket_name in service.get("Sockets", "").split() or [f"{stem_}.socket"]:
             socket_text = units.get(socket_name)
             if socket_text is None and find is not None:
                 socket_text = find(socket_name)
-            listen = read_unit(socket_text or "").get("Socket", {}).get("ListenFIFO", "")
+            if socket_text is None:  # not at hand: its FIFOs may be where osipc puts them
+                fifo_dirs.add(runtime)
+                continue
+            listen = read_unit(socket_text).get("Socket", {}).get("ListenFIFO", "")
             fifo_dirs.update(os.path.dirname(path) for path in listen.split())
-        runtime = _runtime_of(service)
-        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs or {runtime})
+        warnings += hazards(service, name, runtime_dir=runtime, fifo_dirs=fifo_dirs)
     return warnings
 
 

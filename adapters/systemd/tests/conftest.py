@@ -297,7 +297,7 @@ def _manager_unavailable() -> str | None:
 
 def _manager_broken() -> str | None:
     """What stops a manager on a machine that has root and systemd (the tests then fail)."""
-    for tool in ("unshare", "nsenter", "systemctl", "systemd-run"):
+    for tool in ("unshare", "nsenter", "setpriv", "systemctl", "systemd-run"):
         if shutil.which(tool) is None:
             return f"{tool} is not on PATH"
     if not os.path.isdir("/run"):
@@ -379,13 +379,31 @@ class Session:
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.manager.systemctl(*args, check=check)
 
-    def client(self, code: str, *args: str) -> str:
+    def client(
+        self,
+        code: str,
+        *args: str,
+        user: int | None = None,
+        group: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
         """Run ``code`` as a separate Python process beside the manager's services (its
         namespaces and environment: XDG_RUNTIME_DIR=%t, so osipc's runtime dir is
-        %t/osipc); its stdout, or AssertionError with its output and the services'."""
+        %t/osipc, plus ``env``), as ``user`` and ``group`` (no other groups) if given;
+        its stdout, or AssertionError with its output and the services'."""
         passed = dict(item.split("=", 1) for item in self.environment)
+        prefix = []
+        if user is not None:
+            gid = user if group is None else group
+            prefix = ["setpriv", f"--reuid={user}", f"--regid={gid}", "--clear-groups"]
         done = self.manager.command(
-            sys.executable, "-c", textwrap.dedent(code), *args, check=False, env=passed
+            *prefix,
+            sys.executable,
+            "-c",
+            textwrap.dedent(code),
+            *args,
+            check=False,
+            env={**passed, **(env or {})},
         )
         if done.returncode != 0:
             raise AssertionError(

@@ -183,6 +183,78 @@ def test_endpoints_adopt_fifo_queue_and_socket(objects: Objects, activate: Activ
         assert rx.recv(timeout=5) == b"all good"
 
 
+DRAIN = """
+    import json, threading, time, osipc, osipc_systemd
+    eps = osipc_systemd.endpoints(senders={"status"})
+    status = eps.sender("status")
+    report = {"at_start": eps.drain()}  # nothing there
+    status.send(b"one")
+    status.send(b"two")
+    report["dropped"] = eps.drain("status")  # at once: 2 frames of 5 + 3 bytes
+    status.send(b"for a reader")
+    got = []
+
+    def reader():
+        time.sleep(0.3)
+        with osipc.receiver(status.url.partition("?")[0], create=False) as rx:
+            got.append(rx.recv(timeout=5).decode())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    started = time.monotonic()
+    report["read_in_time"] = eps.drain(wait=10)  # returns once the reader took it
+    report["waited"] = time.monotonic() - started
+    thread.join()
+    report["reader_got"] = got
+    for call, args in (("jobs", {}), ("nope", {}), ("status", {"wait": -1})):
+        try:
+            eps.drain(call, **args)
+        except (KeyError, TypeError, osipc.InvalidArgument) as exc:
+            report[call] = f"{type(exc).__name__}: {exc}"
+    try:
+        eps.sender("jobs")
+    except TypeError as exc:
+        report["jobs_as_sender"] = str(exc)
+    status.send(b"left behind")  # after the last drain: stays for the test to find
+    eps.close()
+    try:
+        eps.drain()
+    except osipc.Closed as exc:
+        report["closed"] = str(exc)
+    print(json.dumps(report))
+"""
+
+
+def test_drain_empties_the_fifos_the_service_writes_to(
+    objects: Objects, activate: Activate
+) -> None:
+    """What a service leaves in a FIFO systemd holds open looks like traffic and starts
+    it again; drain() throws it away through the descriptor, after readers had ``wait``
+    seconds to take it, and says how much that was."""
+    report = _result(activate(DRAIN, [objects.fifo_fd, objects.mq_fd], "status:jobs"))
+    assert (report["at_start"], report["dropped"]) == (0, 16)
+    assert report["read_in_time"] == 0 and report["reader_got"] == ["for a reader"]
+    waited = report["waited"]
+    assert isinstance(waited, float) and 0.25 < waited < 5
+    assert "TypeError: endpoint 'jobs' is a receiver (mq://" in str(report["jobs"])
+    assert "not a FIFO systemd passed that this service writes to" in str(report["jobs"])
+    assert "KeyError" in str(report["nope"]) and "no descriptor named 'nope'" in str(report["nope"])
+    assert "InvalidArgument: drain(wait=-1): wait must be >= 0" in str(report["status"])
+    assert "drain() before close()" in str(report["closed"])
+    # a queue cannot become a sender, so the hint is not senders= but the name
+    hint = str(report["jobs_as_sender"])
+    assert "senders=" not in hint
+    queue = objects.mq_url.partition("?")[0]
+    assert hint.endswith(
+        f"its queues read-only, so send to it through a sender opened by name ({queue})"
+    )
+    # only what came after the last drain is left (the test holds the FIFO open)
+    with osipc.receiver(f"{objects.fifo_url}?keep_open=1", create=False) as rx:
+        assert rx.recv(timeout=5) == b"left behind"
+        with pytest.raises(osipc.Timeout):
+            rx.recv(timeout=0)
+
+
 def test_without_names_the_objects_name_them(objects: Objects, activate: Activate) -> None:
     code = """
         import json, osipc_systemd
@@ -279,6 +351,9 @@ def test_typed_accessors_say_what_an_endpoint_is(osipc_names: Callable[[str], st
             eps.socket("rx")
         with pytest.raises(TypeError, match="neither FIFO, message queue nor socket"):
             eps.receiver("raw")
+        with pytest.raises(TypeError, match=r"is a receiver .*not a FIFO systemd passed"):
+            eps.drain("rx")
+        assert eps.drain() == 0  # none of them: nothing to drain
     finally:
         eps.close()
         osipc.unlink(url)

@@ -27,7 +27,11 @@ def _blocks(language: str) -> list[str]:
 
 
 def test_the_service_example_serves_jobs(osipc_names: Callable[[str], str]) -> None:
+    """... and leaves its status FIFO empty: systemd holds it open too, and would take
+    replies left in it for traffic and start the service again as soon as it exits."""
     jobs, status = osipc_names("jobs"), osipc_names("st")
+    # held open all along, as systemd holds it, so what the service leaves stays
+    replies = osipc.receiver(f"fifo://{status}?keep_open=1", codec="json")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     address = f"osipc-systemd-readme-{os.getpid()}-{os.urandom(4).hex()}"
     listener.bind("\0" + address)
@@ -49,10 +53,16 @@ def test_the_service_example_serves_jobs(osipc_names: Callable[[str], str]) -> N
         with osipc.sender(f"mq://{jobs}", codec="json") as tx:
             tx.send({"n": 1})
             assert listener.recv(4096) == b"STATUS=working on {'n': 1}"
+            assert replies.recv(timeout=10) == {"done": {"n": 1}}
+            tx.send({"n": 2})  # a reply nobody reads
+            assert listener.recv(4096) == b"STATUS=working on {'n': 2}"
             tx.end()  # the for loop ends, and so does the service
         _, err = service.communicate(timeout=10)
         assert service.returncode == 0, err
+        with pytest.raises(osipc.Timeout):
+            replies.recv(timeout=0)  # it drained the reply nobody read
     finally:
+        replies.close()
         if service.poll() is None:
             service.kill()
             service.communicate()

@@ -23,6 +23,7 @@ import osipc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cmdqueue.py"
 NOBODY = 65534
+STARTED = "osipc-test: starting"
 
 Names = Callable[[str], str]
 
@@ -66,6 +67,7 @@ def _units(
     properties = [
         ("StandardOutput", f"append:{session.log}"),
         ("StandardError", f"append:{session.log}"),
+        ("ExecStartPre", f"/bin/echo {STARTED} %n"),  # one line per start
         *(("Environment", item) for item in session.environment),
         *spec.pop("properties", []),
     ]
@@ -140,6 +142,10 @@ report = {
     "watchdog": osipc_systemd.watchdog_timeout(),
     "messages": {name: eps.receiver(name).recv(timeout=5).decode() for name in eps},
 }
+try:
+    eps.sender("jobs")
+except TypeError as exc:
+    report["as_sender"] = str(exc)
 with open(sys.argv[1], "w") as out:
     json.dump(report, out)
 osipc_systemd.ready(status="probed")
@@ -187,6 +193,9 @@ def test_systemd_run_socket_properties_name_the_descriptor(
     assert got["env"] == []
     assert got["watchdog"] == 30.0
     assert got["messages"] == {"jobs": "hello"}
+    # the hint fits what systemd passed: a FIFO may be a sender, a queue only by name
+    hint = {"mq": f"a sender opened by name ({url})", "fifo": "pass senders={'jobs'}"}
+    assert got["as_sender"].endswith(hint[kind])
     systemd.systemctl("stop", f"{unit}.socket")
     assert _gone(url)
 
@@ -550,3 +559,117 @@ def test_a_group_member_reaches_a_queue_the_socket_unit_chowned(
     assert "got from a member of the group" in systemd.service_log()
     systemd.systemctl("stop", f"{unit}-jobs.socket")
     assert _gone(f"mq://{queue}")
+
+
+def _exits_once(session: Any, unit: str, quiet: float = 0.5) -> None:
+    """``unit``, started once, exits successfully, and systemd does not start it again
+    (it does at once when the exit left data in a FIFO its socket listens on)."""
+
+    def starts() -> int:
+        return session.service_log().count(f"{STARTED} {unit}\n")
+
+    state = session.manager.wait_for(
+        unit, lambda s: starts() > 1 or s["ActiveState"] in ("inactive", "failed")
+    )
+    assert starts() == 1, f"{unit} was started again\n{session.service_log()}"
+    assert state["Result"] == "success", session.service_log()
+    time.sleep(quiet)
+    state = session.manager.show(unit)
+    assert (starts(), state["ActiveState"]) == (1, "inactive"), (
+        f"{unit} was started again: {state}\n{session.service_log()}"
+    )
+
+
+GROUP_CLIENT = """
+import json, sys, osipc
+commands, fifo = sys.argv[1:]
+with osipc.sender(f"mq://{commands}?trust_existing=1", create=False, codec="json") as tx:
+    tx.send({"cmd": "push", "job": "shared"}, timeout=5)  # starts the service
+    tx.send({"cmd": "status", "id": 1}, timeout=5)
+    with osipc.receiver(f"fifo://{fifo}?trust_existing=1", create=False, codec="json") as rx:
+        answer = rx.recv(timeout=10)  # by path: the FIFO is in root's runtime dir
+    tx.send({"cmd": "status", "id": 2}, timeout=5)  # an answer nobody reads
+    tx.send({"cmd": "stop"}, timeout=5)
+print(json.dumps(answer))
+"""
+
+CLIENT = 65533  # a user of its own, in the group nobody
+
+
+def test_a_group_reaches_fifos_in_a_runtime_dir_osipc_made_0700(
+    systemd: Any, osipc_names: Names
+) -> None:
+    """Root used osipc before the socket units started (the usual install order), so
+    %t/osipc is 0700, and systemd keeps an existing directory's mode. With --group G
+    --mode 0660 the units open it to passing through: a member of G (not the service's
+    user) reaches the FIFO by path, and the example daemon, run as --user, answers and
+    drains what nobody read through its descriptor, so it is not started again."""
+    unit, commands, status = osipc_names("grp"), osipc_names("cmd"), osipc_names("st")
+    runtime = f"{systemd.manager.runtime}/osipc"
+    systemd.manager.command("sh", "-c", 'mkdir -p "$1" && chmod 0700 "$1"', "-", runtime)
+    files = _units(
+        unit,
+        None,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+        user="nobody",
+        group=str(NOBODY),
+        mode=0o660,
+        mqueue_dir=systemd.manager.mqueue,
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    mode = systemd.manager.command("stat", "-c", "%a %U", runtime).stdout.split()
+    assert mode == ["711", "root"]  # passable, not listable, and still osipc's to use
+    with runtime_for(CLIENT) as env:
+        answer = json.loads(
+            systemd.client(
+                GROUP_CLIENT,
+                commands,
+                f"{runtime}/{status}.fifo",
+                user=CLIENT,
+                group=NOBODY,
+                env={"OSIPC_RUNTIME_DIR": env["OSIPC_RUNTIME_DIR"]},
+            )
+        )
+    assert answer["id"] == 1 and answer["jobs"] == ["shared"]
+    _exits_once(systemd, f"{unit}.service")
+    assert "bytes of answers nobody read were dropped" in systemd.service_log()
+    # and root's osipc still takes the directory for its runtime dir
+    assert systemd.client(OWN_FIFO, osipc_names("own")).strip() == runtime
+
+
+OWN_FIFO = """
+import os, sys, osipc
+url = "fifo://" + sys.argv[1]
+osipc.receiver(url).close()
+print(os.path.dirname(osipc.info(url).path))
+osipc.unlink(url)
+"""
+
+
+def test_the_example_daemon_drains_through_its_descriptor(systemd: Any, osipc_names: Names) -> None:
+    """With DynamicUser= the daemon may not open its status FIFO by path (root's, mode
+    0600): it drains answers nobody read through the descriptor systemd passed, at
+    start and at exit, and so is not started again."""
+    if f"{os.path.realpath(sys.prefix)}/".startswith(("/tmp/", "/var/tmp/")):
+        pytest.skip("this Python lives in /tmp, which DynamicUser='s PrivateTmp= hides")
+    unit, commands, status = osipc_names("dyn"), osipc_names("cmd"), osipc_names("st")
+    files = _units(
+        unit,
+        None,
+        systemd,
+        f"commands=mq://{commands}?maxmsg=4&msgsize=1024",
+        f"status=fifo://{status}",
+        exec_start=f"{sys.executable} {EXAMPLE}",
+        properties=[("DynamicUser", "yes")],
+    )
+    systemd.install(files)
+    systemd.systemctl("start", f"{unit}-commands.socket", f"{unit}-status.socket")
+    with osipc.sender(f"mq://{commands}", codec="json") as tx:
+        tx.send({"cmd": "status", "id": 1})  # starts the service; nobody reads the answer
+        tx.send({"cmd": "stop"})
+    _exits_once(systemd, f"{unit}.service")
+    assert "bytes of answers nobody read were dropped" in systemd.service_log()

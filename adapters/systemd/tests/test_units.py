@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from osipc_systemd._cli import main
-from osipc_systemd._units import read_unit
+from osipc_systemd._units import login_uid, login_uids, read_unit
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -59,6 +59,9 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
     }
     fifo = units["jobs-status.socket"]["Socket"]
     assert fifo["ListenFIFO"] == "%t/osipc/jobs-status.fifo"  # osipc's RUNTIME/NAME.fifo
+    # others open it by path: passable whether osipc (0700) or systemd made the dir
+    assert fifo["DirectoryMode"] == "0711"
+    assert fifo["ExecStartPost"] == "/bin/chmod go+x %t/osipc"
     assert fifo["FileDescriptorName"] == "status"
     assert fifo["SocketMode"] == "0640"  # the URL's mode wins for its endpoint
     assert fifo["PipeSize"] == "65536"
@@ -155,6 +158,49 @@ def test_a_chown_where_no_file_system_is_mounted_is_warned_about(
     assert err.count("\n") == int(warned)
 
 
+@pytest.mark.parametrize(
+    ("extra", "shared"),
+    [
+        ([], False),
+        (["--user", "root", "--group", "0"], False),  # the manager's own
+        (["--group", "clients"], True),
+        (["--user", "worker"], True),
+        (["--mode", "0604"], True),
+        (["--mode", "0640"], True),  # the group: "others" of the directory, root's
+        (["--mode", "0660", "--socket-property", "SocketMode=0600"], False),  # the last wins
+        (["--socket-property", "SocketGroup=clients"], True),
+        (["--runtime-dir", "/run/mine", "--group", "clients"], True),
+    ],
+)
+def test_the_runtime_dir_lets_others_through_when_they_open_a_fifo_by_path(
+    tmp_path: Path, extra: list[str], shared: bool
+) -> None:
+    """osipc makes its runtime dir 0700 and systemd keeps an existing one as it is, so
+    a FIFO others open by path gets a chmod go+x; else the directory is made as osipc
+    makes it. A FIFO given by path, and a queue, leave directories alone."""
+    units = generate(
+        tmp_path,
+        "s",
+        "--exec",
+        "/bin/true",
+        "--listen",
+        "fifo://f",
+        "--listen",
+        "fifo:///srv/pipes/p.fifo",
+        "--listen",
+        "mq://q",
+        *extra,
+    )
+    socket = units["s-f.socket"]["Socket"]
+    runtime = extra[extra.index("--runtime-dir") + 1] if "--runtime-dir" in extra else "%t/osipc"
+    assert socket["ListenFIFO"] == f"{runtime}/f.fifo"
+    assert socket["DirectoryMode"] == ("0711" if shared else "0700")
+    assert socket.get("ExecStartPost") == (f"/bin/chmod go+x {runtime}" if shared else None)
+    for other in ("s-p.socket", "s-q.socket"):
+        assert "DirectoryMode" not in units[other]["Socket"]
+        assert "chmod" not in units[other]["Socket"].get("ExecStartPost", "")
+
+
 def test_without_user_or_group_queues_stay_the_managers(tmp_path: Path) -> None:
     units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q")
     assert "ExecStartPost" not in units["s-q.socket"]["Socket"]
@@ -204,6 +250,8 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         "mq://verified?maxmsg=4&msgsize=128",
         "--listen",
         "out=fifo://verified-out",
+        "--listen",
+        "shared=fifo://verified-shared?mode=0660",  # opens the runtime dir: ExecStartPost=
         "--watchdog",
         "2.5",
     )
@@ -296,6 +344,22 @@ def test_dynamic_user_with_a_preserved_runtime_dir_is_warned_about(
     assert main([*args, *preserve]) == 0
     err = capsys.readouterr().err
     assert "makes %t/osipc-x a symlink into %t/private, and osipc refuses" in err
+
+
+def test_a_service_with_only_queues_has_no_fifos_to_lose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its own RuntimeDirectory= (DynamicUser=) holds no FIFO of the socket units, so
+    nothing suggests RuntimeDirectoryPreserve=, which DynamicUser= cannot take."""
+    out = tmp_path / "units"
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--output", str(out)]
+    assert main([*args, "--property", "DynamicUser=yes"]) == 0
+    err = capsys.readouterr().err
+    assert "RuntimeDirectory" not in err
+    assert err.count("\n") == 1 and "DynamicUser=yes in x.service implies" in err
+    # check says the same of the files: only the hazard DynamicUser= itself brings
+    assert main(["check", *(str(path) for path in out.iterdir())]) == 1
+    assert capsys.readouterr().err == err
 
 
 def test_check_reads_drop_ins_and_the_socket_units_beside(
@@ -446,3 +510,53 @@ def test_real_subprocess_exit_codes(cli: Cli, tmp_path: Path) -> None:
     assert done.returncode == 1
     missing = tmp_path / "missing.service"
     assert done.stderr == f"osipc-systemd: error: {missing}: No such file or directory\n"
+
+
+CHOWNED = "mq://q, which the socket units chown to 1500"
+BY_NAME = "the mq://, sysv+ and shm:// objects the service makes by name"
+
+
+@pytest.mark.parametrize(
+    ("extra", "lost"),
+    [
+        (["--user", "1500"], [CHOWNED, BY_NAME]),
+        (["--user", "1500", "--property", "User=nobody"], [CHOWNED]),
+        (["--user", "1500", "--property", "DynamicUser=yes"], [CHOWNED]),
+        (["--property", "User=1500"], [BY_NAME]),
+        (["--group", "1500"], []),  # logind goes by the owner, not the group
+        (["--user", "nobody"], []),  # 65534: above UID_MAX, never logs in
+        (["--user", "root"], []),
+    ],
+)
+def test_a_login_user_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], lost: list[str]
+) -> None:
+    """logind's RemoveIPC= deletes a login user's IPC objects at logout (uid 1500 is
+    one by /etc/login.defs here, or by shadow's defaults without it)."""
+    args = ["unit", "x", "--exec", "/bin/true", "--listen", "mq://q", "--listen", "fifo://f"]
+    assert main([*args, *extra, "--mqueue-dir", "/proc", "--output", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    found = [line for line in err.splitlines() if "is a login user" in line]
+    assert len(found) == int(bool(lost)), err
+    for text in (CHOWNED, BY_NAME):
+        assert (text in "".join(found)) == (text in lost)
+    if lost:
+        assert "user 1500 is a login user (uid 1500" in found[0]
+        assert "set RemoveIPC=no in /etc/systemd/logind.conf" in found[0]
+
+
+def test_login_users_are_those_login_defs_names(tmp_path: Path) -> None:
+    defs = tmp_path / "login.defs"
+    defs.write_text("# comment\nUID_MIN\t\t 2000\nUID_MAX 2999\nSYS_UID_MAX 1999\n")
+    assert login_uids(str(defs)) == range(2000, 3000)
+    assert [login_uid(u, str(defs)) for u in ("1999", "2000", "2999", "3000")] == [
+        None,
+        2000,
+        2999,
+        None,
+    ]
+    assert login_uid("root", str(defs)) is None
+    assert login_uid("no-such-user-here", str(defs)) is None  # unknown here: cannot tell
+    defs.write_text("UID_MAX 5000\n")  # UID_MIN: shadow's default
+    assert login_uids(str(defs)) == range(1000, 5001)
+    assert login_uids(str(tmp_path / "missing")) == range(1000, 60001)
