@@ -158,6 +158,41 @@ def test_a_put_of_chunks_that_times_out_leaves_nothing_half(name: str) -> None:
             q.get_nowait()
 
 
+BIG_PUTTER = """
+    import sys
+    from osipc_mp import Queue
+    q = Queue(sys.argv[1], capacity=1 << 16)
+    print("putting", flush=True)
+    q.put(b"z" * (1 << 20))          # 16 chunks through a 64 KiB ring: it waits after 4
+    """
+
+
+def kill_mid_put(name: str) -> None:
+    """Run BIG_PUTTER and SIGKILL it once the ring is full of the head of its run."""
+    putter = spawn(BIG_PUTTER, name)
+    assert putter.stdout is not None
+    assert putter.stdout.readline() == "putting\n"
+    deadline = time.monotonic() + 10
+    while (osipc.info(f"shm://{name}").used_bytes or 0) < 60_000:  # it waits for room now
+        assert time.monotonic() < deadline, "the putter never filled the ring"
+        time.sleep(0.05)
+    putter.kill()
+    putter.communicate(timeout=10)
+
+
+def test_a_run_whose_only_putter_was_killed_is_dropped_by_the_getter(name: str) -> None:
+    # No putter follows the killed one: the getter takes the head of the run, finds the
+    # ring empty and the put lock free, and must drop what it has, not deliver it.
+    with osipc_mp.Queue(name, capacity=1 << 16) as q:
+        kill_mid_put(name)
+        assert q.qsize() == 0  # a run cut short is no message
+        with pytest.raises(queue.Empty):
+            q.get(timeout=1)
+        assert (osipc.info(q.url).depth or 0) == 0  # it took the chunks out of the ring
+        q.put("after")
+        assert q.get(timeout=1) == "after"
+
+
 def test_unpicklable_object_is_an_error_at_put_and_takes_no_place(q: osipc_mp.Queue) -> None:
     with pytest.raises(osipc.EncodeError, match="cannot pickle"):
         q.put(lambda: None)
