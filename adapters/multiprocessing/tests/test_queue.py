@@ -191,6 +191,26 @@ def test_a_run_whose_only_putter_was_killed_is_dropped_by_the_getter(name: str) 
         assert (osipc.info(q.url).depth or 0) == 0  # it took the chunks out of the ring
         q.put("after")
         assert q.get(timeout=1) == "after"
+        assert q.qsize() == 0  # the next putter did not count the cut run as a message
+
+
+def test_a_killed_putters_chunks_never_wedge_the_next_put(name: str) -> None:
+    # The ring is full of the head of a dead putter's run and nothing else: the queue is
+    # empty (qsize 0, not full), so the next put must go in at once, with no getter.
+    kill_mid_put(name)
+    with osipc_mp.Queue(name, capacity=1 << 16) as q:
+        assert q.qsize() == 0 and not q.full()
+        peer(
+            "import sys, osipc_mp; osipc_mp.Queue(sys.argv[1]).put('small', timeout=2)",
+            name,
+            timeout=20,
+        )
+        assert q.qsize() == 1
+        assert q.get(timeout=1) == "small"
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.1)
+        assert q.qsize() == 0
+        assert (osipc.info(q.url).depth or 0) == 0  # nothing of the dead run is left
 
 
 def test_unpicklable_object_is_an_error_at_put_and_takes_no_place(q: osipc_mp.Queue) -> None:
