@@ -27,6 +27,14 @@ that reaches it drops it. So that it never fills the ring of a queue that holds 
 else (and no getter comes), the next putter drops it first when the counters say the
 queue is empty and no getter is at work.
 
+**When osipc gc removes the state.** Once every process has closed the queue, ``osipc
+gc`` removes what it calls stale: the state block and the locks, and the ring too unless
+it holds messages. Then the next opener makes a new state block from what the ring
+holds: its depth counts as written (frames: never fewer than the messages), and the
+bound comes from the ring's osipc record, which gc keeps and removes with the ring: the
+ring's creator records ``osipc_mp.Queue(maxsize=N)`` as its codec (``osipc ls`` shows
+it), so a bounded queue never comes back unbounded.
+
 On mq the kernel bounds the queue (``maxmsg``) and the state block only records what the
 queue is; a message is one frame of at most ``msgsize`` bytes.
 """
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 from types import TracebackType
 from typing import Any
 
@@ -78,6 +87,30 @@ def _describe(config: tuple[int, ...]) -> str:
     return f"a Queue on transport={_CODE_NAMES.get(config[0], config[0])!r}"
 
 
+class _Framing:
+    """The codec an shm ring is created with: it passes osipc_mp's frames through as
+    they are, and its name, which osipc records with the ring (``osipc ls`` shows it),
+    carries the queue's bound. osipc gc removes that record only with the ring, so the
+    bound survives gc removing the state block while the ring holds messages."""
+
+    PATTERN = re.compile(r"osipc_mp\.Queue\(maxsize=(\d+)\)")
+
+    def __init__(self, maxsize: int) -> None:
+        self.name = f"osipc_mp.Queue(maxsize={maxsize})"
+
+    def encode(self, obj: bytes) -> bytes:
+        return obj
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+    @classmethod
+    def recorded_bound(cls, codec: str | None) -> int | None:
+        """The bound in a ring's recorded codec, None if it was not made by osipc_mp."""
+        found = cls.PATTERN.fullmatch(codec or "")
+        return None if found is None else int(found.group(1))
+
+
 class _Core:
     """Everything one process holds open for one queue (what the finalizer closes)."""
 
@@ -112,7 +145,7 @@ class _Core:
                     f"queue {name!r} exists with maxsize={found}, not {asked}; pass "
                     "maxsize=0 to use it as it is, or unlink it to start again"
                 )
-            tx = self.tx if self.tx is not None else self._open_channel(found, creating=False)
+            tx = self.tx if self.tx is not None else self._open_channel(found, creating=False)[0]
             self.limit = tx.capabilities.max_message_size
             if transport == "mq":
                 self.maxsize = found or int(osipc.info(self.url).capacity or 0)
@@ -137,16 +170,24 @@ class _Core:
     def _create(self, words: memoryview, asked: int) -> None:
         """The first opener, under the state lock: the channel, with this module's
         creation options, then the bound (the state's magic is written after this)."""
-        self._open_channel(asked, creating=True)
+        _, existed = self._open_channel(asked, creating=True)
+        for word in (W_WRITTEN, W_TAKEN, W_PENDING, W_SUSPECT, W_LAST, W_JUNK, W_READING):
+            words[word] = 0
         words[W_MAXSIZE] = asked
-        if self.transport == "shm":  # a ring left from before (its state removed): count it
-            words[W_WRITTEN] = int(osipc.info(self.url).depth or 0)
-            for word in (W_TAKEN, W_PENDING, W_SUSPECT, W_LAST, W_JUNK, W_READING):
-                words[word] = 0
+        if existed and self.transport == "shm":
+            # A ring left from before (osipc gc removed the state, say): count what it
+            # holds, and take the bound its creator recorded with it.
+            ring = osipc.info(self.url)
+            words[W_WRITTEN] = int(ring.depth or 0)
+            words[W_SUSPECT] = 1  # frames, not messages: let a full queue check the ring
+            bound = _Framing.recorded_bound(ring.codec)
+            if bound is not None:
+                words[W_MAXSIZE] = bound
 
-    def _open_channel(self, maxsize: int, *, creating: bool) -> osipc.Sender[bytes]:
-        """The sender and receiver; a channel that is missing is created with the
-        creation options (a 4 MiB ring; on mq, ``maxmsg`` = maxsize)."""
+    def _open_channel(self, maxsize: int, *, creating: bool) -> tuple[osipc.Sender[bytes], bool]:
+        """The sender (the receiver is opened too), and whether the channel existed; one
+        missing is created with the creation options (a 4 MiB ring recording the bound;
+        on mq, ``maxmsg`` = maxsize)."""
         opts = self.options
         try:
             self.tx = osipc.sender(self.url, create=False, **opts)
@@ -154,10 +195,13 @@ class _Core:
             made = dict(opts)
             if self.transport == "shm":
                 made.setdefault("capacity", DEFAULT_CAPACITY)
+                made["codec"] = _Framing(maxsize)
             elif maxsize:
                 made["maxmsg"] = maxsize
             self.tx = osipc.sender(self.url, **made)
+            existed = False
         else:
+            existed = True
             if creating and self.transport == "mq" and maxsize:
                 found = osipc.info(self.url).capacity
                 if found != maxsize:
@@ -166,7 +210,7 @@ class _Core:
                         "asked for; pass maxsize=0 to use it as it is, or unlink it"
                     )
         self.rx = osipc.receiver(self.url, **opts)
-        return self.tx
+        return self.tx, existed
 
     def close(self) -> None:
         quietly(

@@ -293,6 +293,45 @@ def test_osipc_gc_keeps_what_an_open_bounded_queue_uses(name: str) -> None:
         assert [q.get(timeout=1), q.get(timeout=1)] == [1, 2]
 
 
+def test_a_bounded_queue_keeps_its_bound_when_gc_removes_its_state(name: str) -> None:
+    # Everyone exited with messages waiting: osipc gc keeps the ring (it holds messages)
+    # but removes the state block and the locks. The bound must come back with the queue.
+    fill = """
+        import sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1], maxsize=int(sys.argv[2]))
+        q.put("one")
+        q.put("two")
+        """
+    peer(fill, name, "2", timeout=10)
+    done = cli("gc")
+    assert done.returncode == 0, done.stderr
+    assert f"kept shm://{name}:" in done.stdout, done.stdout
+    assert f"removed shm://{name}--state:" in done.stdout, done.stdout  # what this is about
+    out = peer(
+        """
+        import queue, sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1])           # maxsize=0: take the queue as it is
+        print(q.maxsize, q.qsize(), q.full())
+        try:
+            q.put_nowait("three")
+        except queue.Full:
+            print("full")
+        print(q.get(timeout=1), q.get(timeout=1))
+        """,
+        name,
+        timeout=10,
+    ).stdout
+    assert out == "2 2 True\nfull\none two\n"
+    with pytest.raises(osipc.InvalidArgument, match="maxsize=2, not 3"):
+        osipc_mp.Queue(name, maxsize=3)
+    peer(fill, name, "2", timeout=10)  # and the next run, as if nothing had happened
+    assert cli("gc").returncode == 0
+    with osipc_mp.Queue(name) as q:
+        assert q.maxsize == 2 and q.full()
+
+
 def test_killed_getters_and_putters_never_cost_a_place(
     name: str,
     kill: Callable[[subprocess.Popen[str], float], str],
