@@ -11,13 +11,15 @@ session k of "a" talks to session k of "b", as the two ends of one stdlib pipe d
 every frame carries its sender's session number. So a reader drops what an earlier
 session left behind unread (as a stdlib pipe's unread data goes when it is closed), a
 stale end-of-stream never ends the next conversation, and a reader knows its peer's
-session has ended when the peer closed (an END frame, also sent when the process exits
-normally), or when its lock is free although it had opened: killed, even before the
-reader ever looked. A session that ended having only waited to receive, without sending
-anything, is skipped by the peer that opens after it, which talks to the next one.
-Sending to a peer session that has ended raises BrokenPipeError (``osipc.Broken``).
-When an end is reopened after its previous session died without its END, the new
-session first sends that END (tagged with the old session) if a reader may still need it.
+session has ended when the peer closed (an END frame after what it sent, or the CLOSED
+word of a session that sent nothing), or when its lock is free although it had opened:
+killed, even before the reader ever looked. A session that ended without sending
+anything (it only waited to receive, or did nothing) has nothing for anyone: the peer
+that opens after it skips it, and if no peer session paired with it, the next session
+of its own end takes its number. Sending to a peer session that has ended raises
+BrokenPipeError (``osipc.Broken``). When an end is reopened after its previous session
+died without its END, the new session first sends that END (tagged with the old
+session) if a reader may still need it.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ HANDOFF_WAIT = 30.0  # an end passed to another process is kept alive this long 
 # Words of the state block: the configuration, then 8 words per end.
 W_DUPLEX, W_TRANSPORT = 1, 2
 _END_BASE = {"a": 8, "b": 16}
-GEN, CLOSED, MARKED, SENT, RECVD, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
+GEN, CLOSED, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED = range(7)
 
 _CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
 
@@ -136,7 +138,7 @@ class _End:
         self.owner = True  # False in a forked child that uses its parent's end
         self.session = 0
         self.owed: list[int] = []  # END markers of earlier sessions still to send
-        self.said_sent = self.said_recvd = False
+        self.said_sent = False
         self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
         self.run: _frames.Assembly | None = None
         self.eof = False
@@ -241,25 +243,35 @@ class _End:
             self._set(me, HANDOFF, 0)
             previous = self._word(me, GEN)
             session = previous + 1
-            # A peer session that only waited to receive and ended without sending has
-            # nothing for us: talk to the next one instead.
+            if (
+                previous
+                and self._word(me, SENT) < previous
+                and self._word(me, MARKED) < previous
+                and self._word(peer, GEN) < previous
+            ):
+                # Our previous session sent nothing (not even an END) and no peer session
+                # paired with it: it left no trace, so this one takes its number, and the
+                # peer that opens next talks to us, not to a session that had nothing.
+                session = previous
+                self._set(me, CLOSED, min(self._word(me, CLOSED), previous - 1))
+            # A peer session that ended without sending anything (it only waited to
+            # receive, or did nothing at all) has nothing for us: talk to the next one.
             while (
                 session <= self._word(peer, GEN)
                 and self._word(peer, SENT) < session
-                and self._word(peer, RECVD) >= session
                 and self._ended(peer, session)
             ):
                 session += 1
             owed = [
                 s
                 for s in sorted({self._word(me, OWED), previous})
-                if s and s > self._word(me, MARKED) and self.writable and not self._ended(peer, s)
+                if s
+                and self._word(me, MARKED) < s < session
+                and self.writable
+                and not self._ended(peer, s)
             ]
             self._set(me, OWED, owed[-1] if owed else 0)
             self._set(me, GEN, session)
-            if not self.writable:  # it can only wait to receive: it is from the start
-                self._set(me, RECVD, session)
-                self.said_recvd = True
         self.session = session
         self.owed = owed
         if owed:
@@ -280,7 +292,6 @@ class _End:
         self.session = session
         self.owed = [owed] if owed and owed > self._word(me, MARKED) else []
         self.said_sent = self._word(me, SENT) >= session
-        self.said_recvd = self._word(me, RECVD) >= session
 
     # -- the peer --------------------------------------------------------------------------
 
@@ -404,9 +415,6 @@ class _End:
         rx = self.receiver()
         if self.ready or self.eof:
             return True
-        if not self.said_recvd:
-            self._set(self.end, RECVD, self.session)
-            self.said_recvd = True
         end = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             left = PEER_CHECK if end is None else min(PEER_CHECK, max(0.0, end - time.monotonic()))
@@ -498,7 +506,10 @@ class _End:
     def _finish_session(self) -> None:
         assert self.state is not None
         marked = False
-        if self.tx is not None and not self._peer_ended():
+        # A session that sent nothing writes no END either (one nobody reads would stay
+        # in the channel): its reader sees CLOSED, within PEER_CHECK.
+        sent = self._word(self.end, SENT) >= self.session
+        if self.tx is not None and sent and not self._peer_ended():
             try:
                 self._pay_owed(timeout=CLOSE_WAIT)
                 if not self.owed:

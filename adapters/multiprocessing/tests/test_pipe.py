@@ -241,6 +241,35 @@ def test_a_receiver_that_gave_up_does_not_break_the_next_sender(name: str) -> No
     assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'for whoever reads next'\nEOF\n"
 
 
+SEND_ARG = """
+    import sys
+    from osipc_mp import Pipe
+    Pipe(sys.argv[1]).end("b").send(sys.argv[2])
+    """
+
+
+def test_an_end_opened_and_closed_idle_does_not_poison_the_next_run(name: str) -> None:
+    # A session that neither sent nor received ended with nothing for anyone: the next
+    # run pairs past it, whichever end it was and whichever side of the run starts first.
+    idle = """
+        import sys
+        from osipc_mp import Pipe
+        Pipe(sys.argv[1]).end(sys.argv[2]).close()
+        """
+    for run, end in enumerate("abab"):
+        peer(idle, name, end, timeout=10)
+        if run < 2:
+            peer(SEND_ARG, name, f"run {run}", timeout=10)
+            got = peer(RECEIVE_ALL, name, timeout=10).stdout
+        else:
+            receiver = spawn(RECEIVE_ALL, name)
+            assert receiver.stdout is not None
+            assert receiver.stdout.readline() == "open\n"
+            peer(SEND_ARG, name, f"run {run}", timeout=10)
+            got = "open\n" + finish(receiver, timeout=10)
+        assert got == f"open\n'run {run}'\nEOF\n", (run, end)
+
+
 def test_a_restarted_sender_first_ends_its_killed_predecessors_stream(name: str) -> None:
     with osipc_mp.Pipe(name).end("a") as a:
         for text in ("from the first", "from the second"):
