@@ -9,7 +9,8 @@ open (the kernel releases them when it dies); ``shm://NAME--state`` (changed und
 **Sessions.** Each time an end is opened it starts a new *session*, numbered 1, 2, ...;
 session k of "a" talks to session k of "b", as the two ends of one stdlib pipe do, and
 every frame carries its sender's session number. So a reader drops what an earlier
-session left behind unread (as a stdlib pipe's unread data goes when it is closed), a
+session left behind unread (as a stdlib pipe's unread data goes when it is closed; a
+session that closes takes it out of its channel when no later peer session has begun), a
 stale end-of-stream never ends the next conversation, and a reader knows its peer's
 session has ended when the peer closed (an END frame after what it sent, or the CLOSED
 word of a session that sent nothing), or when its lock is free although it had opened:
@@ -53,6 +54,7 @@ from osipc_mp._common import (
 ENDS = ("a", "b")
 PEER_CHECK = 0.2  # seconds between looks at whether a silent peer session has ended
 CLOSE_WAIT = 1.0  # at most this long for room for the end-of-stream marker in close()
+DROP_WAIT = 0.5  # at most this long dropping what an ended session left (a writer may go on)
 HANDOFF_WAIT = 30.0  # an end passed to another process is kept alive this long for it
 
 # Words of the state block: the configuration, then 8 words per end.
@@ -521,6 +523,24 @@ class _End:
             self._set(self.end, CLOSED, max(self.session, self._word(self.end, CLOSED)))
             if marked:
                 self._set(self.end, MARKED, max(self.session, self._word(self.end, MARKED)))
+            if self._word(self.peer, GEN) <= self.session:
+                # What is left in our channel was for this session, which is over (as a
+                # stdlib pipe's unread data goes with it); a later peer session's frames
+                # would be for our next one, but under the lock none can have begun.
+                self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Under the state lock: empty this end's channel of what nobody will read."""
+        if self.rx is None:
+            return
+        stop = time.monotonic() + DROP_WAIT
+        while time.monotonic() < stop:
+            try:
+                self.rx.recv(timeout=0)
+            except osipc.EndOfStream:
+                continue
+            except osipc.Timeout:
+                return
 
     def hand_off(self) -> int:
         """Give the end up for another process that resumes this session (pickling)."""

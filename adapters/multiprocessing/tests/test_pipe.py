@@ -13,7 +13,7 @@ from multiprocessing import BufferTooShort
 
 import osipc_mp
 import pytest
-from _helpers import finish, peer, spawn
+from _helpers import cli, finish, peer, spawn
 
 import osipc
 
@@ -214,7 +214,7 @@ def test_stale_ends_of_stream_never_end_the_next_conversation(name: str) -> None
     receive_one = """
         import sys
         from osipc_mp import Pipe
-        print(Pipe(sys.argv[1]).end("a").recv())
+        print(Pipe(sys.argv[1]).end("a").recv(), flush=True)
         """
     for run in range(3):
         peer(sender, name, str(run), timeout=10)
@@ -292,6 +292,69 @@ def test_a_restarted_sender_first_ends_its_killed_predecessors_stream(name: str)
         assert a.recv() == "from the second"
         with pytest.raises(EOFError):
             a.recv()
+
+
+def depths(name: str) -> list[int]:
+    return [osipc.info(f"shm://{name}--{end}").depth or 0 for end in "ab"]
+
+
+def test_finished_runs_leave_the_channels_empty_for_gc(name: str) -> None:
+    # Every run below is over; nothing in the channels is for anyone, so nothing may stay
+    # there (osipc gc keeps a channel that holds frames: the pipe would never go).
+    replier = spawn(
+        """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send(conn.recv().upper())
+        sys.stdin.readline()        # still open when "a" closes after its answer
+        """,
+        name,
+        stdin=subprocess.PIPE,
+    )
+    assert replier.stdout is not None
+    asker = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        conn.send("question")
+        print(conn.recv())
+        """
+    assert peer(asker, name, timeout=10).stdout == "QUESTION\n"
+    assert replier.stdin is not None
+    replier.stdin.write("\n")
+    replier.stdin.flush()
+    finish(replier, timeout=10)
+    assert depths(name) == [0, 0]  # the END "a" sent to "b" went with "b"
+    read_one = """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        print(conn.recv(), flush=True)
+        if sys.argv[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    send_two = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("first")
+        conn.send("second")
+        """
+    for how in ("exit", "kill"):
+        peer(send_two, name, timeout=10)
+        peer(send_two, name, timeout=10)  # the next run waits behind the first
+        for _ in range(2):  # each reads one message of its run
+            got = peer(read_one, name, how, check=False, timeout=10)
+            assert got.stdout == "first\n", got.stderr
+        if how == "kill":  # nobody closed: the next session of "a" drops what was left
+            assert depths(name) == [2, 0]  # "second" and the END of the second run
+            osipc_mp.Pipe(name).end("a").close()
+        assert depths(name) == [0, 0], how
+    done = cli("gc")
+    assert done.returncode == 0, done.stderr
+    assert "kept" not in done.stdout, done.stdout
+    assert f"removed shm://{name}--a:" in done.stdout, done.stdout
 
 
 def test_bytes_api_like_the_stdlib(ends: tuple[osipc_mp.Connection, osipc_mp.Connection]) -> None:
