@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import os
 import pickle
 import signal
 import subprocess
@@ -506,35 +507,59 @@ def test_an_end_belongs_to_one_process(name: str) -> None:
     osipc_mp.Pipe(name).end("a").close()  # free again once that process exited
 
 
-def test_a_connection_passed_to_a_spawned_process_moves_there(name: str, tmp_path: object) -> None:
-    # The stdlib's Pipe example with both ends named; the parent also closes its copy of
-    # the child's end after start(), as the stdlib recommends.
+def test_the_stdlib_idiom_with_every_start_method_both_ways(name: str, tmp_path: object) -> None:
+    # The stdlib's Pipe example with both ends named, and the parent closing its copy of
+    # the child's end right after start(), as the stdlib recommends: with fork (Linux's
+    # default) the child holds a copy of both ends, as a forked child holds a stdlib
+    # pipe's descriptors; with spawn and forkserver the end is pickled and moves there.
     script = """
-import multiprocessing, sys
+import multiprocessing, sys, time
 from osipc_mp import Pipe
 
-def f(conn):
-    conn.send([42, None, 'hello'])
+def sender(conn):
+    for n in range(3):
+        time.sleep(0.05)          # the parent has closed its copy by now
+        conn.send(n)
     conn.close()
+
+def receiver(conn):
+    got = []
+    while True:
+        try:
+            got.append(conn.recv())
+        except EOFError:
+            break
+    print("child got", got, flush=True)
 
 if __name__ == '__main__':
     multiprocessing.set_start_method(sys.argv[2])
     parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
-    p = multiprocessing.Process(target=f, args=(child_conn,))
+    p = multiprocessing.Process(target=sender, args=(child_conn,))
     p.start()
     child_conn.close()
-    print(parent_conn.recv())   # prints "[42, None, 'hello']"
-    try:
-        parent_conn.recv()
-    except EOFError:
-        print("EOF")
+    got = []
+    while True:
+        try:
+            got.append(parent_conn.recv())
+        except EOFError:
+            break
     p.join()
-    print(p.exitcode)
+    parent_conn.close()
+    print("parent got", got, p.exitcode, flush=True)
+    parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+    p = multiprocessing.Process(target=receiver, args=(child_conn,))
+    p.start()
+    child_conn.close()
+    for n in range(3):
+        parent_conn.send(n)
+    parent_conn.close()
+    p.join()
+    print("exit", p.exitcode)
 """
     path = f"{tmp_path}/recipe.py"
     with open(path, "w") as file:
         file.write(script)
-    for method in ("spawn", "forkserver"):
+    for method in ("fork", "spawn", "forkserver"):
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-I", path, name, method],
             capture_output=True,
@@ -542,35 +567,44 @@ if __name__ == '__main__':
             timeout=60,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout == "[42, None, 'hello']\nEOF\n0\n", (method, done.stderr)
+        assert done.returncode == 0, (method, done.stderr)
+        expected = "parent got [0, 1, 2] 0\nchild got [0, 1, 2]\nexit 0\n"
+        assert (method, done.stdout) == (method, expected), done.stderr
         assert done.stderr == ""
 
 
-def test_a_forked_child_uses_its_parents_end(name: str) -> None:
-    out = peer(
+def test_a_forked_childs_copy_holds_the_end_until_it_closes_or_dies(name: str) -> None:
+    # As a stdlib pipe's descriptor in a forked child: the parent's close does not end
+    # the stream while the child holds its copy; the child's death does. And nobody else
+    # opens the end meanwhile.
+    holder = spawn(
         """
-        import os, sys
+        import os, sys, time
         from osipc_mp import Pipe
-        parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+        conn = Pipe(sys.argv[1]).end("b")
         pid = os.fork()
         if pid == 0:
-            child_conn.send("from the child")
-            child_conn.close()     # the parent's copy keeps the end open, as the stdlib's
+            conn.send("from the child")
+            time.sleep(60)
             os._exit(0)
+        conn.close()                   # at once: the child may not even have run yet
+        print(pid, flush=True)
         os.waitpid(pid, 0)
-        print(parent_conn.recv())
-        print(parent_conn.poll(0.5))
-        child_conn.close()         # now it is over
-        try:
-            parent_conn.recv()
-        except EOFError:
-            print("EOF")
         """,
         name,
-        timeout=20,
-    ).stdout
-    assert out == "from the child\nFalse\nEOF\n"
+    )
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    with osipc_mp.Pipe(name).end("a") as a:
+        assert a.recv() == "from the child"
+        assert not a.poll(0.5)  # its copy is open: no EOF
+        with pytest.raises(osipc.AlreadyExists, match=f"process {child}"):
+            osipc_mp.Pipe(name).end("b")
+        os.kill(child, signal.SIGKILL)
+        assert a.poll(5)
+        with pytest.raises(EOFError):
+            a.recv()
+    finish(holder, timeout=10)
 
 
 def test_a_pickled_end_is_resumed_and_the_original_refuses_use(name: str) -> None:
