@@ -7,21 +7,31 @@ open (the kernel releases them when it dies); ``shm://NAME--state`` (changed und
 ``sem://NAME--state``) records the pipe's configuration, each end's sessions and the
 forked processes that hold copies of an end (see ``_End``).
 
-**Sessions.** Each time an end is opened it starts a new *session*, numbered 1, 2, ...;
-session k of "a" talks to session k of "b", as the two ends of one stdlib pipe do, and
-every frame carries its sender's session number. So a reader drops what an earlier
-session left behind unread (as a stdlib pipe's unread data goes when it is closed; a
-session that closes takes it out of its channel when no later peer session has begun), a
-stale end-of-stream never ends the next conversation, and a reader knows its peer's
-session has ended when the peer closed (an END frame after what it sent, or the OVER
-word of a session that sent nothing), or when its lock is free although it had opened
-(killed, even before the reader ever looked) and no forked copy of it is left. A
-session that ended without sending anything (it only waited to receive, or did
-nothing) has nothing for anyone: the peer that opens after it skips it, and if no peer
-session paired with it, the next session of its own end takes its number. Sending to a
-peer session that has ended raises BrokenPipeError (``osipc.Broken``). When an end is
-reopened after its previous session died without its END, the new session first sends
-that END (tagged with the old session) if a reader may still need it.
+**Sessions.** Each time an end is opened it starts a new *session*, numbered one up
+from the last (from a base above every number an earlier state block of this name gave
+out, see ``_init_state``); session k of "a" talks to session k of "b", as the two ends
+of one stdlib pipe do, and every frame carries its sender's session number. So a reader
+drops what an earlier session left behind unread (as a stdlib pipe's unread data goes
+when it is closed; a session that closes takes it out of its channel when no later peer
+session has begun), a stale end-of-stream never ends the next conversation, and a
+reader knows its peer's session has ended when the peer closed (an END frame after what
+it sent, or the OVER word of a session that sent nothing), or when its lock is free
+although it had opened (killed, even before the reader ever looked) and no forked copy
+of it is left. A session that ended without sending anything (it only waited to
+receive, or did nothing) has nothing for anyone: the peer that opens after it skips
+it, and if no peer session paired with it, the next session of its own end takes its
+number. Sending to a peer session that has ended raises BrokenPipeError
+(``osipc.Broken``). When an end is reopened after its previous session died without
+its END, the new session first sends that END (tagged with the old session) if a
+reader may still need it.
+
+**When osipc gc removes the state.** Once nobody has the pipe open, ``osipc gc`` removes
+the state block and the locks as stale, and keeps a channel that holds frames (a sender
+that exited before its reader came). The next opener makes a new state block, which
+marks such a channel OLD: its frames are numbered below the new base. The first reader
+to meet them takes them as its own session's: if no peer session has paired with it,
+they count as its peer's session, which is over (EOF after them, at their END), as they
+would have been for the reader they waited for; else they come before its peer's.
 """
 
 from __future__ import annotations
@@ -65,9 +75,9 @@ FORK_LOCK_WAIT = 2.0  # before fork(): at most this long for the state lock
 # Words of the state block: the configuration, then per end its session's words and the
 # table of the forked processes that use the session with its owner (USERS: SLOTS entries
 # of pid, start time, and the time a place kept for a child being forked lapses).
-W_DUPLEX, W_TRANSPORT = 1, 2
-GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
-USERS = 8
+W_DUPLEX, W_TRANSPORT, W_BASE = 1, 2, 3
+GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED, OLD = range(9)
+USERS = 10
 U_PID, U_START, U_UNTIL = range(3)
 _END_WORDS = USERS + 3 * SLOTS
 _END_BASE = {"a": 8, "b": 8 + _END_WORDS}
@@ -212,6 +222,9 @@ class _End:
         self.slot_pid = 0  # ... valid in this process only
         self.kept: int | None = None  # the place kept for a child being forked now
         self.session = 0
+        self.base = 0  # the state block's: sessions below it are from before (see OLD)
+        self.adopted: bool | None = None  # frames from before: taken, with our peer's end
+        self.took_old = False  # delivered (part of) a message from before
         self.owed: list[int] = []  # END markers of earlier sessions still to send
         self.said_sent = False
         self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
@@ -261,9 +274,12 @@ class _End:
             MAGIC_PIPE,
             (int(pipe.duplex), TRANSPORT_CODES[pipe.transport]),
             _describe,
+            init=self._init_state,
             size=STATE_WORDS,
             **common,
         )
+        assert self.state.words is not None
+        self.base = int(self.state.words[W_BASE])
         self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
         # The channels before the session: a failure here must not leave a session that
         # its peer would take for one that ended.
@@ -272,6 +288,24 @@ class _End:
         if self.writable:
             self.tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
             self.limit = self.tx.capabilities.max_message_size
+
+    def _init_state(self, words: memoryview) -> None:
+        """A new state block, under its creation lock. Its sessions are numbered above a
+        base from the clock (microseconds), so above any an earlier block of this name
+        gave out, unless it gave out more than one a microsecond; frames such a block's
+        sessions left (osipc gc removed it, keeping a channel that held them) are then
+        told apart, and a channel that holds any is marked OLD."""
+        base = time.time_ns() // 1000
+        words[W_BASE] = base
+        for end in ENDS:
+            at = _END_BASE[end]
+            for field in (GEN, CLOSED, OVER, MARKED, SENT):
+                words[at + field] = base
+            try:
+                waiting = osipc.info(self.pipe.channel(end)).depth
+            except osipc.NotFound:
+                waiting = 0
+            words[at + OLD] = int(bool(waiting))
 
     def _reopen_in_child(self) -> None:
         """In a forked child, on first use: the parent's session with new handles (osipc
@@ -600,6 +634,8 @@ class _End:
             except osipc.EndOfStream:
                 continue  # a plain osipc end() in the channel: not a session's END
             except osipc.Timeout:
+                if self._word(self.end, OLD):
+                    self._set(self.end, OLD, 0)  # nothing from before is left
                 if self._peer_ended():
                     # It has gone: everything it sent is in the channel by now.
                     while not (self.ready or self.eof):
@@ -629,6 +665,20 @@ class _End:
                 data=frame,
             )
         kind, session = _frames.P_HEAD.unpack_from(frame)
+        if session < self.base:  # from before this state block (see OLD)
+            if not self._word(self.end, OLD):
+                return
+            if kind == _frames.P_END:
+                if self.adopted and self.took_old:  # the end of what we took
+                    self.run = None
+                    self.eof = True
+                return  # (an END heading the channel ended nothing of ours)
+            if self.adopted is None:
+                self._adopt()
+            self.took_old = True
+            session = self.session
+        elif self._word(self.end, OLD):
+            self._set(self.end, OLD, 0)  # nothing from before is left
         if session < self.session:
             return  # left by an earlier session whose reader has gone: dropped
         if session > self.session:
@@ -662,6 +712,21 @@ class _End:
                 codec="pickle",
                 data=frame,
             )
+
+    def _adopt(self) -> None:
+        """The first frame from before this state block: take what came from before as
+        this session's. If no peer session has paired with ours and the peer's current
+        one is over, theirs is the session that paired with us, and it has ended."""
+        assert self.state is not None
+        peer, session = self.peer, self.session
+        with holding(self.state.lock, "pipe state"):
+            gen = self._word(peer, GEN)
+            if gen < session and self._ended(peer, gen):
+                for field in (GEN, CLOSED, OVER):
+                    self._set(peer, field, session)
+                self.adopted = True
+            else:
+                self.adopted = False  # they come before what our peer session sends
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -721,10 +786,11 @@ class _End:
             self._set(me, OVER, max(session, self._word(me, OVER)))
             if marked:
                 self._set(me, MARKED, max(session, self._word(me, MARKED)))
-            if self._word(self.peer, GEN) <= session:
+            if self._word(self.peer, GEN) <= session and not self._word(me, OLD):
                 # What is left in our channel was for this session, which is over (as a
                 # stdlib pipe's unread data goes with it); a later peer session's frames
                 # would be for our next one, but under the lock none can have begun.
+                # (Frames from before this state block are for the next reader.)
                 self._drop_leftovers()
 
     def _drop_leftovers(self) -> None:

@@ -358,6 +358,54 @@ def test_finished_runs_leave_the_channels_empty_for_gc(name: str) -> None:
     assert f"removed shm://{name}--a:" in done.stdout, done.stdout
 
 
+def test_messages_waiting_in_a_pipe_survive_gc_removing_its_state(name: str) -> None:
+    # The sender exited, nobody reads yet: osipc gc keeps the channel (it holds frames)
+    # but removes the state block and the locks. The next reader must still get what
+    # waits, then EOF; and the runs after it go on as before.
+    def gc_keeps_only_the_channel() -> None:
+        done = cli("gc")
+        assert done.returncode == 0, done.stderr
+        assert f"kept shm://{name}--a:" in done.stdout, done.stdout
+        assert f"removed shm://{name}--state:" in done.stdout, done.stdout
+
+    peer(SEND_ARG, name, "waited through gc", timeout=10)
+    gc_keeps_only_the_channel()
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'waited through gc'\nEOF\n"
+    for run in range(2):
+        peer(SEND_ARG, name, f"run {run}", timeout=10)
+        assert peer(RECEIVE_ALL, name, timeout=10).stdout == f"open\n'run {run}'\nEOF\n"
+    # Two runs' messages wait, then gc: each reader after it gets one run, as before.
+    peer(SEND_ARG, name, "first", timeout=10)
+    peer(SEND_ARG, name, "second", timeout=10)
+    gc_keeps_only_the_channel()
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'first'\nEOF\n"
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'second'\nEOF\n"
+    # A sender that came after gc, before the reader: what waited comes first.
+    peer(SEND_ARG, name, "before gc", timeout=10)
+    gc_keeps_only_the_channel()
+    peer(SEND_ARG, name, "after gc", timeout=10)
+    got = peer(RECEIVE_ALL, name, timeout=10).stdout
+    assert got == "open\n'before gc'\n'after gc'\nEOF\n"
+    # A reader killed after the message, before its END: only the END waits, and it
+    # ends nothing of the next run's.
+    peer(SEND_ARG, name, "read", timeout=10)
+    killed = """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        print(conn.recv(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    assert peer(killed, name, check=False, timeout=10).stdout == "read\n"
+    gc_keeps_only_the_channel()
+    receiver = spawn(RECEIVE_ALL, name)
+    assert receiver.stdout is not None
+    assert receiver.stdout.readline() == "open\n"
+    peer(SEND_ARG, name, "next run", timeout=10)
+    assert finish(receiver, timeout=10) == "'next run'\nEOF\n"
+    assert depths(name) == [0, 0]
+
+
 def test_bytes_api_like_the_stdlib(ends: tuple[osipc_mp.Connection, osipc_mp.Connection]) -> None:
     a, b = ends
     b.send_bytes(b"0123456789", 2, 3)
