@@ -198,9 +198,8 @@ class StateBlock:
     are the configuration every opener must agree on.
 
     Kept open (mapped) for the life of the object, so ``osipc gc`` sees it in use.
+    ``size`` is in words (each kind has its own; a block of another size is refused).
     """
-
-    WORDS = 32
 
     def __init__(
         self,
@@ -209,8 +208,11 @@ class StateBlock:
         config: tuple[int, ...],
         describe: Callable[[tuple[int, ...]], str],
         init: Callable[[memoryview], None] | None = None,
+        *,
+        size: int = 32,
         **common: Any,
     ) -> None:
+        self.size = size
         self.url = companion("shm", name, "state")
         self.lock = osipc.Lock(companion("sem", name, "state"), **common)
         self.block: Block | None = None
@@ -222,36 +224,33 @@ class StateBlock:
                 block = None
             if block is None:
                 with holding(self.lock, f"creating {name!r}"):
-                    block = create_block(self.url, self.WORDS * 8, **common)
+                    block = create_block(self.url, size * 8, **common)
                     self.block = block
-                    if len(block) != self.WORDS * 8:
-                        raise osipc.InvalidArgument(
-                            f"{self.url} exists but is not osipc_mp's ({len(block)} bytes); "
-                            "choose another name, or remove it with osipc_mp.unlink()"
-                        )
-                    words = memoryview(block).cast("Q")
-                    self.words = words
-                    if words[0] == 0:
+                    if len(block) == size * 8 and bytes(block[:8]) == b"\0" * 8:
+                        words = memoryview(block).cast("Q")
+                        self.words = words
+                        for index in range(1, size):  # a creator may have died half-way
+                            words[index] = 0
                         for index, value in enumerate(config, 1):
                             words[index] = value
                         if init is not None:
                             init(words)
                         words[0] = int.from_bytes(magic, "little")  # last: it is complete
             self.block = block
-            if self.words is None:
-                if len(block) != self.WORDS * 8:
-                    raise osipc.InvalidArgument(
-                        f"{self.url} exists but is not osipc_mp's ({len(block)} bytes); "
-                        "choose another name, or remove it with osipc_mp.unlink()"
-                    )
-                self.words = memoryview(block).cast("Q")
-            found = self.words[0].to_bytes(8, "little")
+            found = bytes(block[:8])
             if found != magic:
                 what = KINDS.get(found, "something other than an osipc_mp object")
                 raise osipc.InvalidArgument(
                     f"{name!r} is {what}, not {KINDS.get(magic, magic)}; use another name, or "
                     "remove it with osipc_mp.unlink() if it is a leftover"
                 )
+            if len(block) != size * 8:
+                raise osipc.InvalidArgument(
+                    f"{self.url} is {len(block)} bytes, not the {size * 8} of this version of "
+                    "osipc_mp; remove it with osipc_mp.unlink() (or use another name)"
+                )
+            if self.words is None:
+                self.words = memoryview(block).cast("Q")
             existing = tuple(self.words[1 : 1 + len(config)])
             if existing != config:
                 raise osipc.InvalidArgument(

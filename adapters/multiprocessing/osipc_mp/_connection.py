@@ -4,20 +4,34 @@ Kernel objects of ``Pipe("NAME")``: the channel ``shm://NAME--a`` carries what e
 receives and ``shm://NAME--b`` what "b" receives (only ``NAME--a`` with ``duplex=False``);
 ``sem://NAME--a`` and ``sem://NAME--b`` are locks an end's process holds while the end is
 open (the kernel releases them when it dies); ``shm://NAME--state`` (changed under
-``sem://NAME--state``) records the pipe's configuration and each end's sessions.
+``sem://NAME--state``) records the pipe's configuration, each end's sessions and the
+forked processes that hold copies of an end (see ``_End``).
 
-**Sessions.** Each time an end is opened it starts a new *session*, numbered 1, 2, ...;
-session k of "a" talks to session k of "b", as the two ends of one stdlib pipe do, and
-every frame carries its sender's session number. So a reader drops what an earlier
-session left behind unread (as a stdlib pipe's unread data goes when it is closed), a
-stale end-of-stream never ends the next conversation, and a reader knows its peer's
-session has ended when the peer closed (an END frame, also sent when the process exits
-normally), or when its lock is free although it had opened: killed, even before the
-reader ever looked. A session that ended having only waited to receive, without sending
-anything, is skipped by the peer that opens after it, which talks to the next one.
-Sending to a peer session that has ended raises BrokenPipeError (``osipc.Broken``).
-When an end is reopened after its previous session died without its END, the new
-session first sends that END (tagged with the old session) if a reader may still need it.
+**Sessions.** Each time an end is opened it starts a new *session*, numbered one up
+from the last (from a base above every number an earlier state block of this name gave
+out, see ``_init_state``); session k of "a" talks to session k of "b", as the two ends
+of one stdlib pipe do, and every frame carries its sender's session number. So a reader
+drops what an earlier session left behind unread (as a stdlib pipe's unread data goes
+when it is closed; a session that closes takes it out of its channel when no later peer
+session has begun), a stale end-of-stream never ends the next conversation, and a
+reader knows its peer's session has ended when the peer closed (an END frame after what
+it sent, or the OVER word of a session that sent nothing), or when its lock is free
+although it had opened (killed, even before the reader ever looked) and no forked copy
+of it is left. A session that ended without sending anything (it only waited to
+receive, or did nothing) has nothing for anyone: the peer that opens after it skips
+it, and if no peer session paired with it, the next session of its own end takes its
+number. Sending to a peer session that has ended raises BrokenPipeError
+(``osipc.Broken``). When an end is reopened after its previous session died without
+its END, the new session first sends that END (tagged with the old session) if a
+reader may still need it.
+
+**When osipc gc removes the state.** Once nobody has the pipe open, ``osipc gc`` removes
+the state block and the locks as stale, and keeps a channel that holds frames (a sender
+that exited before its reader came). The next opener makes a new state block, which
+marks such a channel OLD: its frames are numbered below the new base. The first reader
+to meet them takes them as its own session's: if no peer session has paired with it,
+they count as its peer's session, which is over (EOF after them, at their END), as they
+would have been for the reader they waited for; else they come before its peer's.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+import weakref
 from collections import deque
 from multiprocessing import BufferTooShort
 from types import TracebackType
@@ -51,12 +66,23 @@ from osipc_mp._common import (
 ENDS = ("a", "b")
 PEER_CHECK = 0.2  # seconds between looks at whether a silent peer session has ended
 CLOSE_WAIT = 1.0  # at most this long for room for the end-of-stream marker in close()
+DROP_WAIT = 0.5  # at most this long dropping what an ended session left (a writer may go on)
 HANDOFF_WAIT = 30.0  # an end passed to another process is kept alive this long for it
+SLOTS = 32  # forked processes that can share one end's session at once
+FORK_WAIT = HANDOFF_WAIT  # a child fills in its place at once; one it never fills lapses
+FORK_LOCK_WAIT = 2.0  # before fork(): at most this long for the state lock
 
-# Words of the state block: the configuration, then 8 words per end.
-W_DUPLEX, W_TRANSPORT = 1, 2
-_END_BASE = {"a": 8, "b": 16}
-GEN, CLOSED, MARKED, SENT, RECVD, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
+# Words of the state block: the configuration, then per end its session's words and the
+# table of the forked processes that use the session with its owner (USERS: SLOTS entries
+# of pid, start time, and the time a place kept for a child being forked lapses).
+W_DUPLEX, W_TRANSPORT, W_BASE = 1, 2, 3
+GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED, OLD = range(9)
+USERS = 10
+U_PID, U_START, U_UNTIL = range(3)
+_END_WORDS = USERS + 3 * SLOTS
+_END_BASE = {"a": 8, "b": 8 + _END_WORDS}
+STATE_WORDS = 256
+assert _END_BASE["b"] + _END_WORDS <= STATE_WORDS
 
 _CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
 
@@ -119,10 +145,68 @@ def _unlink(name: str) -> None:
         osipc.unlink(url, missing_ok=True)
 
 
+def _process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks after boot) while it can still use
+    anything, else None: exited, or a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()  # after "pid (comm) "; comm may hold ")"
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+# Every end open in this process, for the fork hooks below.
+_OPEN: weakref.WeakSet[_End] = weakref.WeakSet()
+
+
+def _open_ends() -> list[_End]:
+    while True:
+        try:
+            return list(_OPEN)
+        except RuntimeError:  # another thread opened one meanwhile
+            continue
+
+
+def _before_fork() -> None:
+    for end in _open_ends():
+        end.keep_place_for_child()
+
+
+def _after_fork_in_parent() -> None:
+    for end in _open_ends():
+        end.kept = None  # the child has it now
+
+
+def _after_fork_in_child() -> None:
+    for end in _open_ends():
+        end.join_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+
+
 class _End:
     """One process's hold on one end of a pipe: its handles, its session, and what it
     has received but not yet delivered. Kept apart from :class:`Connection` so the
-    finalizer that closes it at exit or garbage collection needs no reference to it."""
+    finalizer that closes it at exit or garbage collection needs no reference to it.
+
+    **Forked copies.** The process that opened the end (the *owner*) holds the end's
+    lock. A child forked while the end is open holds a copy, as a forked child holds a
+    stdlib pipe's descriptors: it is one of the session's *users*, in the state block's
+    table (pid and start time, so the kernel tells when it has died, even unreaped).
+    The session ends when the owner and every user have closed or died; the last one
+    sends the END. Before fork() the parent keeps a place in the table for the child
+    (which fills it in with its pid at once), so that the parent closing its copy right
+    after fork() -- the stdlib's idiom -- can never end the session under the child.
+    """
 
     def __init__(self, pipe: Pipe, which: str, resume: int | None) -> None:
         self.pipe = pipe
@@ -132,11 +216,17 @@ class _End:
         self.writable = pipe.duplex or which == "b"
         self.closed = True  # until built: finish() then has nothing to do
         self.moved = False  # passed to another process (pickled)
-        self.pid = os.getpid()
-        self.owner = True  # False in a forked child that uses its parent's end
+        self.pid = os.getpid()  # the process these handles belong to
+        self.owner = True  # False in a forked copy
+        self.slot: int | None = None  # a forked copy's place in the users table ...
+        self.slot_pid = 0  # ... valid in this process only
+        self.kept: int | None = None  # the place kept for a child being forked now
         self.session = 0
+        self.base = 0  # the state block's: sessions below it are from before (see OLD)
+        self.adopted: bool | None = None  # frames from before: taken, with our peer's end
+        self.took_old = False  # delivered (part of) a message from before
         self.owed: list[int] = []  # END markers of earlier sessions still to send
-        self.said_sent = self.said_recvd = False
+        self.said_sent = False
         self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
         self.run: _frames.Assembly | None = None
         self.eof = False
@@ -160,6 +250,7 @@ class _End:
             self.release()
             raise
         self.closed = False
+        _OPEN.add(self)
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -183,8 +274,12 @@ class _End:
             MAGIC_PIPE,
             (int(pipe.duplex), TRANSPORT_CODES[pipe.transport]),
             _describe,
+            init=self._init_state,
+            size=STATE_WORDS,
             **common,
         )
+        assert self.state.words is not None
+        self.base = int(self.state.words[W_BASE])
         self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
         # The channels before the session: a failure here must not leave a session that
         # its peer would take for one that ended.
@@ -194,9 +289,35 @@ class _End:
             self.tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
             self.limit = self.tx.capabilities.max_message_size
 
+    def _init_state(self, words: memoryview) -> None:
+        """A new state block, under its creation lock. Its sessions are numbered above a
+        base from the clock (microseconds), so above any an earlier block of this name
+        gave out, unless it gave out more than one a microsecond; frames such a block's
+        sessions left (osipc gc removed it, keeping a channel that held them) are then
+        told apart, and a channel that holds any is marked OLD."""
+        base = time.time_ns() // 1000
+        words[W_BASE] = base
+        for end in ENDS:
+            at = _END_BASE[end]
+            for field in (GEN, CLOSED, OVER, MARKED, SENT):
+                words[at + field] = base
+            try:
+                waiting = osipc.info(self.pipe.channel(end)).depth
+            except osipc.NotFound:
+                waiting = 0
+            words[at + OLD] = int(bool(waiting))
+
     def _reopen_in_child(self) -> None:
-        """In a forked child, on first use: the parent's session, without its lock (the
-        parent still holds the end, as a forked child shares a stdlib pipe's descriptor)."""
+        """In a forked child, on first use: the parent's session with new handles (osipc
+        closed the parent's in the child), as one of its users; the end's lock stays the
+        owner's."""
+        if self.slot is None or self.slot_pid != os.getpid():
+            raise osipc.Unsupported(
+                f"end {self.end!r} of pipe {self.pipe.name!r} was open in process {self.pid} "
+                f"when it forked this one, but this process is not among the end's users "
+                f"(at most {SLOTS} processes share an end): close the end before forking "
+                "processes that do not use it, or open it by name where it is needed"
+            )
         pipe = self.pipe
         common = common_options(pipe.options)
         self.pid = os.getpid()
@@ -207,9 +328,11 @@ class _End:
         if old_state is not None:
             quietly(old_state.close)
         try:
+            self.mine = osipc.Lock(companion("sem", pipe.name, self.end), **common)
             self._open_shared(common)
         except BaseException:
             self.closed = True
+            _OPEN.discard(self)
             self.release()
             raise
 
@@ -222,6 +345,87 @@ class _End:
         assert self.state is not None
         assert self.state.words is not None
         self.state.words[_END_BASE[end] + field] = value
+
+    # -- users: forked copies --------------------------------------------------------------
+
+    def _user(self, end: str, slot: int) -> int | None:
+        """Who is in place ``slot`` of ``end``'s users table: a live process's pid, 0 for
+        a place kept for a child being forked, None if the place is free (or its process
+        has died, or the child it was kept for never came)."""
+        at = USERS + 3 * slot
+        pid = self._word(end, at + U_PID)
+        if pid:
+            return pid if _process_start(pid) == self._word(end, at + U_START) else None
+        return 0 if time.monotonic_ns() < self._word(end, at + U_UNTIL) else None
+
+    def _users(self, end: str) -> list[int]:
+        """The users of ``end``'s session other than this process (see ``_user``)."""
+        me = os.getpid()
+        found = (self._user(end, slot) for slot in range(SLOTS))
+        return [pid for pid in found if pid is not None and pid != me]
+
+    def _set_user(self, slot: int, pid: int, start: int, until: int) -> None:
+        at = USERS + 3 * slot
+        self._set(self.end, at + U_START, start)  # before the pid, which readers look at
+        self._set(self.end, at + U_PID, pid)
+        self._set(self.end, at + U_UNTIL, until)
+
+    def keep_place_for_child(self) -> None:
+        """Before fork(): keep a place among this end's users for the child."""
+        self.kept = None
+        if self.closed:
+            return
+        try:
+            if self.pid != os.getpid():
+                self._reopen_in_child()
+            assert self.state is not None
+            with holding(self.state.lock, "pipe state", timeout=FORK_LOCK_WAIT):
+                for slot in range(SLOTS):
+                    if self._user(self.end, slot) is None:
+                        until = time.monotonic_ns() + int(FORK_WAIT * 1e9)
+                        self._set_user(slot, 0, 0, until)
+                        self.kept = slot
+                        return
+        except Exception:
+            pass  # no place: the child cannot use the end, and is told so if it tries
+
+    def join_in_child(self) -> None:
+        """After fork(), in the child: take the place the parent kept (no lock: it is
+        this child's alone, unless it lapsed, which takes FORK_WAIT)."""
+        slot, self.kept = self.kept, None
+        self.owner = False
+        self.slot = None
+        self.ready.clear()  # the parent delivers what it had received, not us too
+        self.run = None
+        state = self.state
+        if slot is None or state is None or state.words is None:
+            return
+        at = USERS + 3 * slot
+        if self._word(self.end, at + U_PID) or not self._word(self.end, at + U_UNTIL):
+            return  # lapsed, and taken by another
+        me = os.getpid()
+        self._set_user(slot, me, _process_start(me) or 0, 0)
+        self.slot, self.slot_pid = slot, me
+
+    def _leave(self) -> None:
+        """Under the state lock: give up this forked copy's place among the users."""
+        if self.slot is not None and self._user(self.end, self.slot) == os.getpid():
+            self._set_user(self.slot, 0, 0, 0)
+        self.slot = None
+
+    def _owner_done(self, end: str, session: int) -> bool:
+        """Has the process that opened ``end``'s ``session`` closed it, or died?"""
+        if self._word(end, CLOSED) >= session:
+            return True
+        if self._word(end, HANDOFF) == session and time.monotonic_ns() < self._word(
+            end, HANDOFF_UNTIL
+        ):
+            return False  # on its way to another process
+        lock = self.mine if end == self.end else self.peer_lock
+        assert lock is not None
+        return lock.holder is None
+
+    # -- sessions --------------------------------------------------------------------------
 
     def _start_session(self) -> None:
         assert self.state is not None
@@ -238,28 +442,51 @@ class _End:
                     "process (it was pickled); open it there, or wait until that is over",
                     errno=errno.EBUSY,
                 )
+            users = [self._user(me, slot) for slot in range(SLOTS)]
+            user = next((pid for pid in users if pid is not None), None)
+            if user is not None:
+                where = f"process {user}" if user else "a process being forked"
+                raise osipc.AlreadyExists(
+                    f"end {me!r} of pipe {self.pipe.name!r} is still open in {where}, a "
+                    "child forked while it was open (it holds a copy, as a forked child "
+                    "holds a stdlib pipe's descriptors); close it there first",
+                    errno=errno.EBUSY,
+                )
+            for slot in range(SLOTS):
+                self._set_user(slot, 0, 0, 0)
             self._set(me, HANDOFF, 0)
             previous = self._word(me, GEN)
             session = previous + 1
-            # A peer session that only waited to receive and ended without sending has
-            # nothing for us: talk to the next one instead.
+            if (
+                previous
+                and self._word(me, SENT) < previous
+                and self._word(me, MARKED) < previous
+                and self._word(peer, GEN) < previous
+            ):
+                # Our previous session sent nothing (not even an END) and no peer session
+                # paired with it: it left no trace, so this one takes its number, and the
+                # peer that opens next talks to us, not to a session that had nothing.
+                session = previous
+                for field in (CLOSED, OVER):
+                    self._set(me, field, min(self._word(me, field), previous - 1))
+            # A peer session that ended without sending anything (it only waited to
+            # receive, or did nothing at all) has nothing for us: talk to the next one.
             while (
                 session <= self._word(peer, GEN)
                 and self._word(peer, SENT) < session
-                and self._word(peer, RECVD) >= session
                 and self._ended(peer, session)
             ):
                 session += 1
             owed = [
                 s
                 for s in sorted({self._word(me, OWED), previous})
-                if s and s > self._word(me, MARKED) and self.writable and not self._ended(peer, s)
+                if s
+                and self._word(me, MARKED) < s < session
+                and self.writable
+                and not self._ended(peer, s)
             ]
             self._set(me, OWED, owed[-1] if owed else 0)
             self._set(me, GEN, session)
-            if not self.writable:  # it can only wait to receive: it is from the start
-                self._set(me, RECVD, session)
-                self.said_recvd = True
         self.session = session
         self.owed = owed
         if owed:
@@ -280,30 +507,25 @@ class _End:
         self.session = session
         self.owed = [owed] if owed and owed > self._word(me, MARKED) else []
         self.said_sent = self._word(me, SENT) >= session
-        self.said_recvd = self._word(me, RECVD) >= session
 
     # -- the peer --------------------------------------------------------------------------
 
     def _ended(self, end: str, session: int) -> bool:
-        """Has session ``session`` of the peer ``end`` ended (closed, died, replaced)?"""
+        """Has session ``session`` of ``end`` ended: replaced, or its owner and every
+        user (but this process: it does not wait for itself) closed or died?"""
         gen = self._word(end, GEN)
         if gen < session:
             return False  # not opened yet
-        if gen > session or self._word(end, CLOSED) >= session:
+        if gen > session or self._word(end, OVER) >= session:
             return True
-        if self._word(end, HANDOFF) == session and time.monotonic_ns() < self._word(
-            end, HANDOFF_UNTIL
-        ):
-            return False  # on its way to another process
-        assert self.peer_lock is not None
-        return self.peer_lock.holder is None
+        return self._owner_done(end, session) and not self._users(end)
 
     def _peer_ended(self, cheap: bool = False) -> bool:
         """Has the peer session ended? ``cheap``: only what shared memory tells at once,
-        plus the lock (73 us) at most once per PEER_CHECK."""
+        plus the lock and the users (some 100 us) at most once per PEER_CHECK."""
         peer, session = self.peer, self.session
         gen = self._word(peer, GEN)
-        if gen > session or (gen == session and self._word(peer, CLOSED) >= session):
+        if gen > session or (gen == session and self._word(peer, OVER) >= session):
             return True
         if gen < session:
             return False
@@ -365,16 +587,16 @@ class _End:
         assert self.state is not None
         while self.owed:
             session = self.owed[0]
-            try:
-                self.tx.send(_frames.pipe_end(session), timeout=timeout)
-            except osipc.Timeout:
-                return  # the channel is full: before our first message, then
+            if session > self._word(self.end, MARKED):  # else another copy sent it
+                try:
+                    self.tx.send(_frames.pipe_end(session), timeout=timeout)
+                except osipc.Timeout:
+                    return  # the channel is full: before our first message, then
             self.owed.pop(0)
-            if self.owner:
-                with holding(self.state.lock, "pipe state"):
-                    self._set(self.end, MARKED, max(session, self._word(self.end, MARKED)))
-                    if not self.owed:
-                        self._set(self.end, OWED, 0)
+            with holding(self.state.lock, "pipe state"):
+                self._set(self.end, MARKED, max(session, self._word(self.end, MARKED)))
+                if not self.owed:
+                    self._set(self.end, OWED, 0)
 
     def send_payload(self, payload: bytes) -> None:
         self.sender()
@@ -404,9 +626,6 @@ class _End:
         rx = self.receiver()
         if self.ready or self.eof:
             return True
-        if not self.said_recvd:
-            self._set(self.end, RECVD, self.session)
-            self.said_recvd = True
         end = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             left = PEER_CHECK if end is None else min(PEER_CHECK, max(0.0, end - time.monotonic()))
@@ -415,6 +634,8 @@ class _End:
             except osipc.EndOfStream:
                 continue  # a plain osipc end() in the channel: not a session's END
             except osipc.Timeout:
+                if self._word(self.end, OLD):
+                    self._set(self.end, OLD, 0)  # nothing from before is left
                 if self._peer_ended():
                     # It has gone: everything it sent is in the channel by now.
                     while not (self.ready or self.eof):
@@ -444,6 +665,20 @@ class _End:
                 data=frame,
             )
         kind, session = _frames.P_HEAD.unpack_from(frame)
+        if session < self.base:  # from before this state block (see OLD)
+            if not self._word(self.end, OLD):
+                return
+            if kind == _frames.P_END:
+                if self.adopted and self.took_old:  # the end of what we took
+                    self.run = None
+                    self.eof = True
+                return  # (an END heading the channel ended nothing of ours)
+            if self.adopted is None:
+                self._adopt()
+            self.took_old = True
+            session = self.session
+        elif self._word(self.end, OLD):
+            self._set(self.end, OLD, 0)  # nothing from before is left
         if session < self.session:
             return  # left by an earlier session whose reader has gone: dropped
         if session > self.session:
@@ -478,46 +713,106 @@ class _End:
                 data=frame,
             )
 
+    def _adopt(self) -> None:
+        """The first frame from before this state block: take what came from before as
+        this session's. If no peer session has paired with ours and the peer's current
+        one is over, theirs is the session that paired with us, and it has ended."""
+        assert self.state is not None
+        peer, session = self.peer, self.session
+        with holding(self.state.lock, "pipe state"):
+            gen = self._word(peer, GEN)
+            if gen < session and self._ended(peer, gen):
+                for field in (GEN, CLOSED, OVER):
+                    self._set(peer, field, session)
+                self.adopted = True
+            else:
+                self.adopted = False  # they come before what our peer session sends
+
     # -- closing ---------------------------------------------------------------------------
 
     def finish(self) -> None:
-        """Close: tell the peer session (an END after everything sent, unless it has
-        ended), record the session as closed, release the end. Quiet: also the finalizer
-        at exit and garbage collection."""
+        """Close this copy of the end; the last of its session's owner and users to close
+        ends the session (an END after everything sent, unless the peer has ended; the
+        session recorded as over; what is left in its channel dropped). Quiet: also the
+        finalizer at exit and garbage collection."""
         if self.closed:
             return
         try:
-            if self.pid == os.getpid() and self.owner and self.state is not None:
+            if self.pid != os.getpid() and self.slot is not None and self.slot_pid == os.getpid():
+                self._reopen_in_child()  # a forked copy never used here: to leave the session
+            mine = self.pid == os.getpid() and (self.owner or self.slot is not None)
+            if mine and self.state is not None:
                 self._finish_session()
         except Exception:
-            pass  # the peer sees the end's lock go instead
+            pass  # the peer sees the end's lock go, or this process die, instead
         finally:
             self.closed = True
+            _OPEN.discard(self)
             self.release()
 
     def _finish_session(self) -> None:
         assert self.state is not None
+        me, session = self.end, self.session
+        with holding(self.state.lock, "pipe state"):
+            last = (
+                self._word(me, GEN) == session
+                and self._word(me, OVER) < session
+                and not self._users(me)
+                and (self.owner or self._owner_done(me, session))
+            )
+            if not last:
+                if self.owner:
+                    self._set(me, CLOSED, max(session, self._word(me, CLOSED)))
+                else:
+                    self._leave()
+                return
         marked = False
-        if self.tx is not None and not self._peer_ended():
+        # A session that sent nothing writes no END either (one nobody reads would stay
+        # in the channel): its reader sees it over, within PEER_CHECK.
+        sent = self._word(me, SENT) >= session
+        if self.tx is not None and sent and not self._peer_ended():
             try:
                 self._pay_owed(timeout=CLOSE_WAIT)
                 if not self.owed:
-                    self._put(_frames.pipe_end(self.session), timeout=CLOSE_WAIT)
+                    self._put(_frames.pipe_end(session), timeout=CLOSE_WAIT)
                     marked = True
             except (osipc.Timeout, osipc.Broken):
-                pass  # full, or it went meanwhile: it sees this end's lock go instead
+                pass  # full, or it went meanwhile: it sees the session over instead
         with holding(self.state.lock, "pipe state"):
-            self._set(self.end, CLOSED, max(self.session, self._word(self.end, CLOSED)))
+            if self.owner:
+                self._set(me, CLOSED, max(session, self._word(me, CLOSED)))
+            else:
+                self._leave()
+            self._set(me, OVER, max(session, self._word(me, OVER)))
             if marked:
-                self._set(self.end, MARKED, max(self.session, self._word(self.end, MARKED)))
+                self._set(me, MARKED, max(session, self._word(me, MARKED)))
+            if self._word(self.peer, GEN) <= session and not self._word(me, OLD):
+                # What is left in our channel was for this session, which is over (as a
+                # stdlib pipe's unread data goes with it); a later peer session's frames
+                # would be for our next one, but under the lock none can have begun.
+                # (Frames from before this state block are for the next reader.)
+                self._drop_leftovers()
+
+    def _drop_leftovers(self) -> None:
+        """Under the state lock: empty this end's channel of what nobody will read."""
+        if self.rx is None:
+            return
+        stop = time.monotonic() + DROP_WAIT
+        while time.monotonic() < stop:
+            try:
+                self.rx.recv(timeout=0)
+            except osipc.EndOfStream:
+                continue
+            except osipc.Timeout:
+                return
 
     def hand_off(self) -> int:
         """Give the end up for another process that resumes this session (pickling)."""
         self.live()
         if not self.owner:
             raise TypeError(
-                f"end {self.end!r} of pipe {self.pipe.name!r} belongs to the parent process; "
-                "pass the pipe's name and open the end where it is needed"
+                f"end {self.end!r} of pipe {self.pipe.name!r} was inherited from the parent "
+                "process (fork); pass the pipe's name and open the end where it is needed"
             )
         if self.ready or self.run is not None:
             raise TypeError(
@@ -530,6 +825,7 @@ class _End:
             self._set(self.end, HANDOFF_UNTIL, time.monotonic_ns() + int(HANDOFF_WAIT * 1e9))
             self._set(self.end, OWED, self.owed[0] if self.owed else 0)
         self.closed = self.moved = True
+        _OPEN.discard(self)
         self.release()
         return self.session
 
@@ -555,8 +851,9 @@ class Connection:
 
     Passed to another process (pickled, as ``multiprocessing.Process(args=...)`` does
     with the spawn and forkserver start methods), the end moves there and this object
-    becomes unusable. A child forked with the end open uses it too, as the parent's: the
-    end stays open until the parent closes it. Differences from the stdlib: no
+    becomes unusable. A child forked with the end open holds a copy, as with a stdlib
+    pipe: the end is over when every copy is closed or its process has exited (but a
+    process never waits for its own copy of the other end). Differences from the stdlib: no
     ``fileno()`` (an shm channel has no descriptor: wait with ``poll(timeout)``); using
     a closed connection raises ``osipc.Closed`` (a ValueError, not OSError); the wrong
     direction raises ``osipc.Unsupported`` (an OSError).

@@ -13,12 +13,27 @@ Kernel objects of ``Queue("NAME")`` on shm (the default):
 
 **Crash safety of the bound.** ``maxsize`` is enforced as ``written - taken`` under the
 put lock. A putter killed between sending and counting leaves a flag the next putter
-sees; it counts the message as sent (too many, never too few). A getter killed between
-receiving and counting leaves *taken* one short. Both only ever make the queue look
-fuller than it is, and both heal: a getter that finds the ring empty sets *taken* to
-*written* (everything written has been taken), and a putter that finds the queue full
-after a holder died checks against the ring's own depth (``osipc.info``). So a killed
-process never takes a place for good, and never lets the queue hold more than maxsize.
+sees; if it had begun sending the message's last frame it counts the message as sent
+(too many, never too few). A getter killed between receiving and counting leaves
+*taken* one short. Both only ever make the queue look fuller than it is, and both heal:
+a getter that finds the ring empty sets *taken* to *written* (everything written has
+been taken), and a putter that finds the queue full after a holder died checks against
+the ring's own depth (``osipc.info``). So a killed process never takes a place for good,
+and never lets the queue hold more than maxsize.
+
+**Cut-off runs.** A putter killed (or timed out) before the last frame of a message of
+several chunks leaves the head of that run in the ring, counted as nothing. A getter
+that reaches it drops it. So that it never fills the ring of a queue that holds nothing
+else (and no getter comes), the next putter drops it first when the counters say the
+queue is empty and no getter is at work.
+
+**When osipc gc removes the state.** Once every process has closed the queue, ``osipc
+gc`` removes what it calls stale: the state block and the locks, and the ring too unless
+it holds messages. Then the next opener makes a new state block from what the ring
+holds: its depth counts as written (frames: never fewer than the messages), and the
+bound comes from the ring's osipc record, which gc keeps and removes with the ring: the
+ring's creator records ``osipc_mp.Queue(maxsize=N)`` as its codec (``osipc ls`` shows
+it), so a bounded queue never comes back unbounded.
 
 On mq the kernel bounds the queue (``maxmsg``) and the state block only records what the
 queue is; a message is one frame of at most ``msgsize`` bytes.
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 from types import TracebackType
 from typing import Any
 
@@ -59,7 +75,9 @@ PUT_LOCK_GRACE = 0.05
 # Words of the state block (64-bit): putters' words and getters' words on their own lines.
 W_TRANSPORT = 1
 W_MAXSIZE = 4
-W_WRITTEN, W_PENDING, W_SUSPECT = 8, 9, 10
+# PENDING: a put is under way; LAST: it has begun sending its last frame; JUNK: a run
+# cut short may be in the ring.
+W_WRITTEN, W_PENDING, W_SUSPECT, W_LAST, W_JUNK = 8, 9, 10, 11, 12
 W_TAKEN, W_READING = 16, 17
 
 _CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
@@ -67,6 +85,30 @@ _CODE_NAMES = {code: name for name, code in TRANSPORT_CODES.items()}
 
 def _describe(config: tuple[int, ...]) -> str:
     return f"a Queue on transport={_CODE_NAMES.get(config[0], config[0])!r}"
+
+
+class _Framing:
+    """The codec an shm ring is created with: it passes osipc_mp's frames through as
+    they are, and its name, which osipc records with the ring (``osipc ls`` shows it),
+    carries the queue's bound. osipc gc removes that record only with the ring, so the
+    bound survives gc removing the state block while the ring holds messages."""
+
+    PATTERN = re.compile(r"osipc_mp\.Queue\(maxsize=(\d+)\)")
+
+    def __init__(self, maxsize: int) -> None:
+        self.name = f"osipc_mp.Queue(maxsize={maxsize})"
+
+    def encode(self, obj: bytes) -> bytes:
+        return obj
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+    @classmethod
+    def recorded_bound(cls, codec: str | None) -> int | None:
+        """The bound in a ring's recorded codec, None if it was not made by osipc_mp."""
+        found = cls.PATTERN.fullmatch(codec or "")
+        return None if found is None else int(found.group(1))
 
 
 class _Core:
@@ -103,7 +145,7 @@ class _Core:
                     f"queue {name!r} exists with maxsize={found}, not {asked}; pass "
                     "maxsize=0 to use it as it is, or unlink it to start again"
                 )
-            tx = self.tx if self.tx is not None else self._open_channel(found, creating=False)
+            tx = self.tx if self.tx is not None else self._open_channel(found, creating=False)[0]
             self.limit = tx.capabilities.max_message_size
             if transport == "mq":
                 self.maxsize = found or int(osipc.info(self.url).capacity or 0)
@@ -128,15 +170,24 @@ class _Core:
     def _create(self, words: memoryview, asked: int) -> None:
         """The first opener, under the state lock: the channel, with this module's
         creation options, then the bound (the state's magic is written after this)."""
-        self._open_channel(asked, creating=True)
+        _, existed = self._open_channel(asked, creating=True)
+        for word in (W_WRITTEN, W_TAKEN, W_PENDING, W_SUSPECT, W_LAST, W_JUNK, W_READING):
+            words[word] = 0
         words[W_MAXSIZE] = asked
-        if self.transport == "shm":  # a ring left from before (its state removed): count it
-            words[W_WRITTEN] = int(osipc.info(self.url).depth or 0)
-            words[W_TAKEN] = words[W_PENDING] = words[W_SUSPECT] = words[W_READING] = 0
+        if existed and self.transport == "shm":
+            # A ring left from before (osipc gc removed the state, say): count what it
+            # holds, and take the bound its creator recorded with it.
+            ring = osipc.info(self.url)
+            words[W_WRITTEN] = int(ring.depth or 0)
+            words[W_SUSPECT] = 1  # frames, not messages: let a full queue check the ring
+            bound = _Framing.recorded_bound(ring.codec)
+            if bound is not None:
+                words[W_MAXSIZE] = bound
 
-    def _open_channel(self, maxsize: int, *, creating: bool) -> osipc.Sender[bytes]:
-        """The sender and receiver; a channel that is missing is created with the
-        creation options (a 4 MiB ring; on mq, ``maxmsg`` = maxsize)."""
+    def _open_channel(self, maxsize: int, *, creating: bool) -> tuple[osipc.Sender[bytes], bool]:
+        """The sender (the receiver is opened too), and whether the channel existed; one
+        missing is created with the creation options (a 4 MiB ring recording the bound;
+        on mq, ``maxmsg`` = maxsize)."""
         opts = self.options
         try:
             self.tx = osipc.sender(self.url, create=False, **opts)
@@ -144,10 +195,13 @@ class _Core:
             made = dict(opts)
             if self.transport == "shm":
                 made.setdefault("capacity", DEFAULT_CAPACITY)
+                made["codec"] = _Framing(maxsize)
             elif maxsize:
                 made["maxmsg"] = maxsize
             self.tx = osipc.sender(self.url, **made)
+            existed = False
         else:
+            existed = True
             if creating and self.transport == "mq" and maxsize:
                 found = osipc.info(self.url).capacity
                 if found != maxsize:
@@ -156,7 +210,7 @@ class _Core:
                         "asked for; pass maxsize=0 to use it as it is, or unlink it"
                     )
         self.rx = osipc.receiver(self.url, **opts)
-        return self.tx
+        return self.tx, existed
 
     def close(self) -> None:
         quietly(
@@ -268,10 +322,15 @@ class Queue:
             except osipc.Timeout:
                 raise queue.Full from None
             try:
-                if words[W_PENDING]:  # a putter died after sending, maybe: count it as sent
-                    words[W_WRITTEN] += 1
+                if words[W_PENDING]:  # a putter died in the middle of a put
+                    if words[W_LAST]:  # it may have sent it all: count it (never too few)
+                        words[W_WRITTEN] += 1
+                        words[W_SUSPECT] = 1
+                    else:  # its last frame never went: what it sent is a cut-off run
+                        words[W_JUNK] = 1
                     words[W_PENDING] = 0
-                    words[W_SUSPECT] = 1
+                if words[W_JUNK]:
+                    self._drop_junk(core)
                 room = not core.maxsize or self._room(core)
                 if room:
                     self._send(core, payload, deadline)
@@ -307,25 +366,63 @@ class Queue:
             core.get_lock.release()
         return words[W_WRITTEN] - min(words[W_TAKEN], words[W_WRITTEN]) < core.maxsize
 
+    def _drop_junk(self, core: _Core) -> None:
+        """Under the put lock: take a cut-off run out of a ring that holds no message.
+
+        Exact counters are needed for that (nothing written and not yet taken: then no
+        putter is at work, under our lock, and every frame is what getters would drop);
+        with a getter at work or messages waiting, the getters drop the run instead.
+        """
+        assert core.get_lock is not None
+        assert core.rx is not None
+        words = core.words
+        if words[W_WRITTEN] > words[W_TAKEN]:
+            return
+        try:
+            core.get_lock.acquire(timeout=0)
+        except osipc.Timeout:
+            return
+        try:
+            if words[W_WRITTEN] > words[W_TAKEN]:  # a getter died holding one: not junk
+                return
+            while True:
+                try:
+                    core.rx.recv(timeout=0)
+                except osipc.EndOfStream:
+                    continue
+                except osipc.Timeout:
+                    break
+            words[W_JUNK] = 0
+        finally:
+            core.get_lock.release()
+
     def _send(self, core: _Core, payload: bytes, deadline: Deadline) -> None:
         """Under the put lock: send the message's frames and count it."""
         assert core.tx is not None
         words = core.words
         tx = core.tx
         sent = 0
+        words[W_LAST] = 0
         words[W_PENDING] = 1
         try:
-            for frame in _frames.queue_frames(payload, core.limit):
+            frames = iter(_frames.queue_frames(payload, core.limit))
+            frame = next(frames)
+            for following in frames:
                 tx.send(frame, timeout=deadline.remaining())
                 sent += 1
+                frame = following
+            words[W_LAST] = 1  # from here on a death may leave the whole message
+            tx.send(frame, timeout=deadline.remaining())
         except osipc.Timeout:
-            # Nothing, or the head of a run that getters will drop: not a message.
+            # Nothing, or the head of a run that getters (or the next putter) drop.
+            if sent:
+                words[W_JUNK] = 1
             words[W_PENDING] = 0
             raise queue.Full from None
         except BaseException:
             if not sent:
                 words[W_PENDING] = 0
-            raise  # after a frame went, PENDING stays: the next putter counts it (safely)
+            raise  # after a frame went, PENDING stays: the next putter settles it
         words[W_WRITTEN] += 1
         words[W_PENDING] = 0
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import os
 import pickle
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from multiprocessing import BufferTooShort
 
 import osipc_mp
 import pytest
-from _helpers import finish, peer, spawn
+from _helpers import cli, finish, peer, spawn
 
 import osipc
 
@@ -214,7 +215,7 @@ def test_stale_ends_of_stream_never_end_the_next_conversation(name: str) -> None
     receive_one = """
         import sys
         from osipc_mp import Pipe
-        print(Pipe(sys.argv[1]).end("a").recv())
+        print(Pipe(sys.argv[1]).end("a").recv(), flush=True)
         """
     for run in range(3):
         peer(sender, name, str(run), timeout=10)
@@ -241,6 +242,35 @@ def test_a_receiver_that_gave_up_does_not_break_the_next_sender(name: str) -> No
     assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'for whoever reads next'\nEOF\n"
 
 
+SEND_ARG = """
+    import sys
+    from osipc_mp import Pipe
+    Pipe(sys.argv[1]).end("b").send(sys.argv[2])
+    """
+
+
+def test_an_end_opened_and_closed_idle_does_not_poison_the_next_run(name: str) -> None:
+    # A session that neither sent nor received ended with nothing for anyone: the next
+    # run pairs past it, whichever end it was and whichever side of the run starts first.
+    idle = """
+        import sys
+        from osipc_mp import Pipe
+        Pipe(sys.argv[1]).end(sys.argv[2]).close()
+        """
+    for run, end in enumerate("abab"):
+        peer(idle, name, end, timeout=10)
+        if run < 2:
+            peer(SEND_ARG, name, f"run {run}", timeout=10)
+            got = peer(RECEIVE_ALL, name, timeout=10).stdout
+        else:
+            receiver = spawn(RECEIVE_ALL, name)
+            assert receiver.stdout is not None
+            assert receiver.stdout.readline() == "open\n"
+            peer(SEND_ARG, name, f"run {run}", timeout=10)
+            got = "open\n" + finish(receiver, timeout=10)
+        assert got == f"open\n'run {run}'\nEOF\n", (run, end)
+
+
 def test_a_restarted_sender_first_ends_its_killed_predecessors_stream(name: str) -> None:
     with osipc_mp.Pipe(name).end("a") as a:
         for text in ("from the first", "from the second"):
@@ -263,6 +293,117 @@ def test_a_restarted_sender_first_ends_its_killed_predecessors_stream(name: str)
         assert a.recv() == "from the second"
         with pytest.raises(EOFError):
             a.recv()
+
+
+def depths(name: str) -> list[int]:
+    return [osipc.info(f"shm://{name}--{end}").depth or 0 for end in "ab"]
+
+
+def test_finished_runs_leave_the_channels_empty_for_gc(name: str) -> None:
+    # Every run below is over; nothing in the channels is for anyone, so nothing may stay
+    # there (osipc gc keeps a channel that holds frames: the pipe would never go).
+    replier = spawn(
+        """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send(conn.recv().upper())
+        sys.stdin.readline()        # still open when "a" closes after its answer
+        """,
+        name,
+        stdin=subprocess.PIPE,
+    )
+    assert replier.stdout is not None
+    asker = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        conn.send("question")
+        print(conn.recv())
+        """
+    assert peer(asker, name, timeout=10).stdout == "QUESTION\n"
+    assert replier.stdin is not None
+    replier.stdin.write("\n")
+    replier.stdin.flush()
+    finish(replier, timeout=10)
+    assert depths(name) == [0, 0]  # the END "a" sent to "b" went with "b"
+    read_one = """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        print(conn.recv(), flush=True)
+        if sys.argv[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    send_two = """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("first")
+        conn.send("second")
+        """
+    for how in ("exit", "kill"):
+        peer(send_two, name, timeout=10)
+        peer(send_two, name, timeout=10)  # the next run waits behind the first
+        for _ in range(2):  # each reads one message of its run
+            got = peer(read_one, name, how, check=False, timeout=10)
+            assert got.stdout == "first\n", got.stderr
+        if how == "kill":  # nobody closed: the next session of "a" drops what was left
+            assert depths(name) == [2, 0]  # "second" and the END of the second run
+            osipc_mp.Pipe(name).end("a").close()
+        assert depths(name) == [0, 0], how
+    done = cli("gc")
+    assert done.returncode == 0, done.stderr
+    assert "kept" not in done.stdout, done.stdout
+    assert f"removed shm://{name}--a:" in done.stdout, done.stdout
+
+
+def test_messages_waiting_in_a_pipe_survive_gc_removing_its_state(name: str) -> None:
+    # The sender exited, nobody reads yet: osipc gc keeps the channel (it holds frames)
+    # but removes the state block and the locks. The next reader must still get what
+    # waits, then EOF; and the runs after it go on as before.
+    def gc_keeps_only_the_channel() -> None:
+        done = cli("gc")
+        assert done.returncode == 0, done.stderr
+        assert f"kept shm://{name}--a:" in done.stdout, done.stdout
+        assert f"removed shm://{name}--state:" in done.stdout, done.stdout
+
+    peer(SEND_ARG, name, "waited through gc", timeout=10)
+    gc_keeps_only_the_channel()
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'waited through gc'\nEOF\n"
+    for run in range(2):
+        peer(SEND_ARG, name, f"run {run}", timeout=10)
+        assert peer(RECEIVE_ALL, name, timeout=10).stdout == f"open\n'run {run}'\nEOF\n"
+    # Two runs' messages wait, then gc: each reader after it gets one run, as before.
+    peer(SEND_ARG, name, "first", timeout=10)
+    peer(SEND_ARG, name, "second", timeout=10)
+    gc_keeps_only_the_channel()
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'first'\nEOF\n"
+    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'second'\nEOF\n"
+    # A sender that came after gc, before the reader: what waited comes first.
+    peer(SEND_ARG, name, "before gc", timeout=10)
+    gc_keeps_only_the_channel()
+    peer(SEND_ARG, name, "after gc", timeout=10)
+    got = peer(RECEIVE_ALL, name, timeout=10).stdout
+    assert got == "open\n'before gc'\n'after gc'\nEOF\n"
+    # A reader killed after the message, before its END: only the END waits, and it
+    # ends nothing of the next run's.
+    peer(SEND_ARG, name, "read", timeout=10)
+    killed = """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        print(conn.recv(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    assert peer(killed, name, check=False, timeout=10).stdout == "read\n"
+    gc_keeps_only_the_channel()
+    receiver = spawn(RECEIVE_ALL, name)
+    assert receiver.stdout is not None
+    assert receiver.stdout.readline() == "open\n"
+    peer(SEND_ARG, name, "next run", timeout=10)
+    assert finish(receiver, timeout=10) == "'next run'\nEOF\n"
+    assert depths(name) == [0, 0]
 
 
 def test_bytes_api_like_the_stdlib(ends: tuple[osipc_mp.Connection, osipc_mp.Connection]) -> None:
@@ -414,35 +555,59 @@ def test_an_end_belongs_to_one_process(name: str) -> None:
     osipc_mp.Pipe(name).end("a").close()  # free again once that process exited
 
 
-def test_a_connection_passed_to_a_spawned_process_moves_there(name: str, tmp_path: object) -> None:
-    # The stdlib's Pipe example with both ends named; the parent also closes its copy of
-    # the child's end after start(), as the stdlib recommends.
+def test_the_stdlib_idiom_with_every_start_method_both_ways(name: str, tmp_path: object) -> None:
+    # The stdlib's Pipe example with both ends named, and the parent closing its copy of
+    # the child's end right after start(), as the stdlib recommends: with fork (Linux's
+    # default) the child holds a copy of both ends, as a forked child holds a stdlib
+    # pipe's descriptors; with spawn and forkserver the end is pickled and moves there.
     script = """
-import multiprocessing, sys
+import multiprocessing, sys, time
 from osipc_mp import Pipe
 
-def f(conn):
-    conn.send([42, None, 'hello'])
+def sender(conn):
+    for n in range(3):
+        time.sleep(0.05)          # the parent has closed its copy by now
+        conn.send(n)
     conn.close()
+
+def receiver(conn):
+    got = []
+    while True:
+        try:
+            got.append(conn.recv())
+        except EOFError:
+            break
+    print("child got", got, flush=True)
 
 if __name__ == '__main__':
     multiprocessing.set_start_method(sys.argv[2])
     parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
-    p = multiprocessing.Process(target=f, args=(child_conn,))
+    p = multiprocessing.Process(target=sender, args=(child_conn,))
     p.start()
     child_conn.close()
-    print(parent_conn.recv())   # prints "[42, None, 'hello']"
-    try:
-        parent_conn.recv()
-    except EOFError:
-        print("EOF")
+    got = []
+    while True:
+        try:
+            got.append(parent_conn.recv())
+        except EOFError:
+            break
     p.join()
-    print(p.exitcode)
+    parent_conn.close()
+    print("parent got", got, p.exitcode, flush=True)
+    parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+    p = multiprocessing.Process(target=receiver, args=(child_conn,))
+    p.start()
+    child_conn.close()
+    for n in range(3):
+        parent_conn.send(n)
+    parent_conn.close()
+    p.join()
+    print("exit", p.exitcode)
 """
     path = f"{tmp_path}/recipe.py"
     with open(path, "w") as file:
         file.write(script)
-    for method in ("spawn", "forkserver"):
+    for method in ("fork", "spawn", "forkserver"):
         done = subprocess.run(
             [sys.executable, "-X", "dev", "-I", path, name, method],
             capture_output=True,
@@ -450,35 +615,44 @@ if __name__ == '__main__':
             timeout=60,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
-        assert done.stdout == "[42, None, 'hello']\nEOF\n0\n", (method, done.stderr)
+        assert done.returncode == 0, (method, done.stderr)
+        expected = "parent got [0, 1, 2] 0\nchild got [0, 1, 2]\nexit 0\n"
+        assert (method, done.stdout) == (method, expected), done.stderr
         assert done.stderr == ""
 
 
-def test_a_forked_child_uses_its_parents_end(name: str) -> None:
-    out = peer(
+def test_a_forked_childs_copy_holds_the_end_until_it_closes_or_dies(name: str) -> None:
+    # As a stdlib pipe's descriptor in a forked child: the parent's close does not end
+    # the stream while the child holds its copy; the child's death does. And nobody else
+    # opens the end meanwhile.
+    holder = spawn(
         """
-        import os, sys
+        import os, sys, time
         from osipc_mp import Pipe
-        parent_conn, child_conn = Pipe(sys.argv[1]).end("a"), Pipe(sys.argv[1]).end("b")
+        conn = Pipe(sys.argv[1]).end("b")
         pid = os.fork()
         if pid == 0:
-            child_conn.send("from the child")
-            child_conn.close()     # the parent's copy keeps the end open, as the stdlib's
+            conn.send("from the child")
+            time.sleep(60)
             os._exit(0)
+        conn.close()                   # at once: the child may not even have run yet
+        print(pid, flush=True)
         os.waitpid(pid, 0)
-        print(parent_conn.recv())
-        print(parent_conn.poll(0.5))
-        child_conn.close()         # now it is over
-        try:
-            parent_conn.recv()
-        except EOFError:
-            print("EOF")
         """,
         name,
-        timeout=20,
-    ).stdout
-    assert out == "from the child\nFalse\nEOF\n"
+    )
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    with osipc_mp.Pipe(name).end("a") as a:
+        assert a.recv() == "from the child"
+        assert not a.poll(0.5)  # its copy is open: no EOF
+        with pytest.raises(osipc.AlreadyExists, match=f"process {child}"):
+            osipc_mp.Pipe(name).end("b")
+        os.kill(child, signal.SIGKILL)
+        assert a.poll(5)
+        with pytest.raises(EOFError):
+            a.recv()
+    finish(holder, timeout=10)
 
 
 def test_a_pickled_end_is_resumed_and_the_original_refuses_use(name: str) -> None:

@@ -158,6 +158,61 @@ def test_a_put_of_chunks_that_times_out_leaves_nothing_half(name: str) -> None:
             q.get_nowait()
 
 
+BIG_PUTTER = """
+    import sys
+    from osipc_mp import Queue
+    q = Queue(sys.argv[1], capacity=1 << 16)
+    print("putting", flush=True)
+    q.put(b"z" * (1 << 20))          # 16 chunks through a 64 KiB ring: it waits after 4
+    """
+
+
+def kill_mid_put(name: str) -> None:
+    """Run BIG_PUTTER and SIGKILL it once the ring is full of the head of its run."""
+    putter = spawn(BIG_PUTTER, name)
+    assert putter.stdout is not None
+    assert putter.stdout.readline() == "putting\n"
+    deadline = time.monotonic() + 10
+    while (osipc.info(f"shm://{name}").used_bytes or 0) < 60_000:  # it waits for room now
+        assert time.monotonic() < deadline, "the putter never filled the ring"
+        time.sleep(0.05)
+    putter.kill()
+    putter.communicate(timeout=10)
+
+
+def test_a_run_whose_only_putter_was_killed_is_dropped_by_the_getter(name: str) -> None:
+    # No putter follows the killed one: the getter takes the head of the run, finds the
+    # ring empty and the put lock free, and must drop what it has, not deliver it.
+    with osipc_mp.Queue(name, capacity=1 << 16) as q:
+        kill_mid_put(name)
+        assert q.qsize() == 0  # a run cut short is no message
+        with pytest.raises(queue.Empty):
+            q.get(timeout=1)
+        assert (osipc.info(q.url).depth or 0) == 0  # it took the chunks out of the ring
+        q.put("after")
+        assert q.get(timeout=1) == "after"
+        assert q.qsize() == 0  # the next putter did not count the cut run as a message
+
+
+def test_a_killed_putters_chunks_never_wedge_the_next_put(name: str) -> None:
+    # The ring is full of the head of a dead putter's run and nothing else: the queue is
+    # empty (qsize 0, not full), so the next put must go in at once, with no getter.
+    kill_mid_put(name)
+    with osipc_mp.Queue(name, capacity=1 << 16) as q:
+        assert q.qsize() == 0 and not q.full()
+        peer(
+            "import sys, osipc_mp; osipc_mp.Queue(sys.argv[1]).put('small', timeout=2)",
+            name,
+            timeout=20,
+        )
+        assert q.qsize() == 1
+        assert q.get(timeout=1) == "small"
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.1)
+        assert q.qsize() == 0
+        assert (osipc.info(q.url).depth or 0) == 0  # nothing of the dead run is left
+
+
 def test_unpicklable_object_is_an_error_at_put_and_takes_no_place(q: osipc_mp.Queue) -> None:
     with pytest.raises(osipc.EncodeError, match="cannot pickle"):
         q.put(lambda: None)
@@ -236,6 +291,45 @@ def test_osipc_gc_keeps_what_an_open_bounded_queue_uses(name: str) -> None:
     with osipc_mp.Queue(name) as q:  # the ring it kept is counted when the queue is remade
         assert q.qsize() == 2
         assert [q.get(timeout=1), q.get(timeout=1)] == [1, 2]
+
+
+def test_a_bounded_queue_keeps_its_bound_when_gc_removes_its_state(name: str) -> None:
+    # Everyone exited with messages waiting: osipc gc keeps the ring (it holds messages)
+    # but removes the state block and the locks. The bound must come back with the queue.
+    fill = """
+        import sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1], maxsize=int(sys.argv[2]))
+        q.put("one")
+        q.put("two")
+        """
+    peer(fill, name, "2", timeout=10)
+    done = cli("gc")
+    assert done.returncode == 0, done.stderr
+    assert f"kept shm://{name}:" in done.stdout, done.stdout
+    assert f"removed shm://{name}--state:" in done.stdout, done.stdout  # what this is about
+    out = peer(
+        """
+        import queue, sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1])           # maxsize=0: take the queue as it is
+        print(q.maxsize, q.qsize(), q.full())
+        try:
+            q.put_nowait("three")
+        except queue.Full:
+            print("full")
+        print(q.get(timeout=1), q.get(timeout=1))
+        """,
+        name,
+        timeout=10,
+    ).stdout
+    assert out == "2 2 True\nfull\none two\n"
+    with pytest.raises(osipc.InvalidArgument, match="maxsize=2, not 3"):
+        osipc_mp.Queue(name, maxsize=3)
+    peer(fill, name, "2", timeout=10)  # and the next run, as if nothing had happened
+    assert cli("gc").returncode == 0
+    with osipc_mp.Queue(name) as q:
+        assert q.maxsize == 2 and q.full()
 
 
 def test_killed_getters_and_putters_never_cost_a_place(
