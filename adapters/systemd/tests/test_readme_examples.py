@@ -26,9 +26,11 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", README.read_text(), re.S | re.M)
 
 
-def test_the_service_example_serves_jobs(osipc_names: Callable[[str], str]) -> None:
-    """... and leaves its status FIFO empty: systemd holds it open too, and would take
-    replies left in it for traffic and start the service again as soon as it exits."""
+@pytest.mark.parametrize("stop", ["end-of-stream", "SIGTERM"])
+def test_the_service_example_serves_jobs(osipc_names: Callable[[str], str], stop: str) -> None:
+    """... and leaves its status FIFO empty however it stops (its jobs end, or systemctl
+    stop sends SIGTERM): systemd holds the FIFO open too, and would take replies left in
+    it for traffic and start the service again as soon as it exits."""
     jobs, status = osipc_names("jobs"), osipc_names("st")
     # held open all along, as systemd holds it, so what the service leaves stays
     replies = osipc.receiver(f"fifo://{status}?keep_open=1", codec="json")
@@ -56,7 +58,10 @@ def test_the_service_example_serves_jobs(osipc_names: Callable[[str], str]) -> N
             assert replies.recv(timeout=10) == {"done": {"n": 1}}
             tx.send({"n": 2})  # a reply nobody reads
             assert listener.recv(4096) == b"STATUS=working on {'n': 2}"
-            tx.end()  # the for loop ends, and so does the service
+            if stop == "SIGTERM":
+                service.terminate()
+            else:
+                tx.end()  # the for loop ends, and so does the service
         _, err = service.communicate(timeout=10)
         assert service.returncode == 0, err
         with pytest.raises(osipc.Timeout):
