@@ -130,7 +130,10 @@ END_TOPIC = b"\xffosipc:end"
 HELLO = b"\xffosipc:hello:"  # a subscriber's unique topic: the publisher counts them
 SLICE = 0.1  # waits are sliced so an EINTR (which pyzmq restarts in full) costs little
 _ZMQ_HAUSNUMERO = 156384712  # libzmq's own error numbers start here
-_COPY_THRESHOLD = 65536  # bytes: larger frames go zero-copy
+# bytes objects this large go without a copy (pyzmq holds them until libzmq has sent them:
+# safe, as bytes cannot change); anything mutable is always copied, so a caller may reuse
+# its buffer as soon as send() returns.
+_ZERO_COPY_MIN = 65536
 
 # Every exception class pyzmq exports in zmq.error; a test fails if one is missing here.
 ZMQ_ERRORS: dict[type[BaseException], type[OsipcError]] = {
@@ -623,7 +626,7 @@ class ZmqSender(Sender[Any]):
         frame: Any = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
         if timeout is None:
             try:
-                self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
+                self._sock.send(frame, zmq.NOBLOCK, copy=_copy(frame))
                 return
             except zmq.Again:
                 pass  # no room, or no receiver yet: wait in _send
@@ -639,7 +642,7 @@ class ZmqSender(Sender[Any]):
         for index, frame in enumerate(frames):
             try:
                 try:
-                    sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
+                    sock.send(frame, zmq.NOBLOCK, copy=_copy(frame))
                 except zmq.Again:
                     _send_parts(self, sock, (frame,), deadline, "receiver")
             except TransportError as exc:
@@ -656,6 +659,11 @@ class ZmqSender(Sender[Any]):
 
     def _close(self) -> None:
         self._end.close(self._in_child)
+
+
+def _copy(frame: Buffer) -> bool:
+    """Whether pyzmq must copy ``frame`` (see _ZERO_COPY_MIN)."""
+    return frame.__class__ is not bytes or len(frame) < _ZERO_COPY_MIN
 
 
 def _send_parts(

@@ -349,6 +349,27 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], bat
     osipc.unlink(url)
 
 
+# -- threads and buffers -----------------------------------------------------------------
+
+
+def test_a_buffer_may_be_reused_as_soon_as_send_returns(ipc: Callable[..., str]) -> None:
+    url = ipc()
+    with osipc.receiver(url) as rx, osipc.sender(url) as tx:
+        tx.send(b"connected", timeout=30)
+        assert rx.recv(timeout=30) == b"connected"
+        buffer = bytearray(256 << 10)  # large enough that pyzmq could send it without a copy
+        for n in range(16):
+            buffer[:] = bytes([n]) * len(buffer)
+            if n % 2:
+                tx.send_many([buffer])
+            else:
+                tx.send(buffer)
+        for n in range(16):
+            message = rx.recv(timeout=30)
+            assert message == bytes([n]) * len(buffer), f"message {n} changed after send()"
+    osipc.unlink(url)
+
+
 # -- request/reply -----------------------------------------------------------------------
 
 SERVER = """
