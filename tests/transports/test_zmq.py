@@ -351,6 +351,67 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], bat
 
 # -- threads and buffers -----------------------------------------------------------------
 
+# Closing a ZeroMQ socket under a call that is inside it crashes the process (libzmq
+# frees what the call uses), so this runs in a process of its own. Its calls never wait:
+# hwm is large and a feeder keeps the receiver busy.
+BUSY_WHILE_CLOSED = """
+    import sys, threading, time, osipc
+    url, rounds = sys.argv[1], int(sys.argv[2])
+    closed = []
+
+    def busy(call, got=None):
+        try:
+            while True:
+                call()
+                if got is not None:
+                    got.set()
+        except osipc.Closed:
+            closed.append(call)
+
+    def start(call, got=None):
+        thread = threading.Thread(target=busy, args=(call, got))
+        thread.start()
+        return thread
+
+    with osipc.receiver(url, hwm=10**7) as rx:  # senders closed while a thread sends
+        for n in range(rounds):
+            tx = osipc.sender(url, hwm=10**7, linger=0)
+            tx.send(b"connected", timeout=30)
+            thread = start(lambda: tx.send(b"m" * 64))
+            time.sleep(n % 3 / 1000)
+            tx.close()
+            thread.join(30)
+            try:
+                while True:
+                    rx.recv_many(100_000, timeout=0)
+            except osipc.Timeout:
+                pass
+    osipc.unlink(url)
+    feeder = osipc.sender(url, linger=0)
+    feeding = start(lambda: feeder.send(b"f" * 64, timeout=30))
+    for n in range(rounds // 4):  # receivers closed while a thread receives
+        rx = osipc.receiver(url)
+        got = threading.Event()
+        thread = start(rx.recv, got)
+        got.wait(30)
+        time.sleep(n % 3 / 1000)
+        rx.close()
+        thread.join(30)
+    feeder.close()
+    feeding.join(30)
+    osipc.unlink(url)
+    print(len(closed))
+"""
+
+
+def test_close_from_another_thread_never_closes_the_socket_under_a_call(
+    ipc: Callable[..., str],
+) -> None:
+    rounds = 200  # each may crash an unprotected process; most do within 100
+    done = peer(BUSY_WHILE_CLOSED, ipc(), str(rounds), timeout=120, check=False)
+    assert done.returncode == 0, f"the process died (exit {done.returncode}): {done.stderr}"
+    assert done.stdout.split() == [str(rounds + rounds // 4 + 1)], "every busy call ended Closed"
+
 
 def test_a_buffer_may_be_reused_as_soon_as_send_returns(ipc: Callable[..., str]) -> None:
     url = ipc()
