@@ -34,16 +34,28 @@ Like every osipc name, the socket file stays after ``close()`` until ``osipc.unl
 ``send`` waits (``Timeout`` after its timeout) instead of queueing for nobody. Publishers
 use XPUB with ZMQ_XPUB_NODROP, so a slow subscriber makes ``send`` wait (``hwm`` messages
 per subscriber) instead of losing messages silently. ``close()`` of a sender or publisher
-waits up to ``linger`` seconds (default 5) for queued messages to reach their peer, then
-drops what is left — never hangs; receivers close at once. ZeroMQ keeps nothing when every
-process has gone: messages in flight to a receiver that exits are lost with it
+waits up to ``linger`` seconds (default 5) for its queued messages to leave the process,
+then drops what is left — never hangs; receivers close at once. ZeroMQ keeps nothing when
+every process has gone: messages in flight to a receiver that exits are lost with it
 (``capabilities.persistent`` is False; use mq:// or shm:// to survive that).
 
-**Known gap (libzmq 4.3.5):** when a sender closes while its receiver is still behind, the
-receiver can lose the last few hundred messages of a fast burst (the connection is torn
-down with them in its pipe; plain pyzmq PUSH/PULL with linger does the same, measured).
-Until osipc acknowledges a close, keep the sender open until the receiver has confirmed
-(e.g. by request/reply), or use mq:// or shm:// where a sender's exit loses nothing.
+**Closing while the receiver is behind loses the end of the stream** (libzmq 4.3, and
+plain pyzmq alike; libzmq#4660). Once a sender's queue has left the process, libzmq tears
+the connection down, and two of its paths then drop messages without a word:
+
+- ``zmq+ipc``: a receiving socket whose queue is full (``hwm``) stops reading the
+  connection; when the sender's end closes meanwhile, it throws away what the kernel still
+  holds for it once it has room again, up to a socket buffer (about 200 KB here: thousands
+  of small messages; measured: 400-500 of a 30,000-message burst, in most runs);
+- either scheme: the sending side drops the part of its last write (at most 8 KiB, or the
+  rest of one larger message) that the kernel had no room for when it closed.
+
+A PUSH/PULL pair carries nothing back, so the sender cannot learn that the receiver has
+everything. To lose nothing, close (or exit) the sender only once the receiver has
+confirmed: e.g. ``end()`` the stream and wait for the receiver's request on an
+``osipc.server`` (the receiver sends it when it sees EndOfStream). Over ``zmq+ipc`` a
+receiver ``hwm`` larger than any backlog it can build avoids the first path only.
+mq:// and shm:// lose nothing when a sender closes or exits.
 
 **Threads.** As with pyzmq, one thread at a time uses a handle (a server may reply from
 any thread). close() may come from any thread at any time: a call that waits ends with
