@@ -835,7 +835,8 @@ class ZmqSender(_ZmqHandle, Sender[Any]):
             self._busy = True
             try:
                 if not self._closed:
-                    self._send_now(obj, _NOBLOCK, len(obj) < _ZERO_COPY_MIN)
+                    send = self._send_now  # (a local: LOAD_METHOD misses on attributes)
+                    send(obj, _NOBLOCK, len(obj) < _ZERO_COPY_MIN)
                     return
             except zmq.Again:
                 pass  # no room, or no receiver yet
@@ -932,7 +933,8 @@ class ZmqReceiver(_ZmqReceiving):
             self._busy = True
             try:
                 if not self._closed:
-                    frame = self._recv_now(_NOBLOCK)
+                    recv = self._recv_now  # (a local: LOAD_METHOD misses on attributes)
+                    frame = recv(_NOBLOCK)
                     if frame != CONTROL:
                         return frame
                     self._pending.append(self._control(frame))  # reported below
