@@ -148,6 +148,10 @@ CONTROL = b"\xffosipc"
 END_FRAME = b"end"
 END_TOPIC = b"\xffosipc:end"
 HELLO = b"\xffosipc:hello:"  # a subscriber's unique topic: the publisher counts them
+# A receiver blocked in libzmq is woken by close() from another thread with [CONTROL,
+# WAKE_FRAME], sent over this in-process endpoint of its own context (never the network).
+WAKE_FRAME = b"wake"
+_WAKE_ENDPOINT = "inproc://osipc-wake"
 # Waits poll ZeroMQ's fd, which signals that the socket's state changed rather than that it
 # is ready; a slice bounds the wait should a change go unsignalled (another thread, e.g. a
 # server's replier, may take the signal meant for the waiter).
@@ -435,6 +439,7 @@ class _Endpoint:
         self.linger = options.linger if role in ("sender", "publisher", "server") else 0.0
         self.context: Any = zmq.Context(io_threads=1)
         self.socket: Any = None
+        self.waker: Any = None  # see wake()
         self.auth: Any = None
         self.binds = (options.bind or _DEFAULT_BINDER[role]) == role
         self.fd = -1  # what waits poll, with the handle's wake-up fd (see _ZmqHandle._wait)
@@ -463,6 +468,8 @@ class _Endpoint:
                 sock.setsockopt(zmq.XPUB_VERBOSE, 1)
             if role == "server":
                 sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            if role == "receiver":
+                sock.bind(_WAKE_ENDPOINT)
             self._curve(options)
             self.fd = int(sock.getsockopt(zmq.FD))
         if address.scheme == "zmq+ipc":
@@ -567,12 +574,27 @@ class _Endpoint:
         self.auth.start()
         self.auth.configure_curve(domain="*", location=directory)
 
+    def wake(self) -> None:
+        """From any thread: make a receive blocked on this PULL socket return, with the
+        message [CONTROL, WAKE_FRAME] (or a message that came first)."""
+        try:
+            if self.waker is None:
+                self.waker = self.context.socket(zmq.PUSH)
+                self.waker.setsockopt(zmq.LINGER, 0)
+                self.waker.connect(_WAKE_ENDPOINT)
+            self.waker.send_multipart([CONTROL, WAKE_FRAME], zmq.NOBLOCK)
+        except zmq.ZMQError:  # a fresh in-process pipe has room: not expected
+            pass
+
     def close(self, in_child: bool) -> None:
         sock, self.socket = self.socket, None
+        waker, self.waker = self.waker, None
         context, self.context = self.context, None
         if in_child:  # not ours to close: the parent's ZeroMQ threads did not fork
             return
         try:
+            if waker is not None:
+                waker.close(linger=0)
             if sock is not None:
                 sock.close(linger=int(self.linger * 1000))
             if self.auth is not None:
@@ -672,8 +694,13 @@ class _ZmqHandle(Handle):
             with self._state:
                 if self._busy:
                     self._close_owed = True
+                    self._wake_call()  # under the lock: the call cannot release first
                     return
         super()._finish_close()
+
+    def _wake_call(self) -> None:
+        """Make a call that is inside the socket return soon (see _finish_close). Calls
+        that never block in libzmq need nothing; a receiver's may (ZmqReceiver.recv)."""
 
     def _left_call(self) -> None:
         """A call left the socket and found the handle closed: make a release that
@@ -934,7 +961,7 @@ class ZmqReceiver(_ZmqReceiving):
             try:
                 if not self._closed:
                     recv = self._recv_now  # (a local: LOAD_METHOD misses on attributes)
-                    frame = recv(_NOBLOCK)
+                    frame = recv() if timeout is None else recv(_NOBLOCK)
                     if frame != CONTROL:
                         return frame
                     self._pending.append(self._control(frame))  # reported below
@@ -952,6 +979,9 @@ class ZmqReceiver(_ZmqReceiving):
                     raise EndOfStream(f"{self.url}: end of stream")
                 return got
         return super().recv(timeout=timeout)
+
+    def _wake_call(self) -> None:
+        self._end.wake()
 
     def _recv(self, timeout: float | None, tried: bool = False) -> Frame | None:
         if self._bad is not None:
@@ -1015,6 +1045,8 @@ class ZmqReceiver(_ZmqReceiving):
         parts = [first, *self._sock.recv_multipart(_NOBLOCK)]
         if parts == [CONTROL, END_FRAME]:
             return None
+        if parts == [CONTROL, WAKE_FRAME] and self._closed:
+            raise self._raise_closed()  # close() woke a blocking recv
         raise DecodeError(
             f"{self.url}: a {len(parts)}-frame message starting with the reserved frame "
             f"{CONTROL!r} arrived; it is not osipc's end-of-stream marker",
