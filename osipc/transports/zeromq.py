@@ -715,7 +715,8 @@ class _ZmqHandle(Handle):
         POLLOUT: send), False once ``deadline`` passed; Closed when closed meanwhile.
         ``stale``: the socket said so, yet the call could not go (an XPUB with NODROP
         says POLLOUT while a subscriber has no room): wait for its state to change."""
-        poller: Any = None
+        wake = self._wakeup_fd()  # before the check in _calling(): a close() after it
+        poller: Any = None  # makes this readable, so the poll below cannot miss it
         while True:
             with self._calling():
                 # (reading EVENTS also clears ZeroMQ's fd until the state changes again)
@@ -728,7 +729,7 @@ class _ZmqHandle(Handle):
             if poller is None:
                 poller = select.poll()
                 poller.register(self._end.fd, select.POLLIN)
-                poller.register(self._wakeup_fd(), select.POLLIN)
+                poller.register(wake, select.POLLIN)
             poller.poll(SLICE_MS if left is None else min(SLICE_MS, math.ceil(left * 1000)))
 
     def _attempt(
