@@ -46,7 +46,7 @@ the connection down, and two of its paths then drop messages without a word:
 - ``zmq+ipc``: a receiving socket whose queue is full (``hwm``) stops reading the
   connection; when the sender's end closes meanwhile, it throws away what the kernel still
   holds for it once it has room again, up to a socket buffer (about 200 KB here: thousands
-  of small messages; measured: 400-500 of a 30,000-message burst, in most runs);
+  of small messages; measured: 400-500 of a 30,000-message burst, in some runs);
 - either scheme: the sending side drops the part of its last write (at most 8 KiB, or the
   rest of one larger message) that the kernel had no room for when it closed.
 
@@ -58,9 +58,10 @@ receiver ``hwm`` larger than any backlog it can build avoids the first path only
 mq:// and shm:// lose nothing when a sender closes or exits.
 
 **Threads.** As with pyzmq, one thread at a time uses a handle (a server may reply from
-any thread). close() may come from any thread at any time: a call that waits ends with
-:class:`~osipc.Closed`, one that is inside ZeroMQ finishes first, and the socket is
-closed once no call is inside it (closing it under a call would crash the process).
+any thread). close() may come from any thread at any time: a call that waits (a receive
+without a timeout waits inside ZeroMQ) ends with :class:`~osipc.Closed` at once, one that
+is moving a message finishes first, and the socket is closed once no call is inside it
+(closing it under a call would crash the process).
 
 **Slow joiners.** A subscriber receives what is published after its subscription reached
 the publisher, which takes a moment after ``subscriber()`` returns; what is published
