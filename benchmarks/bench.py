@@ -281,9 +281,10 @@ def zmq_port(name: str) -> int:
 
 
 # libzmq 4.3 can drop the last messages in flight when a PUSH socket closes while its PULL
-# peer is behind, linger or not (libzmq#4660; osipc documents it as a known gap). The
-# senders (raw and osipc alike) stay open this long after the terminator, outside the
-# measured time, so a case measures speed instead of waiting for a terminator that was lost.
+# peer is behind, linger or not (libzmq#4660; the docstring of osipc's zeromq transport
+# says how). The senders (raw and osipc alike) stay open this long after the terminator,
+# outside the measured time, so a case measures speed instead of waiting for a terminator
+# that was lost.
 ZMQ_SETTLE = 1.0
 
 

@@ -34,16 +34,34 @@ Like every osipc name, the socket file stays after ``close()`` until ``osipc.unl
 ``send`` waits (``Timeout`` after its timeout) instead of queueing for nobody. Publishers
 use XPUB with ZMQ_XPUB_NODROP, so a slow subscriber makes ``send`` wait (``hwm`` messages
 per subscriber) instead of losing messages silently. ``close()`` of a sender or publisher
-waits up to ``linger`` seconds (default 5) for queued messages to reach their peer, then
-drops what is left — never hangs; receivers close at once. ZeroMQ keeps nothing when every
-process has gone: messages in flight to a receiver that exits are lost with it
+waits up to ``linger`` seconds (default 5) for its queued messages to leave the process,
+then drops what is left — never hangs; receivers close at once. ZeroMQ keeps nothing when
+every process has gone: messages in flight to a receiver that exits are lost with it
 (``capabilities.persistent`` is False; use mq:// or shm:// to survive that).
 
-**Known gap (libzmq 4.3.5):** when a sender closes while its receiver is still behind, the
-receiver can lose the last few hundred messages of a fast burst (the connection is torn
-down with them in its pipe; plain pyzmq PUSH/PULL with linger does the same, measured).
-Until osipc acknowledges a close, keep the sender open until the receiver has confirmed
-(e.g. by request/reply), or use mq:// or shm:// where a sender's exit loses nothing.
+**Closing while the receiver is behind loses the end of the stream** (libzmq 4.3, and
+plain pyzmq alike; libzmq#4660). Once a sender's queue has left the process, libzmq tears
+the connection down, and two of its paths then drop messages without a word:
+
+- ``zmq+ipc``: a receiving socket whose queue is full (``hwm``) stops reading the
+  connection; when the sender's end closes meanwhile, it throws away what the kernel still
+  holds for it once it has room again, up to a socket buffer (about 200 KB here: thousands
+  of small messages; measured: 400-500 of a 30,000-message burst, in some runs);
+- either scheme: the sending side drops the part of its last write (at most 8 KiB, or the
+  rest of one larger message) that the kernel had no room for when it closed.
+
+A PUSH/PULL pair carries nothing back, so the sender cannot learn that the receiver has
+everything. To lose nothing, close (or exit) the sender only once the receiver has
+confirmed: e.g. ``end()`` the stream and wait for the receiver's request on an
+``osipc.server`` (the receiver sends it when it sees EndOfStream). Over ``zmq+ipc`` a
+receiver ``hwm`` larger than any backlog it can build avoids the first path only.
+mq:// and shm:// lose nothing when a sender closes or exits.
+
+**Threads.** As with pyzmq, one thread at a time uses a handle (a server may reply from
+any thread). close() may come from any thread at any time: a call that waits (a receive
+without a timeout waits inside ZeroMQ) ends with :class:`~osipc.Closed` at once, one that
+is moving a message finishes first, and the socket is closed once no call is inside it
+(closing it under a call would crash the process).
 
 **Slow joiners.** A subscriber receives what is published after its subscription reached
 the publisher, which takes a moment after ``subscriber()`` returns; what is published
@@ -70,14 +88,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import math
 import os
 import re
+import select
 import socket
 import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Callable, TypeVar, cast
 
 import zmq
 
@@ -109,6 +129,7 @@ from osipc._errors import (
     Broken,
     Closed,
     DecodeError,
+    EndOfStream,
     InvalidArgument,
     InvalidURL,
     NotFound,
@@ -128,9 +149,27 @@ CONTROL = b"\xffosipc"
 END_FRAME = b"end"
 END_TOPIC = b"\xffosipc:end"
 HELLO = b"\xffosipc:hello:"  # a subscriber's unique topic: the publisher counts them
-SLICE = 0.1  # waits are sliced so an EINTR (which pyzmq restarts in full) costs little
+# A receiver blocked in libzmq is woken by close() from another thread with [CONTROL,
+# WAKE_FRAME], sent over this in-process endpoint of its own context (never the network).
+WAKE_FRAME = b"wake"
+_WAKE_ENDPOINT = "inproc://osipc-wake"
+# Waits poll ZeroMQ's fd, which signals that the socket's state changed rather than that it
+# is ready; a slice bounds the wait should a change go unsignalled (another thread, e.g. a
+# server's replier, may take the signal meant for the waiter).
+SLICE_MS = 100
 _ZMQ_HAUSNUMERO = 156384712  # libzmq's own error numbers start here
-_COPY_THRESHOLD = 65536  # bytes: larger frames go zero-copy
+# bytes objects this large go without a copy (pyzmq holds them until libzmq has sent them:
+# safe, as bytes cannot change); anything mutable is always copied, so a caller may reuse
+# its buffer as soon as send() returns.
+_ZERO_COPY_MIN = 65536
+# Plain ints: pyzmq's enum members cost a conversion on every call.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_RCVMORE = int(zmq.RCVMORE)
+_R = TypeVar("_R")
 
 # Every exception class pyzmq exports in zmq.error; a test fails if one is missing here.
 ZMQ_ERRORS: dict[type[BaseException], type[OsipcError]] = {
@@ -401,8 +440,10 @@ class _Endpoint:
         self.linger = options.linger if role in ("sender", "publisher", "server") else 0.0
         self.context: Any = zmq.Context(io_threads=1)
         self.socket: Any = None
+        self.waker: Any = None  # see wake()
         self.auth: Any = None
         self.binds = (options.bind or _DEFAULT_BINDER[role]) == role
+        self.fd = -1  # what waits poll, with the handle's wake-up fd (see _ZmqHandle._wait)
         try:
             self._open(options, role, kind, codec)
         except BaseException:
@@ -428,7 +469,10 @@ class _Endpoint:
                 sock.setsockopt(zmq.XPUB_VERBOSE, 1)
             if role == "server":
                 sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            if role == "receiver":
+                sock.bind(_WAKE_ENDPOINT)
             self._curve(options)
+            self.fd = int(sock.getsockopt(zmq.FD))
         if address.scheme == "zmq+ipc":
             self.path = ipc_path(address)
             runtime_dir()
@@ -531,12 +575,27 @@ class _Endpoint:
         self.auth.start()
         self.auth.configure_curve(domain="*", location=directory)
 
+    def wake(self) -> None:
+        """From any thread: make a receive blocked on this PULL socket return, with the
+        message [CONTROL, WAKE_FRAME] (or a message that came first)."""
+        try:
+            if self.waker is None:
+                self.waker = self.context.socket(zmq.PUSH)
+                self.waker.setsockopt(zmq.LINGER, 0)
+                self.waker.connect(_WAKE_ENDPOINT)
+            self.waker.send_multipart([CONTROL, WAKE_FRAME], zmq.NOBLOCK)
+        except zmq.ZMQError:  # a fresh in-process pipe has room: not expected
+            pass
+
     def close(self, in_child: bool) -> None:
         sock, self.socket = self.socket, None
+        waker, self.waker = self.waker, None
         context, self.context = self.context, None
         if in_child:  # not ours to close: the parent's ZeroMQ threads did not fork
             return
         try:
+            if waker is not None:
+                waker.close(linger=0)
             if sock is not None:
                 sock.close(linger=int(self.linger * 1000))
             if self.auth is not None:
@@ -584,156 +643,300 @@ def _split_tcp(name: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _poll(handle: Handle, sock: Any, event: int, deadline: Deadline) -> bool:
-    """Wait for ``event`` until the deadline, in slices; True when it came. Called inside
-    ``handle._waiting()``, with the call's next socket operation: close() from another
-    thread then makes it raise Closed, and the socket is closed only after it left."""
-    poller = zmq.Poller()
-    poller.register(sock, event)
-    poller.register(handle._wakeup_fd(), zmq.POLLIN)
-    while True:
-        left = deadline.remaining()
-        slice_ms = 100 if left is None else max(0, min(SLICE, left) * 1000)
-        ready = poller.poll(int(slice_ms + 0.999))
-        handle._check_open()  # the wake-up descriptor is readable only once closing
-        if ready:
-            return True
-        if left is not None and deadline.expired():
-            return False
+# -- calls into a socket -----------------------------------------------------------------
+
+
+class _ZmqHandle(Handle):
+    """What every ZeroMQ handle shares: calls into its socket that close() never closes
+    the socket under, and waits that close() from another thread ends at once.
+
+    A ZeroMQ socket must not be used by two threads at once, and closing it under a call
+    crashes the process (libzmq frees what the call is using). So, as with pyzmq, one
+    thread at a time uses a handle (a server also replies from any thread, see
+    ZmqServer), and close() may come from any thread at any time:
+
+    - a call that waits does its waiting inside ``_waiting()`` (see Handle): close() wakes
+      it through the wake-up fd, and the last waiting call out releases the socket;
+    - every call into the socket runs inside ``_calling()``, which marks the handle busy
+      and then checks that it is open; close() finding it busy leaves the release to the
+      call, which makes it on its way out (``_finish_close``, ``_left_call``). The two
+      hot paths (ZmqSender.send, ZmqReceiver.recv) do the same inline: two attribute
+      stores cost a fraction of a lock.
+    """
+
+    _sock: Any
+    _end: _Endpoint
+    _busy = False  # a call is inside the socket (see _calling)
+    _close_owed = False  # close() found it busy: the call releases the socket
+    _send_now: Callable[..., Any]
+    _recv_now: Callable[..., Any]
+
+    def _attach(self, end: _Endpoint) -> None:
+        self._end = end
+        self._sock = end.socket
+        self._busy = False
+        self._close_owed = False
+        # pyzmq's Socket.send is Python around the compiled send, for the routing_id and
+        # group of draft socket types these sockets are not: a third of what sending a
+        # small message costs. Call the compiled one.
+        self._send_now = super(zmq.Socket, cast("zmq.Socket[bytes]", end.socket)).send
+        self._recv_now = end.socket.recv
+
+    def _calling(self) -> _Calling:
+        """``with self._calling():`` around calls into the socket (Closed if closed)."""
+        return _Calling(self)
+
+    def _finish_close(self) -> None:
+        # close(), or the last waiting call out: release the socket now, unless a call is
+        # inside it; that call releases it on its way out. close() set ``_closed`` before
+        # this reads ``_busy``, and a call sets ``_busy`` before it reads ``_closed``
+        # (the GIL keeps these in order): at least one of the two sees the other.
+        if not self._in_child:
+            with self._state:
+                if self._busy:
+                    self._close_owed = True
+                    self._wake_call()  # under the lock: the call cannot release first
+                    return
+        super()._finish_close()
+
+    def _wake_call(self) -> None:
+        """Make a call that is inside the socket return soon (see _finish_close). Calls
+        that never block in libzmq need nothing; a receiver's may (ZmqReceiver.recv)."""
+
+    def _left_call(self) -> None:
+        """A call left the socket and found the handle closed: make a release that
+        close() left to it."""
+        with self._state:
+            owed, self._close_owed = self._close_owed, False
+        if owed:
+            super()._finish_close()
+
+    def _wait(self, event: int, deadline: Deadline, stale: bool = False) -> bool:
+        """Inside ``_waiting()``: True once the socket can ``event`` (POLLIN: receive,
+        POLLOUT: send), False once ``deadline`` passed; Closed when closed meanwhile.
+        ``stale``: the socket said so, yet the call could not go (an XPUB with NODROP
+        says POLLOUT while a subscriber has no room): wait for its state to change."""
+        wake = self._wakeup_fd()  # before the check in _calling(): a close() after it
+        poller: Any = None  # makes this readable, so the poll below cannot miss it
+        while True:
+            with self._calling():
+                # (reading EVENTS also clears ZeroMQ's fd until the state changes again)
+                if self._sock.getsockopt(_EVENTS) & event and not stale:
+                    return True
+            stale = False
+            left = deadline.remaining()
+            if left == 0:
+                return False
+            if poller is None:
+                poller = select.poll()
+                poller.register(self._end.fd, select.POLLIN)
+                poller.register(wake, select.POLLIN)
+            poller.poll(SLICE_MS if left is None else min(SLICE_MS, math.ceil(left * 1000)))
+
+    def _attempt(
+        self, op: Callable[[], _R], event: int, deadline: Deadline, idle: str, tried: bool = False
+    ) -> _R:
+        """``op()``: socket calls that raise zmq.Again when they cannot go yet, retried
+        whenever the socket can ``event``, until ``deadline``; then Timeout, worded
+        ``idle`` ("{within}" stands for the timeout). ``tried``: one try failed already.
+        pyzmq's errors go to the caller to map."""
+        if not tried:
+            with self._calling():
+                try:
+                    return op()
+                except zmq.Again:
+                    pass
+        if deadline.remaining() != 0:
+            stale = False
+            with self._waiting():
+                while self._wait(event, deadline, stale):
+                    with self._calling():
+                        try:
+                            return op()
+                        except zmq.Again:
+                            stale = True  # another thread took it, or EVENTS overstated
+        raise Timeout(f"{self.url}: {idle.format(within=deadline.describe())}", errno=errno.EAGAIN)
+
+    def _aio_events(self, event: int) -> AioSource:
+        """For osipc.aio: ZeroMQ's fd becomes readable when the socket's state changes,
+        not while it can send or receive; EVENTS says what it can do now."""
+
+        def ready() -> bool:
+            try:
+                with self._calling():
+                    return bool(self._sock.getsockopt(_EVENTS) & event)
+            except zmq.ZMQError as exc:
+                raise map_zmq(exc, f"watch {self.url}") from None
+
+        return self._end.fd, False, ready
+
+
+class _Calling:
+    """``_ZmqHandle._calling()``: marks the handle busy for the calls inside. It nests
+    (it puts back the mark it found); the hot paths inline it and never run inside it."""
+
+    __slots__ = ("_handle", "_was")
+
+    def __init__(self, handle: _ZmqHandle) -> None:
+        self._handle = handle
+        self._was = False
+
+    def __enter__(self) -> None:
+        handle = self._handle
+        self._was = handle._busy
+        handle._busy = True
+        if handle._closed:
+            self.__exit__()
+            raise handle._raise_closed()
+
+    def __exit__(self, *exc_info: object) -> None:
+        handle = self._handle
+        handle._busy = self._was
+        if not self._was and handle._closed:
+            handle._left_call()
+
+
+class _Locked(_Calling):
+    """A server's ``_calling()``: its lock, as replies may come from any thread."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        handle = cast("ZmqServer", self._handle)
+        handle._lock.acquire()
+        if handle._closed:
+            handle._lock.release()
+            raise handle._raise_closed()
+
+    def __exit__(self, *exc_info: object) -> None:
+        cast("ZmqServer", self._handle)._lock.release()
+
+
+def _copy(frame: Buffer) -> bool:
+    """Whether pyzmq must copy ``frame`` (see _ZERO_COPY_MIN)."""
+    return frame.__class__ is not bytes or len(frame) < _ZERO_COPY_MIN
+
+
+def _send_parts(
+    handle: _ZmqHandle,
+    parts: tuple[Buffer, ...],
+    deadline: Deadline,
+    peer: str,
+    tried: bool = False,
+) -> None:
+    """Send one (multipart) message whole within the deadline, or Timeout with nothing
+    sent. ``tried``: a try just failed (zmq.Again)."""
+    send = handle._send_now
+    last = len(parts) - 1
+
+    def now() -> None:
+        send(parts[0], _NOBLOCK | (_SNDMORE if last else 0), _copy(parts[0]))
+        for index in range(1, last + 1):  # the rest of a message is never refused
+            send(parts[index], _SNDMORE if index < last else 0, _copy(parts[index]))
+
+    try:
+        handle._attempt(
+            now, _POLLOUT, deadline,
+            f"no {peer} took the message {{within}} (none connected, or they are not "
+            "keeping up)",
+            tried,
+        )  # fmt: skip
+    except zmq.ZMQError as exc:
+        raise map_zmq(exc, f"send to {handle.url}") from None
 
 
 # -- queue -------------------------------------------------------------------------------
 
 
-class ZmqSender(Sender[Any]):
+class ZmqSender(_ZmqHandle, Sender[Any]):
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "sender", zmq.PUSH, codec)
-        self._sock = self._end.socket
+        self._attach(_Endpoint(address, options, "sender", zmq.PUSH, codec))
         super().__init__(address, _capabilities(selectable=False), codec)
 
     def _aio_source(self, writing: bool) -> AioSource | None:
-        return _aio_source(self._sock, True)
+        return self._aio_events(_POLLOUT)
 
     def send(self, obj: Any, *, timeout: float | None = None, priority: int = 0) -> None:
         """Send one object; see Sender.send (waits while no receiver is connected)."""
-        if self._closed:
-            raise self._raise_closed()
-        if priority:
-            raise self._no_priorities(priority)
-        frame: Any = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
-        if timeout is None:
+        # The hot path (bytes, no timeout) inlines _calling() and the first try of
+        # _send_parts: a message that can go costs pyzmq's send and a few loads.
+        if obj.__class__ is bytes and timeout is None and self._plain and not priority:
+            self._busy = True
             try:
-                self._sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
-                return
+                if not self._closed:
+                    send = self._send_now  # (a local: LOAD_METHOD misses on attributes)
+                    send(obj, _NOBLOCK, len(obj) < _ZERO_COPY_MIN)
+                    return
             except zmq.Again:
-                pass  # no room, or no receiver yet: wait in _send
+                pass  # no room, or no receiver yet
             except zmq.ZMQError as exc:
                 raise map_zmq(exc, f"send to {self.url}") from None
-        self._send(frame, None if timeout is None else check_timeout(timeout))
+            finally:
+                self._busy = False
+                if self._closed:
+                    self._left_call()
+            if not self._closed:
+                _send_parts(self, (obj,), Deadline(None), "receiver", tried=True)
+                return
+        super().send(obj, timeout=timeout, priority=priority)
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
-        _send_parts(self, self._sock, (frame,), Deadline(timeout), "receiver")
+        _send_parts(self, (frame,), Deadline(timeout), "receiver")
 
     def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
-        sock = self._sock
-        for index, frame in enumerate(frames):
-            try:
-                try:
-                    sock.send(frame, zmq.NOBLOCK, copy=len(frame) < _COPY_THRESHOLD)
-                except zmq.Again:
-                    _send_parts(self, sock, (frame,), deadline, "receiver")
-            except TransportError as exc:
-                exc.sent = index
-                raise
-            except zmq.ZMQError as exc:
-                error = map_zmq(exc, f"send to {self.url}")
-                if isinstance(error, TransportError):
-                    error.sent = index
-                raise error from None
+        send, count, sent = self._send_now, len(frames), 0
+        try:
+            while sent < count:
+                with self._calling():  # as many as can go now, in one call
+                    try:
+                        while sent < count:
+                            frame = frames[sent]
+                            # (_copy(), inlined)
+                            send(
+                                frame,
+                                _NOBLOCK,
+                                frame.__class__ is not bytes or len(frame) < _ZERO_COPY_MIN,
+                            )
+                            sent += 1
+                    except zmq.Again:
+                        pass
+                if sent < count:  # no room: wait for it, and send that one
+                    _send_parts(self, (frames[sent],), deadline, "receiver", tried=True)
+                    sent += 1
+        except TransportError as exc:
+            exc.sent = sent
+            raise
+        except zmq.ZMQError as exc:
+            error = map_zmq(exc, f"send to {self.url}")
+            if isinstance(error, TransportError):
+                error.sent = sent
+            raise error from None
 
     def _send_end(self, deadline: Deadline) -> None:
-        _send_parts(self, self._sock, (CONTROL, END_FRAME), deadline, "receiver")
+        _send_parts(self, (CONTROL, END_FRAME), deadline, "receiver")
 
     def _close(self) -> None:
         self._end.close(self._in_child)
 
 
-def _send_parts(
-    handle: Handle, sock: Any, parts: tuple[Buffer, ...], deadline: Deadline, peer: str
-) -> None:
-    """Send one (multipart) message whole within the deadline, or Timeout with nothing sent."""
-    try:
-        if _try_send(sock, parts):
-            return
-        with handle._waiting():
-            while deadline.remaining() != 0 and _poll(handle, sock, zmq.POLLOUT, deadline):
-                if _try_send(sock, parts):
-                    return
-        raise Timeout(
-            f"{handle.url}: no {peer} took the message {deadline.describe()} (none "
-            "connected, or they are not keeping up)",
-            errno=errno.EAGAIN,
-        )
-    except zmq.ZMQError as exc:
-        raise map_zmq(exc, f"send to {handle.url}") from None
+class _ZmqReceiving(_ZmqHandle, Receiver[Any]):
+    """What PULL and SUB receivers share: readiness for ``fileno()`` and osipc.aio."""
 
-
-def _try_send(sock: Any, parts: tuple[Buffer, ...]) -> bool:
-    """Send a (multipart) message if it can go now; False if not (nothing sent)."""
-    last = len(parts) - 1
-    try:
-        sock.send(parts[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0))
-    except zmq.Again:
-        return False
-    for index in range(1, last + 1):  # the rest of a message is never refused
-        sock.send(parts[index], zmq.SNDMORE if index < last else 0)
-    return True
-
-
-def _aio_source(sock: Any, writing: bool, ready: Any = None) -> AioSource:
-    """For osipc.aio: ZeroMQ's fd becomes readable when the socket's state changes, not
-    while it can send or receive; EVENTS says what it can do now."""
-    event = zmq.POLLOUT if writing else zmq.POLLIN
-    with _zmq_errors("watch a ZeroMQ socket"):
-        fd = int(sock.getsockopt(zmq.FD))
-    return fd, False, ready or (lambda: bool(sock.getsockopt(zmq.EVENTS) & event))
-
-
-class _ZmqReceiving(Receiver[Any]):
-    """What PULL and SUB receivers share: the first frame of a message within a
-    timeout, and readiness for ``fileno()``."""
-
-    _sock: Any
-    _end: _Endpoint
     _idle = "nothing arrived"  # how a Timeout says what did not happen
 
-    def _first_frame(self, timeout: float | None) -> bytes:
-        """Raises Timeout, or pyzmq's errors for the caller to map."""
-        sock = self._sock
-        try:
-            return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
-        except zmq.Again:
-            pass
-        deadline = Deadline(timeout)
-        with self._waiting():
-            while deadline.remaining() != 0 and _poll(self, sock, zmq.POLLIN, deadline):
-                try:
-                    return sock.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
-                except zmq.Again:
-                    continue  # another thread took it
-        raise Timeout(f"{self.url}: {self._idle} {deadline.describe()}", errno=errno.EAGAIN)
-
     def _raw_fileno(self) -> int:
-        with _zmq_errors(f"fileno of {self.url}"):
-            return int(self._sock.getsockopt(zmq.FD))
+        return self._end.fd
 
     def _buffered(self) -> bool:
         if self._pending:
             return True
-        if self._closed:
+        try:
+            with self._calling():
+                # ZeroMQ's fd is edge-triggered: messages it already holds do not make
+                # it readable
+                return bool(self._sock.getsockopt(_EVENTS) & _POLLIN)
+        except (Closed, zmq.ZMQError):
             return False
-        # ZeroMQ's fd is edge-triggered: messages it already holds do not make it readable
-        return bool(self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def _close(self) -> None:
         super()._close()
@@ -742,79 +945,110 @@ class _ZmqReceiving(Receiver[Any]):
 
 class ZmqReceiver(_ZmqReceiving):
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "receiver", zmq.PULL, codec)
-        self._sock = self._end.socket
+        self._attach(_Endpoint(address, options, "receiver", zmq.PULL, codec))
         super().__init__(address, _capabilities(), codec)
         self._plain = self._decode_fast is not None
         self._bad: DecodeError | None = None  # met inside a batch: reported by the next call
 
     def recv(self, *, timeout: float | None = None) -> Any:
         """Receive one object; see Receiver.recv."""
-        # The common case inlined (bytes, nothing held, nobody watching fileno): a
-        # message that is there costs what pyzmq's recv costs, plus one comparison.
-        if (
-            self._plain
-            and not self._pending
-            and self._readiness is None
-            and self._bad is None
-            and not self._closed
-        ):
+        if timeout is not None:
+            timeout = check_timeout(timeout)  # before a message is taken
+        # The hot path (bytes, nothing held, nobody watching fileno) inlines _calling()
+        # and the first try of _recv: a message that is there costs what pyzmq's recv
+        # costs, plus a comparison.
+        if self._plain and not self._pending and self._readiness is None and self._bad is None:
+            empty = False
+            self._busy = True
             try:
-                if timeout is None or check_timeout(timeout) is not None:
-                    frame = self._sock.recv(zmq.NOBLOCK)
-                else:
-                    return super().recv(timeout=timeout)
-                if frame != CONTROL:
-                    return frame
-                self._pending.append(self._control(frame))  # the general path reports it
+                if not self._closed:
+                    recv = self._recv_now  # (a local: LOAD_METHOD misses on attributes)
+                    frame = recv() if timeout is None else recv(_NOBLOCK)
+                    if frame != CONTROL:
+                        return frame
+                    self._pending.append(self._control(frame))  # reported below
             except zmq.Again:
-                pass
+                empty = True
             except zmq.ZMQError as exc:
                 raise map_zmq(exc, f"receive from {self.url}") from None
+            finally:
+                self._busy = False
+                if self._closed:
+                    self._left_call()
+            if empty and not self._closed:
+                got = self._recv(timeout, tried=True)
+                if got is None:
+                    raise EndOfStream(f"{self.url}: end of stream")
+                return got
         return super().recv(timeout=timeout)
 
-    def _recv(self, timeout: float | None) -> Frame | None:
+    def _wake_call(self) -> None:
+        self._end.wake()
+
+    def _recv(self, timeout: float | None, tried: bool = False) -> Frame | None:
         if self._bad is not None:
             bad, self._bad = self._bad, None
             raise bad
+        return self._next_within(Deadline(timeout), tried)
+
+    def _next_within(self, deadline: Deadline, tried: bool) -> Frame | None:
         try:
-            frame = self._first_frame(timeout)
-            if frame == CONTROL:
-                return self._control(frame)
+            return self._attempt(self._take, _POLLIN, deadline, self._idle + " {within}", tried)
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
-        return frame
+
+    def _take(self) -> Frame | None:
+        """The next message (None: end-of-stream); zmq.Again if there is none."""
+        frame: bytes = self._recv_now(_NOBLOCK)
+        return self._control(frame) if frame == CONTROL else frame
 
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
-        first = self._recv(deadline.remaining())
-        frames: list[Frame | None] = [first]
-        sock, more = self._sock, first is not None
+        if self._bad is not None:
+            bad, self._bad = self._bad, None
+            raise bad
+        frames: list[Frame | None] = []
         try:
-            while more and len(frames) < max_count:
-                try:
-                    frame: Frame | None = sock.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                if frame == CONTROL:
-                    try:
-                        frame = self._control(frame)
-                    except DecodeError as exc:
-                        self._bad = exc
-                        break
-                    more = frame is not None
-                frames.append(frame)
+            self._fill(frames, max_count)
+            if not frames:  # wait for one, then take what came with it
+                frames.append(self._next_within(deadline, tried=True))
+                if frames[0] is not None:
+                    self._fill(frames, max_count)
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
         return frames
 
+    def _fill(self, frames: list[Frame | None], max_count: int) -> None:
+        """Add the messages that are there, up to ``max_count``, up to end-of-stream."""
+        recv = self._recv_now
+        with self._calling():
+            while len(frames) < max_count:
+                try:
+                    frame: Frame | None = recv(_NOBLOCK)
+                except zmq.Again:
+                    return
+                if frame == CONTROL:
+                    try:
+                        frame = self._control(frame)
+                    except DecodeError as exc:
+                        if not frames:
+                            raise
+                        self._bad = exc  # after the good ones, for the next call
+                        return
+                    if frame is None:
+                        frames.append(None)
+                        return
+                frames.append(frame)
+
     def _control(self, first: bytes) -> Frame | None:
         """A frame that may begin the end marker: only such frames ask for RCVMORE,
         which costs pyzmq more than a receive."""
-        if not self._sock.getsockopt(zmq.RCVMORE):
+        if not self._sock.getsockopt(_RCVMORE):
             return first  # data that happens to equal the marker's first frame
-        parts = [first, *self._sock.recv_multipart(zmq.NOBLOCK)]
+        parts = [first, *self._sock.recv_multipart(_NOBLOCK)]
         if parts == [CONTROL, END_FRAME]:
             return None
+        if parts == [CONTROL, WAKE_FRAME] and self._closed:
+            raise self._raise_closed()  # close() woke a blocking recv
         raise DecodeError(
             f"{self.url}: a {len(parts)}-frame message starting with the reserved frame "
             f"{CONTROL!r} arrived; it is not osipc's end-of-stream marker",
@@ -826,12 +1060,11 @@ class ZmqReceiver(_ZmqReceiving):
 # -- broadcast ---------------------------------------------------------------------------
 
 
-class ZmqPublisher(Sender[Any]):
+class ZmqPublisher(_ZmqHandle, Sender[Any]):
     """XPUB with NODROP: a slow subscriber makes ``send`` wait, never loses messages."""
 
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "publisher", zmq.XPUB, codec)
-        self._sock = self._end.socket
+        self._attach(_Endpoint(address, options, "publisher", zmq.XPUB, codec))
         self._want = options.wait_for_subscribers
         self._subscribers: set[bytes] = set()
         super().__init__(address, _capabilities(broadcast=True, selectable=False), codec)
@@ -839,12 +1072,16 @@ class ZmqPublisher(Sender[Any]):
     def _aio_source(self, writing: bool) -> AioSource | None:
         # progress: a subscription to read, or room to send once enough have joined
         def ready() -> bool:
-            events = self._sock.getsockopt(zmq.EVENTS)
-            return bool(events & zmq.POLLIN) or (
-                len(self._subscribers) >= self._want and bool(events & zmq.POLLOUT)
+            try:
+                with self._calling():
+                    events = self._sock.getsockopt(_EVENTS)
+            except zmq.ZMQError as exc:
+                raise map_zmq(exc, f"watch {self.url}") from None
+            return bool(events & _POLLIN) or (
+                len(self._subscribers) >= self._want and bool(events & _POLLOUT)
             )
 
-        return _aio_source(self._sock, True, ready)
+        return self._end.fd, False, ready
 
     @property
     def subscribers(self) -> int:
@@ -871,30 +1108,35 @@ class ZmqPublisher(Sender[Any]):
         self._drain()
         if len(self._subscribers) < self._want:
             self._await_subscribers(deadline)
-        _send_parts(self, self._sock, (head, frame), deadline, "subscriber")
+        _send_parts(self, (head, frame), deadline, "subscriber")
 
     def _await_subscribers(self, deadline: Deadline) -> None:
-        with self._waiting():
-            while len(self._subscribers) < self._want:
-                if deadline.remaining() == 0 or not _poll(self, self._sock, zmq.POLLIN, deadline):
-                    raise Timeout(
-                        f"{self.url}: {len(self._subscribers)} of the {self._want} subscribers "
-                        f"it waits for (wait_for_subscribers) joined {deadline.describe()}",
-                        errno=errno.EAGAIN,
-                    )
-                self._drain()
+        try:
+            with self._waiting():
+                while len(self._subscribers) < self._want:
+                    if not self._wait(_POLLIN, deadline):
+                        raise Timeout(
+                            f"{self.url}: {len(self._subscribers)} of the {self._want} "
+                            f"subscribers it waits for (wait_for_subscribers) joined "
+                            f"{deadline.describe()}",
+                            errno=errno.EAGAIN,
+                        )
+                    self._drain()
+        except zmq.ZMQError as exc:
+            raise map_zmq(exc, f"publish on {self.url}") from None
 
     def _drain(self) -> None:
         """Read subscription messages: a subscriber's hello topic says it is there."""
-        sock = self._sock
+        sock, recv = self._sock, self._recv_now
         try:
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                message = sock.recv(zmq.NOBLOCK)
-                if message[1:].startswith(HELLO):
-                    if message[0] == 1:
-                        self._subscribers.add(message[1:])
-                    else:
-                        self._subscribers.discard(message[1:])
+            with self._calling():
+                while sock.getsockopt(_EVENTS) & _POLLIN:
+                    message = recv(_NOBLOCK)
+                    if message[1:].startswith(HELLO):
+                        if message[0] == 1:
+                            self._subscribers.add(message[1:])
+                        else:
+                            self._subscribers.discard(message[1:])
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"publish on {self.url}") from None
 
@@ -912,9 +1154,10 @@ class ZmqSubscriber(_ZmqReceiving):
     _idle = "nothing was published"
 
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "subscriber", zmq.SUB, codec)
-        self._sock = sock = self._end.socket
+        end = _Endpoint(address, options, "subscriber", zmq.SUB, codec)
+        self._attach(end)
         self._topic = b""
+        sock = end.socket
         with _zmq_errors(f"subscribe to {address}"):
             for topic in options.topics:
                 sock.setsockopt(zmq.SUBSCRIBE, topic)
@@ -929,10 +1172,9 @@ class ZmqSubscriber(_ZmqReceiving):
         return self._topic.decode("utf-8", "backslashreplace")
 
     def _recv(self, timeout: float | None) -> Frame | None:
-        sock = self._sock
+        idle = self._idle + " {within}"
         try:
-            head = self._first_frame(timeout)
-            parts = sock.recv_multipart(zmq.NOBLOCK) if sock.getsockopt(zmq.RCVMORE) else []
+            head, parts = self._attempt(self._take, _POLLIN, Deadline(timeout), idle)
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
         if head == END_TOPIC:
@@ -945,106 +1187,109 @@ class ZmqSubscriber(_ZmqReceiving):
                 data=head + b"".join(parts),
             )
         self._topic = head
-        return parts[0]  # type: ignore[no-any-return]
+        return parts[0]
+
+    def _take(self) -> tuple[bytes, list[bytes]]:
+        """The next message, as (first frame, the others); zmq.Again if there is none."""
+        sock = self._sock
+        head: bytes = self._recv_now(_NOBLOCK)
+        return head, (sock.recv_multipart(_NOBLOCK) if sock.getsockopt(_RCVMORE) else [])
 
 
 # -- request/reply -----------------------------------------------------------------------
 
 
-class ZmqClient(Client[Any]):
+class ZmqClient(_ZmqHandle, Client[Any]):
     """DEALER: requests carry an id, so a timed-out request never wedges the client."""
 
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "client", zmq.DEALER, codec)
-        self._sock = self._end.socket
+        self._attach(_Endpoint(address, options, "client", zmq.DEALER, codec))
         self._next_id = int.from_bytes(os.urandom(4), "little") << 32
         super().__init__(address, _capabilities(selectable=False), codec)
 
     def _send_request(self, frame: Buffer, deadline: Deadline) -> object:
         self._next_id += 1
         rid = self._next_id.to_bytes(8, "little")
-        _send_parts(self, self._sock, (b"", rid, frame), deadline, "server")
+        _send_parts(self, (b"", rid, frame), deadline, "server")
         return rid
 
     def _await_reply(self, ticket: object, deadline: Deadline) -> bytes:
-        sock = self._sock
+        idle = "no reply {within} (the server is slow or gone; a late reply is discarded)"
         try:
-            with self._waiting():
-                return self._reply_for(sock, ticket, deadline)
+            return self._attempt(lambda: self._reply_to(ticket), _POLLIN, deadline, idle)
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"request on {self.url}") from None
 
-    def _reply_for(self, sock: Any, ticket: object, deadline: Deadline) -> bytes:
+    def _reply_to(self, ticket: object) -> bytes:
+        """The reply to ``ticket``, if it came; zmq.Again if not."""
+        sock = self._sock
         while True:
-            if not sock.poll(0, zmq.POLLIN) and (
-                deadline.remaining() == 0 or not _poll(self, sock, zmq.POLLIN, deadline)
-            ):
-                raise Timeout(
-                    f"{self.url}: no reply {deadline.describe()} (the server is slow or "
-                    "gone; a late reply is discarded)",
-                    errno=errno.EAGAIN,
-                )
-            parts = sock.recv_multipart(zmq.NOBLOCK)
+            parts = sock.recv_multipart(_NOBLOCK)
             if len(parts) == 3 and parts[1] == ticket:
                 return parts[2]  # type: ignore[no-any-return]
             # a late reply to a request that timed out: nobody waits for it any more
 
     def _aio_source(self, writing: bool) -> AioSource | None:
-        return _aio_source(self._sock, writing)
+        return self._aio_events(_POLLOUT if writing else _POLLIN)
 
     def _close(self) -> None:
         self._end.close(self._in_child)
 
 
-class ZmqServer(Server[Any]):
-    """ROUTER with ROUTER_MANDATORY: a reply to a client that is gone raises Broken."""
+class ZmqServer(_ZmqHandle, Server[Any]):
+    """ROUTER with ROUTER_MANDATORY: a reply to a client that is gone raises Broken.
+
+    Requests may be answered from any thread: every call into the socket holds the
+    server's lock (waits do not), and close() takes it before closing the socket."""
 
     def __init__(self, address: Address, options: ZmqOptions, codec: Codec[Any]) -> None:
-        self._end = _Endpoint(address, options, "server", zmq.ROUTER, codec)
-        self._sock = self._end.socket
-        self._lock = threading.Lock()
+        self._attach(_Endpoint(address, options, "server", zmq.ROUTER, codec))
+        self._lock = threading.RLock()  # re-entrant: close() from a signal handler
         super().__init__(address, _capabilities(), codec)
 
+    def _calling(self) -> _Calling:
+        return _Locked(self)
+
     def _next(self, timeout: float | None) -> tuple[object, bytes]:
-        sock = self._sock
-        deadline = Deadline(timeout)
         try:
-            with self._waiting():
-                while True:
-                    if not sock.poll(0, zmq.POLLIN) and (
-                        timeout == 0 or not _poll(self, sock, zmq.POLLIN, deadline)
-                    ):
-                        raise Timeout(
-                            f"{self.url}: no request arrived {deadline.describe()}",
-                            errno=errno.EAGAIN,
-                        )
-                    parts = sock.recv_multipart(zmq.NOBLOCK)
-                    if len(parts) == 4 and parts[1] == b"":  # osipc client: id, "", rid, data
-                        return (parts[0], parts[2]), parts[3]
-                    if len(parts) == 3 and parts[1] == b"":  # a plain REQ socket
-                        return (parts[0], None), parts[2]
-                    # anything else is not a request this server can answer: skip it
+            return self._attempt(
+                self._request, _POLLIN, Deadline(timeout), "no request arrived {within}"
+            )
         except zmq.ZMQError as exc:
             raise map_zmq(exc, f"receive from {self.url}") from None
 
+    def _request(self) -> tuple[object, bytes]:
+        """The next request; zmq.Again if none came."""
+        sock = self._sock
+        while True:
+            parts = sock.recv_multipart(_NOBLOCK)
+            if len(parts) == 4 and parts[1] == b"":  # osipc client: id, "", rid, data
+                return (parts[0], parts[2]), parts[3]
+            if len(parts) == 3 and parts[1] == b"":  # a plain REQ socket
+                return (parts[0], None), parts[2]
+            # anything else is not a request this server can answer: skip it
+
     def _aio_source(self, writing: bool) -> AioSource | None:
-        return _aio_source(self._sock, writing)
+        return self._aio_events(_POLLOUT if writing else _POLLIN)
 
     def _reply(self, token: object, frame: Buffer, deadline: Deadline) -> None:
         identity, rid = cast("tuple[bytes, bytes | None]", token)
         parts = (identity, b"", frame) if rid is None else (identity, b"", rid, frame)
-        with self._lock:
-            try:
-                _send_parts(self, self._sock, parts, deadline, "client")
-            except Broken:
-                raise Broken(
-                    f"{self.url}: the client that sent this request is gone; nobody waits "
-                    "for the reply",
-                    errno=errno.EHOSTUNREACH,
-                ) from None
+        try:
+            _send_parts(self, parts, deadline, "client")
+        except Broken:
+            raise Broken(
+                f"{self.url}: the client that sent this request is gone; nobody waits "
+                "for the reply",
+                errno=errno.EHOSTUNREACH,
+            ) from None
 
     def _close(self) -> None:
-        self._end.close(self._in_child)
+        if self._in_child:  # the lock may be held by a thread the child does not have
+            self._end.close(in_child=True)
+            return
+        with self._lock:  # no call is inside the socket (waits do not hold the lock)
+            self._end.close(in_child=False)
 
 
 # -- transports --------------------------------------------------------------------------

@@ -349,6 +349,126 @@ def test_a_plain_pyzmq_push_peer_and_the_end_marker(ipc: Callable[..., str], bat
     osipc.unlink(url)
 
 
+# -- threads and buffers -----------------------------------------------------------------
+
+# Closing a ZeroMQ socket under a call that is inside it crashes the process (libzmq
+# frees what the call uses), so this runs in a process of its own. Its calls never wait:
+# hwm is large and a feeder keeps the receiver busy.
+BUSY_WHILE_CLOSED = """
+    import sys, threading, time, osipc
+    url, rounds = sys.argv[1], int(sys.argv[2])
+    closed = []
+
+    def busy(call, got=None):
+        try:
+            while True:
+                call()
+                if got is not None:
+                    got.set()
+        except osipc.Closed:
+            closed.append(call)
+
+    def start(call, got=None):
+        thread = threading.Thread(target=busy, args=(call, got))
+        thread.start()
+        return thread
+
+    with osipc.receiver(url, hwm=10**7) as rx:  # senders closed while a thread sends
+        for n in range(rounds):
+            tx = osipc.sender(url, hwm=10**7, linger=0)
+            tx.send(b"connected", timeout=30)
+            thread = start(lambda: tx.send(b"m" * 64))
+            time.sleep(n % 3 / 1000)
+            tx.close()
+            thread.join(30)
+            try:
+                while True:
+                    rx.recv_many(100_000, timeout=0)
+            except osipc.Timeout:
+                pass
+    osipc.unlink(url)
+    feeder = osipc.sender(url, linger=0)
+    feeding = start(lambda: feeder.send(b"f" * 64, timeout=30))
+    for n in range(rounds // 4):  # receivers closed while a thread receives
+        rx = osipc.receiver(url)
+        got = threading.Event()
+        thread = start(rx.recv, got)
+        got.wait(30)
+        time.sleep(n % 3 / 1000)
+        rx.close()
+        thread.join(30)
+    feeder.close()
+    feeding.join(30)
+    osipc.unlink(url)
+    print(len(closed))
+"""
+
+
+def test_close_from_another_thread_never_closes_the_socket_under_a_call(
+    ipc: Callable[..., str],
+) -> None:
+    rounds = 200  # each may crash an unprotected process; most do within 100
+    done = peer(BUSY_WHILE_CLOSED, ipc(), str(rounds), timeout=120, check=False)
+    assert done.returncode == 0, f"the process died (exit {done.returncode}): {done.stderr}"
+    assert done.stdout.split() == [str(rounds + rounds // 4 + 1)], "every busy call ended Closed"
+
+
+# The way the module docstring gives to close without losing the end of a stream: libzmq
+# drops what is in flight when a sender closes while its receiver is behind, so the
+# sender waits until the receiver says it saw the end.
+BURST_SENDER = """
+    import sys, osipc
+    url, done_url, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    with osipc.sender(url) as tx, osipc.server(done_url) as done:
+        for n in range(count):
+            tx.send(n.to_bytes(4, "little") + bytes(60))
+        tx.end()
+        done.recv(timeout=60).reply(b"")  # the receiver has all of it: close
+"""
+SLOW_RECEIVER = """
+    import sys, time, osipc
+    url, done_url = sys.argv[1], sys.argv[2]
+    with osipc.receiver(url) as rx:
+        print("up", flush=True)
+        time.sleep(0.5)  # behind: the burst fills every queue and the socket buffer
+        got = [int.from_bytes(message[:4], "little") for message in rx]
+    with osipc.client(done_url) as done:
+        done.request(b"got the end", timeout=60)
+    print(got == list(range(len(got))), len(got))
+"""
+
+
+def test_a_sender_that_waits_for_the_receiver_loses_none_of_a_burst(
+    ipc: Callable[..., str],
+) -> None:
+    url, done_url, count = ipc(), ipc(), 30_000
+    receiver = spawn(SLOW_RECEIVER, url, done_url)
+    assert receiver.stdout is not None and receiver.stdout.readline() == "up\n"
+    sender = spawn(BURST_SENDER, url, done_url, str(count))
+    finish(sender)
+    assert finish(receiver).split() == ["True", str(count)]
+    osipc.unlink(url)
+    osipc.unlink(done_url)
+
+
+def test_a_buffer_may_be_reused_as_soon_as_send_returns(ipc: Callable[..., str]) -> None:
+    url = ipc()
+    with osipc.receiver(url) as rx, osipc.sender(url) as tx:
+        tx.send(b"connected", timeout=30)
+        assert rx.recv(timeout=30) == b"connected"
+        buffer = bytearray(256 << 10)  # large enough that pyzmq could send it without a copy
+        for n in range(16):
+            buffer[:] = bytes([n]) * len(buffer)
+            if n % 2:
+                tx.send_many([buffer])
+            else:
+                tx.send(buffer)
+        for n in range(16):
+            message = rx.recv(timeout=30)
+            assert message == bytes([n]) * len(buffer), f"message {n} changed after send()"
+    osipc.unlink(url)
+
+
 # -- request/reply -----------------------------------------------------------------------
 
 SERVER = """
