@@ -222,6 +222,8 @@ class Handle(ABC):
         with self._state:
             if self._wakeup is None:
                 self._wakeup = _Wakeup()
+                if self._closed:  # close() came before there was a descriptor to set
+                    self._wakeup.set()
             return self._wakeup.fileno()
 
     def _wake_waiters(self) -> None:
