@@ -124,6 +124,11 @@ DEFAULT_CAPACITY = 1 << 20
 DEFAULT_SLOTS = 64
 INIT_WAIT = 2.0  # how long an attacher waits for a creator to finish initialising
 SLICE = 0.02  # longest sleep before re-checking state a lost wake-up could hide
+# A wait polls this long before it sleeps (spin=, in microseconds, changes it; 0: never).
+# A message or room that comes sooner then costs neither side a system call, and the
+# other side no wake-up latency: measured here, it lifts 64 KiB and 1 MiB streams by
+# about half. Longer spins only burn CPU while a peer is idle.
+DEFAULT_SPIN = 20e-6
 TAKEOVER_AFTER = 0.001  # a lock unchanged this long gets its holder's liveness checked
 
 SUPPORTED = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86")
@@ -276,7 +281,7 @@ def _parse_capacity(value: object) -> int:
 class RingOptions(CommonOptions):
     capacity: int = option(DEFAULT_CAPACITY, _parse_capacity, "data bytes at creation")
     slots: int = option(DEFAULT_SLOTS, parse_int(2, 4096), "most handles attached")
-    spin: float = option(0.0, _parse_spin, "microseconds to poll before sleeping")
+    spin: float = option(DEFAULT_SPIN, _parse_spin, "microseconds to poll before sleeping")
     overflow: str = option("block", parse_choice("block", "error"), "broadcast: block|error")
 
 

@@ -7,12 +7,14 @@ any size up to the ring's capacity, end-of-stream, native timeouts (futex), batc
 take the lock once, ``recv_into`` straight from the ring, crash safety (see ``_ring``).
 Also the storage of ``osipc.SharedMemory`` blocks.
 
-URL:     ``shm://NAME?capacity=1M&slots=64&spin=0&overflow=block&mode=0600``
+URL:     ``shm://NAME?capacity=1M&slots=64&spin=20&overflow=block&mode=0600``
 
 Options: ``capacity`` data bytes (K/M/G suffixes), used when creating; the largest
                       message is capacity minus an 8-byte header (16 for broadcast).
          ``slots``    most handles attached at once (each takes one 64-byte slot).
-         ``spin``     microseconds to poll before sleeping: lower latency, a busy core.
+         ``spin``     microseconds a wait polls before it sleeps (default 20; 0 never
+                      polls; ~100 gives a round trip of a few microseconds, and a
+                      busy core while the peer is idle).
          ``overflow`` broadcast only: ``block`` (the publisher waits for the slowest live
                       subscriber; default) or ``error`` (it never waits; a subscriber a
                       whole ring behind gets ``osipc.Overrun`` with the count it missed).

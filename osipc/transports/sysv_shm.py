@@ -10,7 +10,7 @@ the takeover checks and slot claims (the flock of shm://): the kernel releases i
 process dies there. (Before ring format 2 each lock was a SysV semaphore taken with
 SEM_UNDO: two system calls per lock, half shm://'s speed for small messages.)
 
-URL:     ``sysv+shm://NAME?capacity=1M&slots=64&spin=0&overflow=block&mode=0600`` (or a
+URL:     ``sysv+shm://NAME?capacity=1M&slots=64&spin=20&overflow=block&mode=0600`` (or a
          literal key ``sysv+shm://0x5a5a``); ``sysv+sem://NAME?value=1&undo=1``.
 
 Keys: the segment has ``osipc.sysv_key(NAME)`` (or the literal key); its semaphore has
