@@ -145,6 +145,20 @@ def _unlink(name: str) -> None:
         osipc.unlink(url, missing_ok=True)
 
 
+def _maps(pid: int, identity: tuple[int, int]) -> bool:
+    """Does process ``pid`` map the file ``identity`` (st_dev, st_ino)? True also when
+    its maps cannot be read (a process made undumpable, or another user's): it may."""
+    dev, ino = identity
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as file:
+            maps = file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # it has exited
+    except OSError:
+        return True
+    return f" {os.major(dev):02x}:{os.minor(dev):02x} {ino} ".encode() in maps
+
+
 def _process_start(pid: int) -> int | None:
     """The start time of process ``pid`` (clock ticks after boot) while it can still use
     anything, else None: exited, or a zombie its parent has not reaped yet."""
@@ -201,7 +215,8 @@ class _End:
     **Forked copies.** The process that opened the end (the *owner*) holds the end's
     lock. A child forked while the end is open holds a copy, as a forked child holds a
     stdlib pipe's descriptors: it is one of the session's *users*, in the state block's
-    table (pid and start time, so the kernel tells when it has died, even unreaped).
+    table (pid and start time, so the kernel tells when it has died, even unreaped) for
+    as long as it maps the state block (so not after an exec, which unmaps everything).
     The session ends when the owner and every user have closed or died; the last one
     sends the END. Before fork() the parent keeps a place in the table for the child
     (which fills it in with its pid at once), so that the parent closing its copy right
@@ -236,6 +251,7 @@ class _End:
         self.mine: osipc.Lock | None = None
         self.peer_lock: osipc.Lock | None = None
         self.state: StateBlock | None = None
+        self.state_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the state block
         self.limit: int | None = None
         common = common_options(pipe.options)
         try:
@@ -280,6 +296,7 @@ class _End:
         )
         assert self.state.words is not None
         self.base = int(self.state.words[W_BASE])
+        self.state_id = None
         self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
         # The channels before the session: a failure here must not leave a session that
         # its peer would take for one that ended.
@@ -320,13 +337,11 @@ class _End:
             )
         pipe = self.pipe
         common = common_options(pipe.options)
-        self.pid = os.getpid()
         self.owner = False
         old_state = self.state
         self.state = None
         self.tx = self.rx = self.mine = self.peer_lock = None
-        if old_state is not None:
-            quietly(old_state.close)
+        self.pid = os.getpid()
         try:
             self.mine = osipc.Lock(companion("sem", pipe.name, self.end), **common)
             self._open_shared(common)
@@ -335,6 +350,10 @@ class _End:
             _OPEN.discard(self)
             self.release()
             raise
+        finally:
+            # Unmapped only now: the child maps the state block throughout (see _user).
+            if old_state is not None:
+                quietly(old_state.close)
 
     def _word(self, end: str, field: int) -> int:
         assert self.state is not None
@@ -355,8 +374,25 @@ class _End:
         at = USERS + 3 * slot
         pid = self._word(end, at + U_PID)
         if pid:
-            return pid if _process_start(pid) == self._word(end, at + U_START) else None
+            if _process_start(pid) != self._word(end, at + U_START):
+                return None
+            # A child that exec'd (subprocess.Popen with preexec_fn, fork + exec) keeps
+            # its pid and start time, but exec unmapped the state block: it holds no
+            # copy, as exec closes a stdlib pipe's descriptors.
+            return pid if pid == os.getpid() or self._maps_state(pid) else None
         return 0 if time.monotonic_ns() < self._word(end, at + U_UNTIL) else None
+
+    def _maps_state(self, pid: int) -> bool:
+        """Does process ``pid`` still map this pipe's state block (True if unknown)?"""
+        if self.state_id is None:
+            assert self.state is not None
+            try:
+                self.state_id = osipc.info(self.state.url).identity
+            except osipc.OsipcError:
+                return True
+            if self.state_id is None:
+                return True
+        return _maps(pid, self.state_id)
 
     def _users(self, end: str) -> list[int]:
         """The users of ``end``'s session other than this process (see ``_user``)."""

@@ -655,6 +655,51 @@ def test_a_forked_childs_copy_holds_the_end_until_it_closes_or_dies(name: str) -
     finish(holder, timeout=10)
 
 
+def test_a_forked_child_that_execs_holds_no_copy_of_the_end(name: str) -> None:
+    # subprocess.Popen with preexec_fn forks (so the fork hooks run) and then execs, as
+    # do fork() + exec*() and pty.fork(): exec closes a stdlib pipe's descriptors, so the
+    # program started holds nothing, however long it runs.
+    sender = spawn(
+        """
+        import os, subprocess, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("hello")
+        helper = subprocess.Popen(["sleep", "60"], preexec_fn=os.setpgrp)
+        conn.close()
+        print(helper.pid, flush=True)
+        sys.stdin.readline()
+        helper.kill()
+        helper.wait()
+        """,
+        name,
+        stdin=subprocess.PIPE,
+    )
+    assert sender.stdout is not None
+    assert sender.stdin is not None
+    helper = int(sender.stdout.readline())
+    try:
+        with osipc_mp.Pipe(name).end("a") as a:
+            assert a.recv() == "hello"
+            assert a.poll(5)  # at once, not when sleep ends
+            with pytest.raises(EOFError):
+                a.recv()
+        osipc_mp.Pipe(name).end("b").close()  # nobody holds "b"
+        assert _process_alive(helper)  # (the helper still runs: the test meant it)
+    finally:
+        sender.stdin.write("\n")
+        sender.stdin.flush()
+        finish(sender, timeout=10)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
 def test_a_pickled_end_is_resumed_and_the_original_refuses_use(name: str) -> None:
     pipe = osipc_mp.Pipe(name)
     with pipe.end("a") as a:
