@@ -283,7 +283,9 @@ class _End:
                 errno=errno.EBUSY,
             ) from None
 
-    def _open_shared(self, common: dict[str, Any]) -> None:
+    def _open_shared(self, common: dict[str, Any], create: bool = True) -> None:
+        """The state, the peer's lock and the channels (``create=False``: NotFound if any
+        is missing, for a forked copy of an end whose pipe may have been removed)."""
         pipe = self.pipe
         self.state = StateBlock(
             pipe.name,
@@ -292,18 +294,20 @@ class _End:
             _describe,
             init=self._init_state,
             size=STATE_WORDS,
+            create=create,
             **common,
         )
         assert self.state.words is not None
         self.base = int(self.state.words[W_BASE])
         self.state_id = None
-        self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
+        self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), create=create, **common)
         # The channels before the session: a failure here must not leave a session that
         # its peer would take for one that ended.
+        options = dict(pipe.options, create=create)
         if self.readable:
-            self.rx = osipc.receiver(pipe.channel(self.end), **pipe.options)
+            self.rx = osipc.receiver(pipe.channel(self.end), **options)
         if self.writable:
-            self.tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
+            self.tx = osipc.sender(pipe.channel(self.peer), **options)
             self.limit = self.tx.capabilities.max_message_size
 
     def _init_state(self, words: memoryview) -> None:
@@ -338,13 +342,24 @@ class _End:
         pipe = self.pipe
         common = common_options(pipe.options)
         self.owner = False
-        old_state = self.state
+        parent, old_state = self.pid, self.state
         self.state = None
         self.tx = self.rx = self.mine = self.peer_lock = None
         self.pid = os.getpid()
         try:
-            self.mine = osipc.Lock(companion("sem", pipe.name, self.end), **common)
-            self._open_shared(common)
+            # Never create: a pipe removed since the fork is gone for this copy too (a
+            # child that exits after its parent unlinked the pipe must not make it again).
+            self.mine = osipc.Lock(companion("sem", pipe.name, self.end), create=False, **common)
+            self._open_shared(common, create=False)
+        except osipc.NotFound as exc:
+            self.closed = True
+            _OPEN.discard(self)
+            self.release()
+            raise osipc.NotFound(
+                f"pipe {pipe.name!r} was removed after process {parent} forked with end "
+                f"{self.end!r} open ({exc})",
+                errno=errno.ENOENT,
+            ) from exc
         except BaseException:
             self.closed = True
             _OPEN.discard(self)
