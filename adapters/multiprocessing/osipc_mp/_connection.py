@@ -27,11 +27,14 @@ reader may still need it.
 
 **When osipc gc removes the state.** Once nobody has the pipe open, ``osipc gc`` removes
 the state block and the locks as stale, and keeps a channel that holds frames (a sender
-that exited before its reader came). The next opener makes a new state block, which
-marks such a channel OLD: its frames are numbered below the new base. The first reader
-to meet them takes them as its own session's: if no peer session has paired with it,
-they count as its peer's session, which is over (EOF after them, at their END), as they
-would have been for the reader they waited for; else they come before its peer's.
+that exited before its reader came). Their sessions' numbers then mean nothing to the
+next state block, so its creator (under the creation lock, with nobody else at the
+pipe) takes the frames out and puts them back renumbered: each run a sending session
+left becomes one of the first sessions of the new block, in order, over, with its END,
+so the readers that come next pair with one run each, as they would have without gc,
+and a sender that comes after gc follows them. A run whose first remaining frame is not
+its session's first message (OPENING, see ``_frames``) was being read by a reader that
+died: it goes, as the next reader would have dropped it, and so does a lone END.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ FORK_LOCK_WAIT = 2.0  # before fork(): at most this long for the state lock
 # table of the forked processes that use the session with its owner (USERS: SLOTS entries
 # of pid, start time, and the time a place kept for a child being forked lapses).
 W_DUPLEX, W_TRANSPORT, W_BASE = 1, 2, 3
-GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED, OLD = range(9)
+GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
 USERS = 10
 U_PID, U_START, U_UNTIL = range(3)
 _END_WORDS = USERS + 3 * SLOTS
@@ -237,9 +240,6 @@ class _End:
         self.slot_pid = 0  # ... valid in this process only
         self.kept: int | None = None  # the place kept for a child being forked now
         self.session = 0
-        self.base = 0  # the state block's: sessions below it are from before (see OLD)
-        self.adopted: bool | None = None  # frames from before: taken, with our peer's end
-        self.took_old = False  # delivered (part of) a message from before
         self.owed: list[int] = []  # END markers of earlier sessions still to send
         self.said_sent = False
         self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
@@ -298,7 +298,6 @@ class _End:
             **common,
         )
         assert self.state.words is not None
-        self.base = int(self.state.words[W_BASE])
         self.state_id = None
         self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), create=create, **common)
         # The channels before the session: a failure here must not leave a session that
@@ -313,20 +312,61 @@ class _End:
     def _init_state(self, words: memoryview) -> None:
         """A new state block, under its creation lock. Its sessions are numbered above a
         base from the clock (microseconds), so above any an earlier block of this name
-        gave out, unless it gave out more than one a microsecond; frames such a block's
-        sessions left (osipc gc removed it, keeping a channel that held them) are then
-        told apart, and a channel that holds any is marked OLD."""
+        gave out (an end pickled then can never resume a session of this one), unless it
+        gave out more than one a microsecond. Runs that wait in the channels from before
+        (osipc gc removed that block) become its first sessions (see the module docs)."""
         base = time.time_ns() // 1000
         words[W_BASE] = base
         for end in ENDS:
             at = _END_BASE[end]
             for field in (GEN, CLOSED, OVER, MARKED, SENT):
                 words[at + field] = base
-            try:
-                waiting = osipc.info(self.pipe.channel(end)).depth
-            except osipc.NotFound:
-                waiting = 0
-            words[at + OLD] = int(bool(waiting))
+        for end in ENDS:
+            runs = self._renumber_waiting(end, base)
+            if runs:
+                at = _END_BASE["b" if end == "a" else "a"]  # the end that sent them
+                for field in (GEN, CLOSED, OVER, MARKED, SENT):
+                    words[at + field] = base + runs
+
+    def _renumber_waiting(self, end: str, base: int) -> int:
+        """Under the creation lock of a new state block, with nobody else at the pipe:
+        put the runs waiting in ``end``'s channel back as sessions ``base + 1, ...``,
+        each ending with its END, dropping those a reader had begun; their number."""
+        options = dict(self.pipe.options, create=False)
+        try:
+            rx = osipc.receiver(self.pipe.channel(end), **options)
+        except osipc.NotFound:
+            return 0
+        try:
+            tx = osipc.sender(self.pipe.channel(end), **options)
+        except BaseException:
+            rx.close()
+            raise
+        with rx, tx:
+            runs: dict[int, list[bytes]] = {}  # by old session, in the channel's order
+            while True:
+                try:
+                    frame = rx.recv(timeout=0)
+                except osipc.EndOfStream:
+                    continue  # a plain osipc end(): readers pass over it
+                except osipc.Timeout:
+                    break
+                if len(frame) >= _frames.P_HEAD.size:  # (shorter: no osipc_mp frame)
+                    _, session = _frames.P_HEAD.unpack_from(frame)
+                    runs.setdefault(session, []).append(frame)
+            number = base
+            for frames in runs.values():
+                if not frames[0][0] & _frames.P_OPENING:
+                    continue  # what a reader that died left of it, or a lone END
+                number += 1
+                for frame in frames:  # they fitted before, and take the same room anywhere
+                    tx.send(_frames.pipe_renumbered(frame, number), timeout=0)
+                if frames[-1][0] != _frames.P_END:  # its sender was killed
+                    try:
+                        tx.send(_frames.pipe_end(number), timeout=0)
+                    except osipc.Timeout:
+                        pass  # full: its reader sees the session over instead
+        return number - base
 
     def _reopen_in_child(self) -> None:
         """In a forked child, on first use: the parent's session with new handles (osipc
@@ -655,10 +695,12 @@ class _End:
             raise self._broken()
         if self.owed:
             self._pay_owed(timeout=None)
+        opening = False
         if not self.said_sent:
+            opening = self._word(self.end, SENT) < self.session  # (not a forked copy's)
             self._set(self.end, SENT, self.session)  # before the first frame: see _start
             self.said_sent = True
-        for frame in _frames.pipe_frames(payload, self.session, self.limit):
+        for frame in _frames.pipe_frames(payload, self.session, self.limit, opening):
             self._put(frame)
 
     # -- receiving -------------------------------------------------------------------------
@@ -685,8 +727,6 @@ class _End:
             except osipc.EndOfStream:
                 continue  # a plain osipc end() in the channel: not a session's END
             except osipc.Timeout:
-                if self._word(self.end, OLD):
-                    self._set(self.end, OLD, 0)  # nothing from before is left
                 if self._peer_ended():
                     # It has gone: everything it sent is in the channel by now.
                     while not (self.ready or self.eof):
@@ -716,20 +756,7 @@ class _End:
                 data=frame,
             )
         kind, session = _frames.P_HEAD.unpack_from(frame)
-        if session < self.base:  # from before this state block (see OLD)
-            if not self._word(self.end, OLD):
-                return
-            if kind == _frames.P_END:
-                if self.adopted and self.took_old:  # the end of what we took
-                    self.run = None
-                    self.eof = True
-                return  # (an END heading the channel ended nothing of ours)
-            if self.adopted is None:
-                self._adopt()
-            self.took_old = True
-            session = self.session
-        elif self._word(self.end, OLD):
-            self._set(self.end, OLD, 0)  # nothing from before is left
+        kind &= ~_frames.P_OPENING
         if session < self.session:
             return  # left by an earlier session whose reader has gone: dropped
         if session > self.session:
@@ -763,21 +790,6 @@ class _End:
                 codec="pickle",
                 data=frame,
             )
-
-    def _adopt(self) -> None:
-        """The first frame from before this state block: take what came from before as
-        this session's. If no peer session has paired with ours and the peer's current
-        one is over, theirs is the session that paired with us, and it has ended."""
-        assert self.state is not None
-        peer, session = self.peer, self.session
-        with holding(self.state.lock, "pipe state"):
-            gen = self._word(peer, GEN)
-            if gen < session and self._ended(peer, gen):
-                for field in (GEN, CLOSED, OVER):
-                    self._set(peer, field, session)
-                self.adopted = True
-            else:
-                self.adopted = False  # they come before what our peer session sends
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -837,11 +849,10 @@ class _End:
             self._set(me, OVER, max(session, self._word(me, OVER)))
             if marked:
                 self._set(me, MARKED, max(session, self._word(me, MARKED)))
-            if self._word(self.peer, GEN) <= session and not self._word(me, OLD):
+            if self._word(self.peer, GEN) <= session:
                 # What is left in our channel was for this session, which is over (as a
                 # stdlib pipe's unread data goes with it); a later peer session's frames
                 # would be for our next one, but under the lock none can have begun.
-                # (Frames from before this state block are for the next reader.)
                 self._drop_leftovers()
 
     def _drop_leftovers(self) -> None:
