@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import pickle
 import time
@@ -199,6 +200,7 @@ class StateBlock:
 
     Kept open (mapped) for the life of the object, so ``osipc gc`` sees it in use.
     ``size`` is in words (each kind has its own; a block of another size is refused).
+    ``create=False``: a missing block is ``osipc.NotFound``, never made.
     """
 
     def __init__(
@@ -210,18 +212,21 @@ class StateBlock:
         init: Callable[[memoryview], None] | None = None,
         *,
         size: int = 32,
+        create: bool = True,
         **common: Any,
     ) -> None:
         self.size = size
         self.url = companion("shm", name, "state")
-        self.lock = osipc.Lock(companion("sem", name, "state"), **common)
         self.block: Block | None = None
         self.words: memoryview | None = None
+        self.lock = osipc.Lock(companion("sem", name, "state"), create=create, **common)
         try:
             block = attach_block(self.url)
             if block is not None and bytes(block[:8]) == b"\0" * 8:
                 block.close()  # its creator is still writing it
                 block = None
+            if block is None and not create:
+                raise osipc.NotFound(f"{self.url} does not exist", errno=errno.ENOENT)
             if block is None:
                 with holding(self.lock, f"creating {name!r}"):
                     block = create_block(self.url, size * 8, **common)

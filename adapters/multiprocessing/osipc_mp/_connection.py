@@ -27,11 +27,14 @@ reader may still need it.
 
 **When osipc gc removes the state.** Once nobody has the pipe open, ``osipc gc`` removes
 the state block and the locks as stale, and keeps a channel that holds frames (a sender
-that exited before its reader came). The next opener makes a new state block, which
-marks such a channel OLD: its frames are numbered below the new base. The first reader
-to meet them takes them as its own session's: if no peer session has paired with it,
-they count as its peer's session, which is over (EOF after them, at their END), as they
-would have been for the reader they waited for; else they come before its peer's.
+that exited before its reader came). Their sessions' numbers then mean nothing to the
+next state block, so its creator (under the creation lock, with nobody else at the
+pipe) takes the frames out and puts them back renumbered: each run a sending session
+left becomes one of the first sessions of the new block, in order, over, with its END,
+so the readers that come next pair with one run each, as they would have without gc,
+and a sender that comes after gc follows them. A run whose first remaining frame is not
+its session's first message (OPENING, see ``_frames``) was being read by a reader that
+died: it goes, as the next reader would have dropped it, and so does a lone END.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ FORK_LOCK_WAIT = 2.0  # before fork(): at most this long for the state lock
 # table of the forked processes that use the session with its owner (USERS: SLOTS entries
 # of pid, start time, and the time a place kept for a child being forked lapses).
 W_DUPLEX, W_TRANSPORT, W_BASE = 1, 2, 3
-GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED, OLD = range(9)
+GEN, CLOSED, OVER, MARKED, SENT, HANDOFF, HANDOFF_UNTIL, OWED = range(8)
 USERS = 10
 U_PID, U_START, U_UNTIL = range(3)
 _END_WORDS = USERS + 3 * SLOTS
@@ -145,6 +148,20 @@ def _unlink(name: str) -> None:
         osipc.unlink(url, missing_ok=True)
 
 
+def _maps(pid: int, identity: tuple[int, int]) -> bool:
+    """Does process ``pid`` map the file ``identity`` (st_dev, st_ino)? True also when
+    its maps cannot be read (a process made undumpable, or another user's): it may."""
+    dev, ino = identity
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as file:
+            maps = file.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # it has exited
+    except OSError:
+        return True
+    return f" {os.major(dev):02x}:{os.minor(dev):02x} {ino} ".encode() in maps
+
+
 def _process_start(pid: int) -> int | None:
     """The start time of process ``pid`` (clock ticks after boot) while it can still use
     anything, else None: exited, or a zombie its parent has not reaped yet."""
@@ -201,7 +218,8 @@ class _End:
     **Forked copies.** The process that opened the end (the *owner*) holds the end's
     lock. A child forked while the end is open holds a copy, as a forked child holds a
     stdlib pipe's descriptors: it is one of the session's *users*, in the state block's
-    table (pid and start time, so the kernel tells when it has died, even unreaped).
+    table (pid and start time, so the kernel tells when it has died, even unreaped) for
+    as long as it maps the state block (so not after an exec, which unmaps everything).
     The session ends when the owner and every user have closed or died; the last one
     sends the END. Before fork() the parent keeps a place in the table for the child
     (which fills it in with its pid at once), so that the parent closing its copy right
@@ -222,9 +240,6 @@ class _End:
         self.slot_pid = 0  # ... valid in this process only
         self.kept: int | None = None  # the place kept for a child being forked now
         self.session = 0
-        self.base = 0  # the state block's: sessions below it are from before (see OLD)
-        self.adopted: bool | None = None  # frames from before: taken, with our peer's end
-        self.took_old = False  # delivered (part of) a message from before
         self.owed: list[int] = []  # END markers of earlier sessions still to send
         self.said_sent = False
         self.ready: deque[bytes] = deque()  # whole messages received, not yet delivered
@@ -236,6 +251,7 @@ class _End:
         self.mine: osipc.Lock | None = None
         self.peer_lock: osipc.Lock | None = None
         self.state: StateBlock | None = None
+        self.state_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the state block
         self.limit: int | None = None
         common = common_options(pipe.options)
         try:
@@ -267,7 +283,9 @@ class _End:
                 errno=errno.EBUSY,
             ) from None
 
-    def _open_shared(self, common: dict[str, Any]) -> None:
+    def _open_shared(self, common: dict[str, Any], create: bool = True) -> None:
+        """The state, the peer's lock and the channels (``create=False``: NotFound if any
+        is missing, for a forked copy of an end whose pipe may have been removed)."""
         pipe = self.pipe
         self.state = StateBlock(
             pipe.name,
@@ -276,36 +294,79 @@ class _End:
             _describe,
             init=self._init_state,
             size=STATE_WORDS,
+            create=create,
             **common,
         )
         assert self.state.words is not None
-        self.base = int(self.state.words[W_BASE])
-        self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), **common)
+        self.state_id = None
+        self.peer_lock = osipc.Lock(companion("sem", pipe.name, self.peer), create=create, **common)
         # The channels before the session: a failure here must not leave a session that
         # its peer would take for one that ended.
+        options = dict(pipe.options, create=create)
         if self.readable:
-            self.rx = osipc.receiver(pipe.channel(self.end), **pipe.options)
+            self.rx = osipc.receiver(pipe.channel(self.end), **options)
         if self.writable:
-            self.tx = osipc.sender(pipe.channel(self.peer), **pipe.options)
+            self.tx = osipc.sender(pipe.channel(self.peer), **options)
             self.limit = self.tx.capabilities.max_message_size
 
     def _init_state(self, words: memoryview) -> None:
         """A new state block, under its creation lock. Its sessions are numbered above a
         base from the clock (microseconds), so above any an earlier block of this name
-        gave out, unless it gave out more than one a microsecond; frames such a block's
-        sessions left (osipc gc removed it, keeping a channel that held them) are then
-        told apart, and a channel that holds any is marked OLD."""
+        gave out (an end pickled then can never resume a session of this one), unless it
+        gave out more than one a microsecond. Runs that wait in the channels from before
+        (osipc gc removed that block) become its first sessions (see the module docs)."""
         base = time.time_ns() // 1000
         words[W_BASE] = base
         for end in ENDS:
             at = _END_BASE[end]
             for field in (GEN, CLOSED, OVER, MARKED, SENT):
                 words[at + field] = base
-            try:
-                waiting = osipc.info(self.pipe.channel(end)).depth
-            except osipc.NotFound:
-                waiting = 0
-            words[at + OLD] = int(bool(waiting))
+        for end in ENDS:
+            runs = self._renumber_waiting(end, base)
+            if runs:
+                at = _END_BASE["b" if end == "a" else "a"]  # the end that sent them
+                for field in (GEN, CLOSED, OVER, MARKED, SENT):
+                    words[at + field] = base + runs
+
+    def _renumber_waiting(self, end: str, base: int) -> int:
+        """Under the creation lock of a new state block, with nobody else at the pipe:
+        put the runs waiting in ``end``'s channel back as sessions ``base + 1, ...``,
+        each ending with its END, dropping those a reader had begun; their number."""
+        options = dict(self.pipe.options, create=False)
+        try:
+            rx = osipc.receiver(self.pipe.channel(end), **options)
+        except osipc.NotFound:
+            return 0
+        try:
+            tx = osipc.sender(self.pipe.channel(end), **options)
+        except BaseException:
+            rx.close()
+            raise
+        with rx, tx:
+            runs: dict[int, list[bytes]] = {}  # by old session, in the channel's order
+            while True:
+                try:
+                    frame = rx.recv(timeout=0)
+                except osipc.EndOfStream:
+                    continue  # a plain osipc end(): readers pass over it
+                except osipc.Timeout:
+                    break
+                if len(frame) >= _frames.P_HEAD.size:  # (shorter: no osipc_mp frame)
+                    _, session = _frames.P_HEAD.unpack_from(frame)
+                    runs.setdefault(session, []).append(frame)
+            number = base
+            for frames in runs.values():
+                if not frames[0][0] & _frames.P_OPENING:
+                    continue  # what a reader that died left of it, or a lone END
+                number += 1
+                for frame in frames:  # they fitted before, and take the same room anywhere
+                    tx.send(_frames.pipe_renumbered(frame, number), timeout=0)
+                if frames[-1][0] != _frames.P_END:  # its sender was killed
+                    try:
+                        tx.send(_frames.pipe_end(number), timeout=0)
+                    except osipc.Timeout:
+                        pass  # full: its reader sees the session over instead
+        return number - base
 
     def _reopen_in_child(self) -> None:
         """In a forked child, on first use: the parent's session with new handles (osipc
@@ -320,21 +381,34 @@ class _End:
             )
         pipe = self.pipe
         common = common_options(pipe.options)
-        self.pid = os.getpid()
         self.owner = False
-        old_state = self.state
+        parent, old_state = self.pid, self.state
         self.state = None
         self.tx = self.rx = self.mine = self.peer_lock = None
-        if old_state is not None:
-            quietly(old_state.close)
+        self.pid = os.getpid()
         try:
-            self.mine = osipc.Lock(companion("sem", pipe.name, self.end), **common)
-            self._open_shared(common)
+            # Never create: a pipe removed since the fork is gone for this copy too (a
+            # child that exits after its parent unlinked the pipe must not make it again).
+            self.mine = osipc.Lock(companion("sem", pipe.name, self.end), create=False, **common)
+            self._open_shared(common, create=False)
+        except osipc.NotFound as exc:
+            self.closed = True
+            _OPEN.discard(self)
+            self.release()
+            raise osipc.NotFound(
+                f"pipe {pipe.name!r} was removed after process {parent} forked with end "
+                f"{self.end!r} open ({exc})",
+                errno=errno.ENOENT,
+            ) from exc
         except BaseException:
             self.closed = True
             _OPEN.discard(self)
             self.release()
             raise
+        finally:
+            # Unmapped only now: the child maps the state block throughout (see _user).
+            if old_state is not None:
+                quietly(old_state.close)
 
     def _word(self, end: str, field: int) -> int:
         assert self.state is not None
@@ -355,8 +429,25 @@ class _End:
         at = USERS + 3 * slot
         pid = self._word(end, at + U_PID)
         if pid:
-            return pid if _process_start(pid) == self._word(end, at + U_START) else None
+            if _process_start(pid) != self._word(end, at + U_START):
+                return None
+            # A child that exec'd (subprocess.Popen with preexec_fn, fork + exec) keeps
+            # its pid and start time, but exec unmapped the state block: it holds no
+            # copy, as exec closes a stdlib pipe's descriptors.
+            return pid if pid == os.getpid() or self._maps_state(pid) else None
         return 0 if time.monotonic_ns() < self._word(end, at + U_UNTIL) else None
+
+    def _maps_state(self, pid: int) -> bool:
+        """Does process ``pid`` still map this pipe's state block (True if unknown)?"""
+        if self.state_id is None:
+            assert self.state is not None
+            try:
+                self.state_id = osipc.info(self.state.url).identity
+            except osipc.OsipcError:
+                return True
+            if self.state_id is None:
+                return True
+        return _maps(pid, self.state_id)
 
     def _users(self, end: str) -> list[int]:
         """The users of ``end``'s session other than this process (see ``_user``)."""
@@ -604,10 +695,12 @@ class _End:
             raise self._broken()
         if self.owed:
             self._pay_owed(timeout=None)
+        opening = False
         if not self.said_sent:
+            opening = self._word(self.end, SENT) < self.session  # (not a forked copy's)
             self._set(self.end, SENT, self.session)  # before the first frame: see _start
             self.said_sent = True
-        for frame in _frames.pipe_frames(payload, self.session, self.limit):
+        for frame in _frames.pipe_frames(payload, self.session, self.limit, opening):
             self._put(frame)
 
     # -- receiving -------------------------------------------------------------------------
@@ -634,8 +727,6 @@ class _End:
             except osipc.EndOfStream:
                 continue  # a plain osipc end() in the channel: not a session's END
             except osipc.Timeout:
-                if self._word(self.end, OLD):
-                    self._set(self.end, OLD, 0)  # nothing from before is left
                 if self._peer_ended():
                     # It has gone: everything it sent is in the channel by now.
                     while not (self.ready or self.eof):
@@ -665,20 +756,7 @@ class _End:
                 data=frame,
             )
         kind, session = _frames.P_HEAD.unpack_from(frame)
-        if session < self.base:  # from before this state block (see OLD)
-            if not self._word(self.end, OLD):
-                return
-            if kind == _frames.P_END:
-                if self.adopted and self.took_old:  # the end of what we took
-                    self.run = None
-                    self.eof = True
-                return  # (an END heading the channel ended nothing of ours)
-            if self.adopted is None:
-                self._adopt()
-            self.took_old = True
-            session = self.session
-        elif self._word(self.end, OLD):
-            self._set(self.end, OLD, 0)  # nothing from before is left
+        kind &= ~_frames.P_OPENING
         if session < self.session:
             return  # left by an earlier session whose reader has gone: dropped
         if session > self.session:
@@ -712,21 +790,6 @@ class _End:
                 codec="pickle",
                 data=frame,
             )
-
-    def _adopt(self) -> None:
-        """The first frame from before this state block: take what came from before as
-        this session's. If no peer session has paired with ours and the peer's current
-        one is over, theirs is the session that paired with us, and it has ended."""
-        assert self.state is not None
-        peer, session = self.peer, self.session
-        with holding(self.state.lock, "pipe state"):
-            gen = self._word(peer, GEN)
-            if gen < session and self._ended(peer, gen):
-                for field in (GEN, CLOSED, OVER):
-                    self._set(peer, field, session)
-                self.adopted = True
-            else:
-                self.adopted = False  # they come before what our peer session sends
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -786,11 +849,10 @@ class _End:
             self._set(me, OVER, max(session, self._word(me, OVER)))
             if marked:
                 self._set(me, MARKED, max(session, self._word(me, MARKED)))
-            if self._word(self.peer, GEN) <= session and not self._word(me, OLD):
+            if self._word(self.peer, GEN) <= session:
                 # What is left in our channel was for this session, which is over (as a
                 # stdlib pipe's unread data goes with it); a later peer session's frames
                 # would be for our next one, but under the lock none can have begun.
-                # (Frames from before this state block are for the next reader.)
                 self._drop_leftovers()
 
     def _drop_leftovers(self) -> None:

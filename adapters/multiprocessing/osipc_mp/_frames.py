@@ -9,7 +9,9 @@ died or gave up) is dropped by the reader, so a half message is never delivered.
 
 Pipe frames all carry the sending end's session: ``kind:u8 session:u64 [total:u64]
 piece``, with the same FIRST/MORE/LAST runs, WHOLE for a message in one frame and END
-for the end of a session's stream (see ``_connection``).
+for the end of a session's stream (see ``_connection``). The first frame of the first
+message a session sends has OPENING set in its kind: a channel's frames of a session
+that do not begin with it are what a reader left of a stream it had begun to read.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ Q_FIRST_SIZE = Q_HEAD.size + Q_TOTAL.size
 
 # Pipe
 P_WHOLE, P_FIRST, P_MORE, P_LAST, P_END = 1, 2, 3, 4, 5
+P_OPENING = 0x80  # a flag in the kind (see the module docs)
 P_HEAD = struct.Struct("<BQ")
 P_TOTAL = Q_TOTAL
 P_FIRST_SIZE = P_HEAD.size + P_TOTAL.size
@@ -52,17 +55,20 @@ def queue_frames(payload: bytes, limit: int | None) -> Iterator[bytes]:
         yield Q_HEAD.pack(CHUNK, LAST)
 
 
-def pipe_frames(payload: bytes, session: int, limit: int | None) -> Iterator[bytes]:
-    """The frames of one pipe message sent in ``session``."""
+def pipe_frames(
+    payload: bytes, session: int, limit: int | None, opening: bool = False
+) -> Iterator[bytes]:
+    """The frames of one pipe message sent in ``session`` (``opening``: its first)."""
+    flag = P_OPENING if opening else 0
     if limit is None or len(payload) + P_HEAD.size <= limit:
-        yield b"".join((P_HEAD.pack(P_WHOLE, session), payload))
+        yield b"".join((P_HEAD.pack(P_WHOLE | flag, session), payload))
         return
     piece = limit - P_FIRST_SIZE
     if piece < 1:
         raise ValueError(f"a channel whose largest message is {limit} bytes cannot carry chunks")
     view = memoryview(payload)
     total = len(payload)
-    yield b"".join((P_HEAD.pack(P_FIRST, session), P_TOTAL.pack(total), view[:piece]))
+    yield b"".join((P_HEAD.pack(P_FIRST | flag, session), P_TOTAL.pack(total), view[:piece]))
     start = piece
     while start < total:
         end = start + piece
@@ -73,6 +79,11 @@ def pipe_frames(payload: bytes, session: int, limit: int | None) -> Iterator[byt
 
 def pipe_end(session: int) -> bytes:
     return P_HEAD.pack(P_END, session)
+
+
+def pipe_renumbered(frame: bytes, session: int) -> bytes:
+    """``frame`` as sent in ``session``."""
+    return b"".join((P_HEAD.pack(frame[0], session), frame[P_HEAD.size :]))
 
 
 class Assembly:

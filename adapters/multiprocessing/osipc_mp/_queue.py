@@ -30,10 +30,11 @@ queue is empty and no getter is at work.
 **When osipc gc removes the state.** Once every process has closed the queue, ``osipc
 gc`` removes what it calls stale: the state block and the locks, and the ring too unless
 it holds messages. Then the next opener makes a new state block from what the ring
-holds: its depth counts as written (frames: never fewer than the messages), and the
-bound comes from the ring's osipc record, which gc keeps and removes with the ring: the
-ring's creator records ``osipc_mp.Queue(maxsize=N)`` as its codec (``osipc ls`` shows
-it), so a bounded queue never comes back unbounded.
+holds: under the creation lock, with nobody else at the ring, it takes every frame out,
+puts the whole messages back and counts them (a cut-off run, whose flag went with the
+old state, is dropped there); the bound comes from the ring's osipc record, which gc
+keeps and removes with the ring: the ring's creator records ``osipc_mp.Queue(maxsize=N)``
+as its codec (``osipc ls`` shows it), so a bounded queue never comes back unbounded.
 
 On mq the kernel bounds the queue (``maxmsg``) and the state block only records what the
 queue is; a message is one frame of at most ``msgsize`` bytes.
@@ -175,14 +176,52 @@ class _Core:
             words[word] = 0
         words[W_MAXSIZE] = asked
         if existed and self.transport == "shm":
-            # A ring left from before (osipc gc removed the state, say): count what it
-            # holds, and take the bound its creator recorded with it.
-            ring = osipc.info(self.url)
-            words[W_WRITTEN] = int(ring.depth or 0)
-            words[W_SUSPECT] = 1  # frames, not messages: let a full queue check the ring
-            bound = _Framing.recorded_bound(ring.codec)
+            # A ring left from before (osipc gc removed the state, say): what it holds,
+            # counted, and the bound its creator recorded with it.
+            words[W_WRITTEN] = self._rebuild()
+            bound = _Framing.recorded_bound(osipc.info(self.url).codec)
             if bound is not None:
                 words[W_MAXSIZE] = bound
+
+    def _rebuild(self) -> int:
+        """Under the state lock, with nobody else at the ring (gc removed the state only
+        because nobody had the queue open; any other opener waits for this one): take
+        everything out, put the whole messages back in order, and return how many. A run
+        cut short (its putter was killed) and the rest of one whose getter was killed
+        are dropped here, as getters would drop them, since the words that let putters
+        and getters deal with them went with the old state."""
+        assert self.tx is not None
+        assert self.rx is not None
+        kept: list[list[bytes] | None] = []  # each message's frames; None: an osipc end()
+        run: list[bytes] | None = None
+        while True:
+            try:
+                frame = self.rx.recv(timeout=0)
+            except osipc.EndOfStream:
+                kept.append(None)
+                run = None
+                continue
+            except osipc.Timeout:
+                break
+            kind = frame[1] if frame[:1] == b"\0" and len(frame) > 1 else None
+            if kind == _frames.FIRST:
+                run = [frame]
+            elif kind in (_frames.MORE, _frames.LAST):
+                if run is not None:
+                    run.append(frame)
+                    if kind == _frames.LAST:
+                        kept.append(run)
+                        run = None
+            else:  # a message in one frame (or one getters will refuse: not dropped here)
+                kept.append([frame])
+                run = None
+        for message in kept:  # they fitted before, and records take the same room anywhere
+            if message is None:
+                self.tx.end()
+            else:
+                for frame in message:
+                    self.tx.send(frame, timeout=0)
+        return sum(message is not None for message in kept)
 
     def _open_channel(self, maxsize: int, *, creating: bool) -> tuple[osipc.Sender[bytes], bool]:
         """The sender (the receiver is opened too), and whether the channel existed; one

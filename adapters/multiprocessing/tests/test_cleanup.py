@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import osipc_mp
 import pytest
+from _helpers import peer
 
 import osipc
 
@@ -58,6 +59,48 @@ def test_close_never_removes_and_unlink_removes_everything(names: Callable[[], s
         osipc_mp.unlink(name)
         assert in_dev_shm(name) == []
         osipc_mp.unlink(name)  # nothing left: not an error
+
+
+def test_a_forked_childs_copy_of_a_removed_pipe_makes_nothing_again(name: str) -> None:
+    # Two children hold copies of both ends. After the parent closed and removed the
+    # pipe, one exits without having used them (the ends close at exit), the other
+    # tries to send. Neither may make the pipe again.
+    peer(
+        """
+        import os, sys
+        import osipc, osipc_mp
+        a, b = osipc_mp.Pipe(sys.argv[1]).end("a"), osipc_mp.Pipe(sys.argv[1]).end("b")
+        r, w = os.pipe()
+        children = []
+        for role in ("exit", "send"):
+            pid = os.fork()
+            if pid == 0:
+                os.close(w)
+                os.read(r, 1)               # until the parent has removed the pipe
+                if role == "send":
+                    try:
+                        b.send("into a pipe that is gone")
+                    except osipc.NotFound:
+                        sys.exit(0)
+                    sys.exit(3)
+                sys.exit(0)
+            children.append(pid)
+        os.close(r)
+        b.send("hi")
+        assert a.recv() == "hi"
+        a.close()
+        b.close()
+        osipc_mp.unlink(sys.argv[1])
+        os.close(w)
+        for pid in children:
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, status
+        """,
+        name,
+        timeout=20,
+    )
+    assert in_dev_shm(name) == []
+    assert [info.url for info in osipc.ls(all=True) if name in info.url] == []
 
 
 def test_each_object_unlinks_its_own(names: Callable[[], str]) -> None:

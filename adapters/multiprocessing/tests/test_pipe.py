@@ -374,18 +374,39 @@ def test_messages_waiting_in_a_pipe_survive_gc_removing_its_state(name: str) -> 
     for run in range(2):
         peer(SEND_ARG, name, f"run {run}", timeout=10)
         assert peer(RECEIVE_ALL, name, timeout=10).stdout == f"open\n'run {run}'\nEOF\n"
-    # Two runs' messages wait, then gc: each reader after it gets one run, as before.
+    # Two runs' messages wait, then gc, then a third run: each reader after it gets one
+    # run, in order, as without gc (runs never merge).
     peer(SEND_ARG, name, "first", timeout=10)
     peer(SEND_ARG, name, "second", timeout=10)
     gc_keeps_only_the_channel()
-    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'first'\nEOF\n"
-    assert peer(RECEIVE_ALL, name, timeout=10).stdout == "open\n'second'\nEOF\n"
-    # A sender that came after gc, before the reader: what waited comes first.
-    peer(SEND_ARG, name, "before gc", timeout=10)
+    peer(SEND_ARG, name, "third", timeout=10)
+    for run in ("first", "second", "third"):
+        assert peer(RECEIVE_ALL, name, timeout=10).stdout == f"open\n'{run}'\nEOF\n"
+    # A reader killed after 2 of 5 messages: without gc, the next reader drops what it
+    # left (it was that session's); with gc between them, too.
+    peer(
+        """
+        import sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        for n in range(5):
+            conn.send(n)
+        """,
+        name,
+        timeout=10,
+    )
+    read_two = """
+        import os, signal, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("a")
+        print(conn.recv(), conn.recv(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    assert peer(read_two, name, check=False, timeout=10).stdout == "0 1\n"
     gc_keeps_only_the_channel()
-    peer(SEND_ARG, name, "after gc", timeout=10)
+    peer(SEND_ARG, name, "after the killed reader", timeout=10)
     got = peer(RECEIVE_ALL, name, timeout=10).stdout
-    assert got == "open\n'before gc'\n'after gc'\nEOF\n"
+    assert got == "open\n'after the killed reader'\nEOF\n"
     # A reader killed after the message, before its END: only the END waits, and it
     # ends nothing of the next run's.
     peer(SEND_ARG, name, "read", timeout=10)
@@ -653,6 +674,51 @@ def test_a_forked_childs_copy_holds_the_end_until_it_closes_or_dies(name: str) -
         with pytest.raises(EOFError):
             a.recv()
     finish(holder, timeout=10)
+
+
+def test_a_forked_child_that_execs_holds_no_copy_of_the_end(name: str) -> None:
+    # subprocess.Popen with preexec_fn forks (so the fork hooks run) and then execs, as
+    # do fork() + exec*() and pty.fork(): exec closes a stdlib pipe's descriptors, so the
+    # program started holds nothing, however long it runs.
+    sender = spawn(
+        """
+        import os, subprocess, sys
+        from osipc_mp import Pipe
+        conn = Pipe(sys.argv[1]).end("b")
+        conn.send("hello")
+        helper = subprocess.Popen(["sleep", "60"], preexec_fn=os.setpgrp)
+        conn.close()
+        print(helper.pid, flush=True)
+        sys.stdin.readline()
+        helper.kill()
+        helper.wait()
+        """,
+        name,
+        stdin=subprocess.PIPE,
+    )
+    assert sender.stdout is not None
+    assert sender.stdin is not None
+    helper = int(sender.stdout.readline())
+    try:
+        with osipc_mp.Pipe(name).end("a") as a:
+            assert a.recv() == "hello"
+            assert a.poll(5)  # at once, not when sleep ends
+            with pytest.raises(EOFError):
+                a.recv()
+        osipc_mp.Pipe(name).end("b").close()  # nobody holds "b"
+        assert _process_alive(helper)  # (the helper still runs: the test meant it)
+    finally:
+        sender.stdin.write("\n")
+        sender.stdin.flush()
+        finish(sender, timeout=10)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
 
 
 def test_a_pickled_end_is_resumed_and_the_original_refuses_use(name: str) -> None:

@@ -332,6 +332,65 @@ def test_a_bounded_queue_keeps_its_bound_when_gc_removes_its_state(name: str) ->
         assert q.maxsize == 2 and q.full()
 
 
+def test_a_queue_remade_after_gc_holds_exactly_its_whole_messages(name: str) -> None:
+    # A putter killed half-way through a message of chunks leaves its first chunk in the
+    # ring (it fills it); gc then removes the state, and the flag that said so, but
+    # keeps the ring. The queue made again from the ring must hold nothing, not a
+    # message that fills it.
+    putter = spawn(
+        """
+        import sys
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1], maxsize=2, capacity=1 << 16)
+        print("big", flush=True)
+        q.put(b"z" * (1 << 20))       # fills the ring, then waits for a getter forever
+        """,
+        name,
+    )
+    assert putter.stdout is not None
+    assert putter.stdout.readline() == "big\n"
+    deadline = time.monotonic() + 10
+    while not osipc.info(f"shm://{name}").depth and time.monotonic() < deadline:
+        time.sleep(0.01)
+    putter.kill()
+    putter.communicate(timeout=10)
+
+    def gc_keeps_only_the_ring() -> None:
+        done = cli("gc")
+        assert done.returncode == 0, done.stderr
+        assert f"kept shm://{name}:" in done.stdout, done.stdout
+        assert f"removed shm://{name}--state:" in done.stdout, done.stdout
+
+    gc_keeps_only_the_ring()
+    out = peer(
+        """
+        import queue, sys, osipc
+        from osipc_mp import Queue
+        q = Queue(sys.argv[1])
+        print(q.maxsize, q.qsize())
+        q.put_nowait("first")
+        q.put_nowait("second")
+        try:
+            q.put_nowait("one too many")
+        except queue.Full:
+            print("full")
+        print(q.get_nowait())
+        osipc.sender(f"shm://{sys.argv[1]}").end()  # an osipc end() waits in the ring too
+        """,
+        name,
+        timeout=10,
+    ).stdout
+    assert out == "2 0\nfull\nfirst\n"
+    gc_keeps_only_the_ring()  # the end() stays, in its place
+    with osipc_mp.Queue(name) as q:
+        assert q.qsize() == 1
+        assert q.get_nowait() == "second"
+        with pytest.raises(osipc.EndOfStream):
+            q.get_nowait()
+        assert q.empty()
+        assert osipc.info(f"shm://{name}").depth == 0
+
+
 def test_killed_getters_and_putters_never_cost_a_place(
     name: str,
     kill: Callable[[subprocess.Popen[str], float], str],
