@@ -21,6 +21,11 @@ def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` as seconds (``None`` = forever), or raise InvalidArgument."""
     if timeout is None:
         return None
+    kind = type(timeout)
+    if kind is float and 0.0 <= timeout < FOREVER:  # the common case first (NaN fails it)
+        return timeout
+    if kind is int and 0 <= timeout < FOREVER:
+        return float(timeout)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise InvalidArgument(
             f"timeout must be None (block), 0 (poll) or a number of seconds, got {timeout!r}"
