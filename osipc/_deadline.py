@@ -21,7 +21,7 @@ def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` as seconds (``None`` = forever), or raise InvalidArgument."""
     if timeout is None:
         return None
-    kind = type(timeout)
+    kind: type[object] = type(timeout)
     if kind is float and 0.0 <= timeout < FOREVER:  # the common case first (NaN fails it)
         return timeout
     if kind is int and 0 <= timeout < FOREVER:
