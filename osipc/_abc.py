@@ -308,8 +308,23 @@ def waits(method: WaitingCall) -> WaitingCall:
 
     @functools.wraps(method)
     def waiting(self: Handle, *args: Any) -> Any:
-        with self._waiting():
+        # _Waiting's steps inlined: this runs on every wait, often on a round trip's
+        # critical path, where an object and two method calls cost half a microsecond.
+        state = self._state
+        with state:
+            if self._closed:
+                raise self._raise_closed()
+            self._waiters += 1
+        try:
             return method(self, *args)
+        finally:
+            with state:
+                self._waiters -= 1
+                release = self._release_owed and self._waiters == 0
+                if release:
+                    self._release_owed = False
+            if release:
+                self._finish_close()
 
     return waiting  # type: ignore[return-value]
 

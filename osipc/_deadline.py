@@ -48,9 +48,11 @@ class Deadline:
 
     def remaining(self) -> float | None:
         """Seconds left (never negative), or ``None`` for no limit."""
-        if self.end is None:
+        end = self.end
+        if end is None:
             return None
-        return max(0.0, self.end - time.monotonic())
+        left = end - time.monotonic()
+        return left if left > 0.0 else 0.0
 
     def expired(self) -> bool:
         return self.end is not None and time.monotonic() >= self.end

@@ -1019,7 +1019,19 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 raise self._accel_error(exc) from None
             if got is not None:
                 return got
-            return self._wait_and_recv(Deadline(timeout))
+            if self._spin and timeout != 0:
+                # Spin first, holding the GIL (so no close() can come meanwhile): a
+                # message that comes within spin= costs no waiting-call bookkeeping.
+                try:
+                    spun = accel.recv_spin(self._spin)
+                except (OSError, ValueError) as exc:
+                    raise self._accel_error(exc) from None
+                if spun is None:  # the lock is busy, or an end-of-stream record is next
+                    return self._take(1, Deadline(timeout))[0]
+                if spun is not False:
+                    return spun  # type: ignore[no-any-return]
+                return self._wait_and_recv(Deadline(timeout), 0.0)  # (spun already)
+            return self._wait_and_recv(Deadline(timeout), self._spin)
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
@@ -1114,15 +1126,17 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                     return batch
 
     @waits
-    def _wait_and_recv(self, deadline: Deadline) -> Frame | None:
-        """The C part's wait: no lock round in Python before or after each sleep."""
-        accel, spin = self._accel, self._spin
+    def _wait_and_recv(self, deadline: Deadline, spin: float) -> Frame | None:
+        """The C part's wait: no lock round in Python before or after each sleep. Its
+        first sleep comes after ``spin`` seconds of polling, later ones after spin=."""
+        accel = self._accel
         while True:
             left = deadline.remaining()
             try:
                 got = accel.recv_wait(spin, SLICE if left is None else min(left, SLICE))
             except (OSError, ValueError) as exc:
                 raise self._accel_error(exc) from None
+            spin = self._spin
             self._check_open()
             if got is None:  # the lock is busy, or an end-of-stream record is next
                 return self._take(1, deadline)[0]

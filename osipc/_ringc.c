@@ -612,6 +612,29 @@ static PyObject *Ring_recv_wait(Ring *self, PyObject *args) {
     Py_RETURN_FALSE;
 }
 
+/* recv_spin(spin) -> bytes | None | False: recv_wait's spin without its sleep. The GIL
+ * stays held throughout, so no other thread can close the handle meanwhile: the caller
+ * needs no waiting-call bookkeeping for it (a round trip's receiver finds its message
+ * here, and returns without a Deadline or a lock round in Python). */
+static PyObject *Ring_recv_spin(Ring *self, PyObject *arg) {
+    int found;
+    double spin = PyFloat_AsDouble(arg);
+    if (spin == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!self->mapped)
+        return released();
+    uint64_t *head = WORD(self->base, OFF_HEAD);
+    uint64_t seen = __atomic_load_n(head, __ATOMIC_ACQUIRE);
+    if (seen <= self->tail_last && !(spin > 0 && spin_until(head, seen, spin)))
+        Py_RETURN_FALSE;
+    PyObject *got = take(self, 1, 0, &found);
+    if (got != NULL || PyErr_Occurred())
+        return got;
+    if (found == ELSEWHERE)
+        Py_RETURN_NONE;
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef Ring_methods[] = {
     {"spin", (PyCFunction)Ring_spin, METH_VARARGS,
      "spin(offset, seen, seconds) -> bool: the header word moved while spinning"},
@@ -625,6 +648,8 @@ static PyMethodDef Ring_methods[] = {
      "recv() -> bytes | None: the next data record; None: take the Python path"},
     {"recv_wait", (PyCFunction)Ring_recv_wait, METH_VARARGS,
      "recv_wait(spin, seconds) -> bytes | None | False: the next record, waiting for one"},
+    {"recv_spin", (PyCFunction)Ring_recv_spin, METH_O,
+     "recv_spin(spin) -> bytes | None | False: the next record if one comes within spin"},
     {"recv_many", (PyCFunction)Ring_recv_many, METH_O,
      "recv_many(max_count) -> list[bytes] | None: data records in one lock round"},
     {"recv_into", (PyCFunction)Ring_recv_into, METH_O,

@@ -97,6 +97,31 @@ def test_spin_receives(url: Url, scheme: str) -> None:
     osipc.unlink(target)
 
 
+def test_what_comes_during_the_spin_is_received_whole(url: Url, scheme: str) -> None:
+    # A long spin= (0.5 s) so that each of another process's sends lands while the
+    # receiver polls: an empty message is data, and an end-of-stream still ends.
+    target = url(scheme, spin=500_000)
+    with osipc.receiver(target) as rx:
+        sender = spawn(
+            """
+            import sys, time, osipc
+            with osipc.sender(sys.argv[1]) as tx:
+                for message in (b"", b"x" * 100):
+                    time.sleep(0.05)
+                    tx.send(message)
+                time.sleep(0.05)
+                tx.end()
+            """,
+            target,
+        )
+        assert rx.recv(timeout=10) == b""
+        assert rx.recv(timeout=10) == b"x" * 100
+        with pytest.raises(osipc.EndOfStream):
+            rx.recv(timeout=10)
+        finish(sender)
+    osipc.unlink(target)
+
+
 def test_two_senders_two_receivers_exactly_once(ring: str) -> None:
     sender = """
         import os, sys, osipc
