@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Literal, TypeVar
 
 from osipc import _codecs
 from osipc._address import Address, CommonOptions, validate_name
@@ -632,6 +632,12 @@ class Receiver(Handle, Generic[T]):
     @abstractmethod
     def _recv(self, timeout: float | None) -> Frame | None:
         """One frame, or None at end-of-stream. Raise Timeout when nothing arrives."""
+
+    def _recv_spun(self) -> Frame | Literal[False] | None:
+        """For osipc.aio, when a receive without waiting found nothing and a worker thread
+        would wait next: a frame (None: end-of-stream) if one comes within a brief poll on
+        the calling thread, else False. Default: no poll (only the rings have spin=)."""
+        return False
 
     def _recv_batch(self, max_count: int, deadline: Deadline) -> list[Frame | None]:
         """At least one item (None for end-of-stream). Default: one ``_recv``, then polls

@@ -58,7 +58,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from osipc import _accel, _futex
 from osipc._abc import Capabilities, Frame, Receiver, Sender, Transport, waits
@@ -1020,16 +1020,11 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             if got is not None:
                 return got
             if self._spin and timeout != 0:
-                # Spin first, holding the GIL (so no close() can come meanwhile): a
-                # message that comes within spin= costs no waiting-call bookkeeping.
-                try:
-                    spun = accel.recv_spin(self._spin)
-                except (OSError, ValueError) as exc:
-                    raise self._accel_error(exc) from None
+                spun = self._spun()
                 if spun is None:  # the lock is busy, or an end-of-stream record is next
                     return self._take(1, Deadline(timeout))[0]
                 if spun is not False:
-                    return spun  # type: ignore[no-any-return]
+                    return spun
                 return self._wait_and_recv(Deadline(timeout), 0.0)  # (spun already)
             return self._wait_and_recv(Deadline(timeout), self._spin)
         # The common case inlined: the lock is free and a record is there; else _take.
@@ -1124,6 +1119,28 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 batch = self._quick(max_count)
                 if batch is not None:
                     return batch
+
+    def _spun(self) -> Frame | Literal[False] | None:
+        """The C part's spin for the next record, holding the GIL (so no close() can come
+        meanwhile: a message that comes within spin= costs no waiting-call bookkeeping).
+        A record; False: none came; None: the Python path's (lock busy, end-of-stream)."""
+        try:
+            return self._accel.recv_spin(self._spin)  # type: ignore[no-any-return]
+        except (OSError, ValueError) as exc:
+            raise self._accel_error(exc) from None
+
+    def _recv_spun(self) -> Frame | Literal[False] | None:
+        # osipc.aio's poll before a worker thread waits (see Receiver._recv_spun): the
+        # spin on the event loop's thread, which costs it less than a worker's hand-off.
+        if self._accel is None or not self._spin:
+            return False
+        spun = self._spun()
+        if spun is None:
+            try:
+                return self._take(1, Deadline(0.0))[0]
+            except Timeout:
+                return False
+        return spun
 
     @waits
     def _wait_and_recv(self, deadline: Deadline, spin: float) -> Frame | None:

@@ -157,6 +157,36 @@ def test_timeouts_follow_the_sync_rule(url: Url, scheme: str) -> None:
     remove(target)
 
 
+@pytest.mark.parametrize("ring", ["shm", "sysv+shm"])
+def test_what_comes_during_a_ring_s_spin_on_the_loop_is_received_whole(url: Url, ring: str) -> None:
+    # spin=0.5 s: each of another process's sends lands while the loop's thread polls
+    # (before a worker would wait); an empty message is data, an end-of-stream ends.
+    target = url(ring, capacity="64K", spin=500_000)
+
+    async def main() -> None:
+        async with osipc.aio.receiver(target) as rx:
+            proc = spawn(
+                """
+                import sys, time, osipc
+                with osipc.sender(sys.argv[1]) as tx:
+                    for message in (b"", b"y" * 100):
+                        time.sleep(0.05)
+                        tx.send(message)
+                    time.sleep(0.05)
+                    tx.end()
+                """,
+                target,
+            )
+            assert await rx.recv(timeout=10) == b""
+            assert await rx.recv(timeout=10) == b"y" * 100
+            with pytest.raises(osipc.EndOfStream):
+                await rx.recv(timeout=10)
+            finish(proc)
+
+    run(main())
+    remove(target)
+
+
 def test_a_full_queue_times_out_an_async_send(url: Url) -> None:
     target = url("mq", maxmsg=2, msgsize=64)
 
