@@ -317,14 +317,16 @@ class SysvMqReceiver(Receiver[Any]):
                 frame: Frame | None
                 frame, self.type = got
                 return frame
-        try:  # one try; then wait in _wait_and_receive
-            data, self.type = self._mq.receive(False, self._filter)
-        except sysv_ipc.BusyError:
-            data = None
-        except Exception as exc:
-            if not _sysv.interrupted(exc):
-                raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
-            data = None
+            data = None  # (the C part tried: straight to the wait, no second try)
+        else:
+            try:  # one try; then wait in _wait_and_receive
+                data, self.type = self._mq.receive(False, self._filter)
+            except sysv_ipc.BusyError:
+                data = None
+            except Exception as exc:
+                if not _sysv.interrupted(exc):
+                    raise _sysv.map_sysv_ipc(exc, f"receive from {self.url}") from exc
+                data = None
         if data is None:
             data = self._wait_and_receive(timeout)
         if self._raw:
