@@ -317,7 +317,7 @@ class SysvMqReceiver(Receiver[Any]):
                 frame: Frame | None
                 frame, self.type = got
                 return frame
-            data = None  # (the C part tried: straight to the wait, no second try)
+            data: Any = None  # (the C part tried: straight to the wait, no second try)
         else:
             try:  # one try; then wait in _wait_and_receive
                 data, self.type = self._mq.receive(False, self._filter)
