@@ -1132,13 +1132,9 @@ class RingReceiver(_RingHandle, Receiver[Any]):
     def _recv_spun(self) -> Frame | Literal[False] | None:
         # osipc.aio's poll before a worker thread waits (see Receiver._recv_spun): the
         # spin on the event loop's thread, which costs it less than a worker's hand-off.
-        accel = self._accel
-        if accel is None:
+        if self._accel is None or not self._spin:
             return False
-        try:  # (with spin=0: a take without waiting)
-            spun: Frame | Literal[False] | None = accel.recv_spin(self._spin)
-        except (OSError, ValueError) as exc:
-            raise self._accel_error(exc) from None
+        spun = self._spun()
         if spun is None:
             try:
                 return self._take(1, Deadline(0.0))[0]

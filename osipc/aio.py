@@ -474,15 +474,12 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             and not sync._closed
         ):
             tried = True
-            # A ring takes what is there, or what comes within its spin=, without the
-            # Timeout a try without waiting raises (costly, when a stream keeps a ring
-            # nearly empty); the poll costs the loop less than a worker's hand-off.
-            got: _abc.Frame | Literal[False] | None = False if timeout == 0 else sync._recv_spun()
-            if got is False:
-                try:
-                    got = sync._recv(0.0)
-                except _errors.Timeout:
-                    pass
+            got: _abc.Frame | Literal[False] | None
+            try:
+                got = sync._recv(0.0)
+            except _errors.Timeout:
+                # a ring's spin= here costs the loop less than a worker's hand-off
+                got = False if timeout == 0 else sync._recv_spun()
             if got is not False:
                 if got is None:
                     raise _errors.EndOfStream(f"{self.url}: end of stream")
