@@ -22,6 +22,18 @@ IS_ROOT = os.geteuid() == 0
 # and its groups for good, as daemons do: the kernel then checks every IPC permission as
 # that user. (Dropping first is not possible here: the interpreters live under /root,
 # which other users cannot read.)
+# A peer for the spin tests: an empty message, then 100 bytes of "y", then end-of-stream,
+# 50 ms apart, to the URL in argv[1] (each lands while a receiver with a long spin= polls).
+SEND_DURING_SPIN = """
+import sys, time, osipc
+with osipc.sender(sys.argv[1]) as tx:
+    for message in (b"", b"y" * 100):
+        time.sleep(0.05)
+        tx.send(message)
+    time.sleep(0.05)
+    tx.end()
+"""
+
 _AS_USER = """
 import sys, os
 import errno, hashlib, json, resource, select, signal, struct, time

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
-from _helpers import finish, spawn
+from _helpers import SEND_DURING_SPIN, finish, spawn
 
 import osipc
 import osipc.aio
@@ -165,18 +165,7 @@ def test_what_comes_during_a_ring_s_spin_on_the_loop_is_received_whole(url: Url,
 
     async def main() -> None:
         async with osipc.aio.receiver(target) as rx:
-            proc = spawn(
-                """
-                import sys, time, osipc
-                with osipc.sender(sys.argv[1]) as tx:
-                    for message in (b"", b"y" * 100):
-                        time.sleep(0.05)
-                        tx.send(message)
-                    time.sleep(0.05)
-                    tx.end()
-                """,
-                target,
-            )
+            proc = spawn(SEND_DURING_SPIN, target)
             assert await rx.recv(timeout=10) == b""
             assert await rx.recv(timeout=10) == b"y" * 100
             with pytest.raises(osipc.EndOfStream):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import sysv_ipc
-from _helpers import NOBODY, finish, need_root, peer, runtime_for, spawn
+from _helpers import NOBODY, SEND_DURING_SPIN, finish, need_root, peer, runtime_for, spawn
 
 import osipc
 
@@ -102,20 +102,9 @@ def test_what_comes_during_the_spin_is_received_whole(url: Url, scheme: str) -> 
     # receiver polls: an empty message is data, and an end-of-stream still ends.
     target = url(scheme, spin=500_000)
     with osipc.receiver(target) as rx:
-        sender = spawn(
-            """
-            import sys, time, osipc
-            with osipc.sender(sys.argv[1]) as tx:
-                for message in (b"", b"x" * 100):
-                    time.sleep(0.05)
-                    tx.send(message)
-                time.sleep(0.05)
-                tx.end()
-            """,
-            target,
-        )
+        sender = spawn(SEND_DURING_SPIN, target)
         assert rx.recv(timeout=10) == b""
-        assert rx.recv(timeout=10) == b"x" * 100
+        assert rx.recv(timeout=10) == b"y" * 100
         with pytest.raises(osipc.EndOfStream):
             rx.recv(timeout=10)
         finish(sender)
