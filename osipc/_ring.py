@@ -1019,14 +1019,11 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 raise self._accel_error(exc) from None
             if got is not None:
                 return got
-            if self._spin and timeout != 0:
-                spun = self._spun()
-                if spun is None:  # the lock is busy, or an end-of-stream record is next
-                    return self._take(1, Deadline(timeout))[0]
+            if timeout != 0:
+                spun = self._recv_spun()
                 if spun is not False:
                     return spun
-                return self._wait_and_recv(Deadline(timeout), 0.0)  # (spun already)
-            return self._wait_and_recv(Deadline(timeout), self._spin)
+            return self._wait_and_recv(Deadline(timeout))
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
@@ -1120,33 +1117,29 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 if batch is not None:
                     return batch
 
-    def _spun(self) -> Frame | Literal[False] | None:
-        """The C part's spin for the next record, holding the GIL (so no close() can come
-        meanwhile: a message that comes within spin= costs no waiting-call bookkeeping).
-        A record; False: none came; None: the Python path's (lock busy, end-of-stream)."""
+    def _recv_spun(self) -> Frame | Literal[False] | None:
+        """The C part's spin= for the next record (see Receiver._recv_spun), holding the
+        GIL, so no close() can come meanwhile: a message that comes within spin= costs
+        no waiting-call bookkeeping (_recv's wait), nor a worker's hand-off (osipc.aio's)."""
+        accel = self._accel
+        if accel is None or not self._spin:
+            return False
         try:
-            return self._accel.recv_spin(self._spin)  # type: ignore[no-any-return]
+            spun: Frame | Literal[False] | None = accel.recv_spin(self._spin)
         except (OSError, ValueError) as exc:
             raise self._accel_error(exc) from None
-
-    def _recv_spun(self) -> Frame | Literal[False] | None:
-        # osipc.aio's poll before a worker thread waits (see Receiver._recv_spun): the
-        # spin on the event loop's thread, which costs it less than a worker's hand-off.
-        if self._accel is None or not self._spin:
-            return False
-        spun = self._spun()
-        if spun is None:
+        if spun is None:  # the lock is busy, or an end-of-stream record is next
             try:
                 return self._take(1, Deadline(0.0))[0]
             except Timeout:
-                return False
+                return False  # (busy: the wait that follows takes it)
         return spun
 
     @waits
-    def _wait_and_recv(self, deadline: Deadline, spin: float) -> Frame | None:
+    def _wait_and_recv(self, deadline: Deadline) -> Frame | None:
         """The C part's wait: no lock round in Python before or after each sleep. Its
-        first sleep comes after ``spin`` seconds of polling, later ones after spin=."""
-        accel = self._accel
+        first sleep comes at once (_recv_spun polled already), later ones after spin=."""
+        accel, spin = self._accel, 0.0
         while True:
             left = deadline.remaining()
             try:
