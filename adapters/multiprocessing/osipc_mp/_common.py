@@ -281,6 +281,18 @@ MAGIC_PIPE = b"ompPipe1"
 KINDS = {MAGIC_QUEUE: "a Queue", MAGIC_PIPE: "a Pipe"}
 
 
+def waiting_frames(rx: osipc.Receiver[Any]) -> Iterator[bytes | None]:
+    """What ``rx``'s channel holds now, taken in order without waiting (None for a plain
+    osipc end-of-stream); the iteration ends when the channel is empty."""
+    while True:
+        try:
+            yield rx.recv(timeout=0)
+        except osipc.EndOfStream:
+            yield None
+        except osipc.Timeout:
+            return
+
+
 # -- lifetime ----------------------------------------------------------------------------
 
 

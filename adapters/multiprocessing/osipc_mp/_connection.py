@@ -64,6 +64,7 @@ from osipc_mp._common import (
     holding,
     loads,
     quietly,
+    waiting_frames,
 )
 
 ENDS = ("a", "b")
@@ -344,13 +345,9 @@ class _End:
             raise
         with rx, tx:
             runs: dict[int, list[bytes]] = {}  # by old session, in the channel's order
-            while True:
-                try:
-                    frame = rx.recv(timeout=0)
-                except osipc.EndOfStream:
+            for frame in waiting_frames(rx):
+                if frame is None:
                     continue  # a plain osipc end(): readers pass over it
-                except osipc.Timeout:
-                    break
                 if len(frame) >= _frames.P_HEAD.size:  # (shorter: no osipc_mp frame)
                     _, session = _frames.P_HEAD.unpack_from(frame)
                     runs.setdefault(session, []).append(frame)
@@ -860,12 +857,8 @@ class _End:
         if self.rx is None:
             return
         stop = time.monotonic() + DROP_WAIT
-        while time.monotonic() < stop:
-            try:
-                self.rx.recv(timeout=0)
-            except osipc.EndOfStream:
-                continue
-            except osipc.Timeout:
+        for _ in waiting_frames(self.rx):
+            if time.monotonic() >= stop:
                 return
 
     def hand_off(self) -> int:

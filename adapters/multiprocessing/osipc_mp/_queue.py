@@ -65,6 +65,7 @@ from osipc_mp._common import (
     loads,
     quietly,
     wait_time,
+    waiting_frames,
 )
 
 DEFAULT_CAPACITY = 4 << 20  # bytes of a ring this module creates: a 4 MiB pickle fits whole
@@ -194,15 +195,11 @@ class _Core:
         assert self.rx is not None
         kept: list[list[bytes] | None] = []  # each message's frames; None: an osipc end()
         run: list[bytes] | None = None
-        while True:
-            try:
-                frame = self.rx.recv(timeout=0)
-            except osipc.EndOfStream:
+        for frame in waiting_frames(self.rx):
+            if frame is None:
                 kept.append(None)
                 run = None
                 continue
-            except osipc.Timeout:
-                break
             kind = frame[1] if frame[:1] == b"\0" and len(frame) > 1 else None
             if kind == _frames.FIRST:
                 run = [frame]
@@ -424,13 +421,8 @@ class Queue:
         try:
             if words[W_WRITTEN] > words[W_TAKEN]:  # a getter died holding one: not junk
                 return
-            while True:
-                try:
-                    core.rx.recv(timeout=0)
-                except osipc.EndOfStream:
-                    continue
-                except osipc.Timeout:
-                    break
+            for _ in waiting_frames(core.rx):
+                pass
             words[W_JUNK] = 0
         finally:
             core.get_lock.release()
