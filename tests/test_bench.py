@@ -103,3 +103,28 @@ def test_the_suite_compares_the_asyncio_receivers_with_the_synchronous_ones(
     assert rows["osipc aio shm >= 0.7x osipc shm at 64 B"] == ("0.80x", True)
     assert rows["osipc aio shm >= 0.7x osipc shm at 4 KiB"] == ("0.50x", False)
     assert not any("aio mq" in target for target in rows)  # not run: no row
+
+
+def test_a_target_past_what_copying_allows_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _load_bench(monkeypatch)
+    mib = 1 << 20
+
+    def result(mech: str, family: str, rate: float) -> Any:
+        return bench.Result(
+            mech, family, "shm", "throughput", "stream", mib, "cross-core", msgs_per_s=rate
+        )
+
+    results = [result("osipc shm", "osipc", 24000.0), result("faster_fifo", "peer", 8000.0)]
+    rows = {
+        target: measured
+        for target, measured, _ in bench.targets(results, "cross-core", 26000.0, 25500.0)
+    }
+    assert rows["osipc shm >= 4x faster_fifo at 1 MiB"] == (
+        "3.00x (needs 33.6 GB/s; plain copies between two CPUs: 26.0 GB/s here, "
+        "the senders' copy alone: 25.5 GB/s)"
+    )
+    # both ceilings are measured for real: two processes, one shared buffer, every message
+    # checked (the reader without a copy still reads a message's first and last byte)
+    for copy_out in (True, False):
+        rate = bench.pipeline_ceiling(1 << 16, 200, copy_out=copy_out)
+        assert rate is None or rate > 0
