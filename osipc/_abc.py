@@ -485,6 +485,13 @@ class Receiver(Handle, Generic[T]):
     priority: int = 0
     """The priority of the last message received (0 where the transport has none)."""
 
+    _poll: Callable[[], Frame | None] | None = None
+    """For osipc.aio's hot path: a transport's receive of the next data frame without
+    waiting, in one C call where it has one (no Python frame between the coroutine and
+    the kernel object). None: nothing there, or anything else (an end-of-stream record, a
+    busy lock): the caller takes ``_recv``, which says which. It raises OSError or
+    ValueError only where ``_recv`` would raise too. Default: none."""
+
     def __init__(
         self, address: Address, capabilities: Capabilities, codec: _codecs.Codec[Any]
     ) -> None:

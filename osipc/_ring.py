@@ -683,7 +683,6 @@ class _RingHandle:
         self._hdr = record_header(backend.kind)
         self._max = max_message(backend.capacity, backend.kind)
         self._spin = spin
-        self._addr = backend.address
         self._w, self._h = backend.words, backend.halves
 
     def _accel_error(self, exc: OSError | ValueError) -> OsipcError:
@@ -775,7 +774,8 @@ class _RingHandle:
         left = deadline.remaining()
         if left == 0:
             raise Timeout(f"{self.url}: {what} {deadline.describe()}")
-        _futex.wait(self._addr + offset, seen, SLICE if left is None else min(left, SLICE))
+        address = self._backend.address + offset
+        _futex.wait(address, seen, SLICE if left is None else min(left, SLICE))
         self._check_open()  # type: ignore[attr-defined]  # (a slice is the most close() waits)
 
     def _wake_after_release(self, producer: bool) -> None:
@@ -790,15 +790,15 @@ class _RingHandle:
         if producer:
             if halves[H_FLAG_DATA]:
                 halves[H_FLAG_DATA] = 0
-                _futex.wake(self._addr + OFF_HEAD)
+                _futex.wake(self._backend.address + OFF_HEAD)
             if halves[H_FLAG_TX]:
-                _futex.wake(self._addr + OFF_TX_GEN)
+                _futex.wake(self._backend.address + OFF_TX_GEN)
         else:
             if halves[H_FLAG_SPACE]:
                 halves[H_FLAG_SPACE] = 0
-                _futex.wake(self._addr + OFF_TAIL)
+                _futex.wake(self._backend.address + OFF_TAIL)
             if halves[H_FLAG_RX]:
-                _futex.wake(self._addr + OFF_RX_GEN)
+                _futex.wake(self._backend.address + OFF_RX_GEN)
 
 
 class RingSender(_RingHandle, Sender[Any]):
@@ -1009,6 +1009,8 @@ class RingReceiver(_RingHandle, Receiver[Any]):
         self._try, self._release, self._claim, _ = backend.rx.fast()
         self._local = backend.rx.local
         self._accel = backend.accel
+        if backend.accel is not None:
+            self._poll = backend.accel.recv  # (raises ValueError once close() released it)
 
     def _recv(self, timeout: float | None) -> Frame | None:
         accel = self._accel
@@ -1319,7 +1321,7 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
             words[self._cursor_word] = cursor
             if self._h[H_FLAG_SPACE]:
                 words[W_SUB_GEN] += 1
-                _futex.wake(self._addr + OFF_SUB_GEN)
+                _futex.wake(self._backend.address + OFF_SUB_GEN)
         return out
 
     def _close(self) -> None:

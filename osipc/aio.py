@@ -475,6 +475,16 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
         ):
             tried = True
             got: _abc.Frame | Literal[False] | None
+            poll = sync._poll
+            if poll is not None:  # one C call where the transport has one
+                try:
+                    got = poll()
+                except (OSError, ValueError):
+                    got = None  # (_recv below says what went wrong)
+                if got is not None:
+                    if sync._decode_fast is not None:
+                        return got  # type: ignore[return-value]
+                    return _codecs.decode(sync.codec, got, self.url)  # type: ignore[no-any-return]
             try:
                 got = sync._recv(0.0)
             except _errors.Timeout:
