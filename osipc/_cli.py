@@ -491,7 +491,7 @@ def doctor_report() -> tuple[list[tuple[str, str]], list[str]]:
 
     _, queues = _accel.load("_msgc")
     for what, status in (("shm:// and sysv+shm:// queues", _ring.ACCEL_STATUS),
-                         ("mq:// and sysv+mq://", queues)):  # fmt: skip
+                         ("mq:// and sysv+mq:// (and fifo:// sends)", queues)):  # fmt: skip
         facts.append((f"C part for {what.split()[0]}", status))
         if status not in ("in use", _accel.OFF):
             problems.append(f"osipc's C part for {what} is {status}: pure Python, slower")

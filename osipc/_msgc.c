@@ -1,5 +1,5 @@
 /* One message in or out of a message queue without waiting, in one call: the hot paths
- * of mq:// (POSIX) and sysv+mq:// (System V).
+ * of mq:// (POSIX) and sysv+mq:// (System V), and of a fifo:// send (pipe_send, below).
  *
  * posix_ipc and sysv_ipc stay the bindings that create, open, remove and wait on the
  * queues; this file only tries once (O_NONBLOCK, IPC_NOWAIT) and applies osipc's
@@ -17,6 +17,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/msg.h>
@@ -235,6 +236,62 @@ static PyObject *msg_recv(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* -- FIFOs ------------------------------------------------------------------------------ */
+
+#define FIFO_DATA 0xC1 /* fifo.py's DATA frame: C1 len:u32 (little-endian) payload */
+
+/* pipe_send(fd, frame, limit) -> True | False | None: ``frame`` written as one DATA frame
+ * with one write on the descriptor (O_NONBLOCK), which the kernel keeps whole: True. False:
+ * no room, or no reader (EAGAIN, EPIPE: the Python path waits, or says so). None: not
+ * a byte buffer, or larger than one write may be (the Python path cuts it into parts).
+ * The GIL stays held: the write never waits, and no close() can come meanwhile. */
+static PyObject *pipe_send(PyObject *module, PyObject *args) {
+    int fd;
+    Py_ssize_t limit;
+    PyObject *frame;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "iOn", &fd, &frame, &limit))
+        return NULL;
+    if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (view.len > limit || view.len > UINT32_MAX) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    uint32_t size = (uint32_t)view.len;
+    unsigned char buffer[PIPE_BUF]; /* one write: writev costs the kernel more here */
+    if (size > sizeof(buffer) - 5) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    buffer[0] = FIFO_DATA;
+    buffer[1] = size & 0xFF;
+    buffer[2] = (size >> 8) & 0xFF;
+    buffer[3] = (size >> 16) & 0xFF;
+    buffer[4] = (unsigned char)(size >> 24);
+    memcpy(buffer + 5, view.buf, size);
+    ssize_t done = write(fd, buffer, 5 + (size_t)size);
+    int error = errno;
+    PyBuffer_Release(&view);
+    if (done < 0 && error == EINTR) { /* nothing was written: a whole frame or none */
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+        Py_RETURN_FALSE; /* the Python path tries again (a handler may have closed it) */
+    }
+    if (done == (ssize_t)(5 + size))
+        Py_RETURN_TRUE;
+    if (done >= 0) { /* a pipe never writes part of a write this small */
+        PyErr_SetString(PyExc_OSError, "a FIFO took part of a frame");
+        return NULL;
+    }
+    if (error == EAGAIN || error == EPIPE)
+        Py_RETURN_FALSE;
+    errno = error;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
 static PyMethodDef methods[] = {
     {"mq_send", mq_send, METH_VARARGS,
      "mq_send(mqd, frame, priority, raw, limit) -> True | False | None"},
@@ -244,12 +301,14 @@ static PyMethodDef methods[] = {
      "msg_send(msqid, mtype, frame, raw, limit) -> bool: sent without waiting"},
     {"msg_recv", msg_recv, METH_VARARGS,
      "msg_recv(msqid, type_filter, maxsize, raw) -> (payload | None, type) | None"},
+    {"pipe_send", pipe_send, METH_VARARGS,
+     "pipe_send(fd, frame, limit) -> True | False | None: one DATA frame, one writev"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "osipc._msgc",
-    "mq:// and sysv+mq:// send and receive in one call, in C (optional).",
+    "mq:// and sysv+mq:// send and receive, and a fifo:// send, in one call, in C (optional).",
     -1, methods,
 };
 

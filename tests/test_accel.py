@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import osipc
 from osipc import _ring
-from osipc.transports import posix_mq, sysv_mq
+from osipc.transports import fifo, posix_mq, sysv_mq
 
 Url = Callable[..., str]
 
@@ -77,3 +77,16 @@ def test_the_message_queues_use_their_c_part_where_it_was_built(url: Url) -> Non
     assert (sysv_mq._MSGC is posix_mq._MSGC) and (sysv_mq._MSGC is not None) == _expected(
         sysv_mq._MSGC
     )
+
+
+def test_a_fifo_sends_small_frames_through_its_c_part_where_it_was_built(url: Url) -> None:
+    assert (fifo._MSGC is posix_mq._MSGC) and (fifo._MSGC is not None) == _expected(fifo._MSGC)
+    target = url("fifo")
+    limit = fifo.SMALL_MAX
+    sent = [b"", b"\xc1", b"x" * limit, b"y" * (limit + 1), bytearray(b"z" * 300)]
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        for message in sent:  # the largest one frame carries, and one byte past it (parts)
+            tx.send(message)
+        got = [rx.recv(timeout=2) for _ in sent]
+    osipc.unlink(target)
+    assert got == [bytes(m) for m in sent]

@@ -54,7 +54,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from osipc import _inventory, _limits
+from osipc import _accel, _inventory, _limits
 from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import (
     Address,
@@ -87,6 +87,7 @@ from osipc._errors import (
 from osipc._fd import FdHolder
 
 PIPE_BUF = _limits.PIPE_BUF
+_MSGC, _ = _accel.load("_msgc")  # a small frame in one writev, in C (optional)
 F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
 
@@ -411,13 +412,17 @@ class FifoSender(Sender[Any]):
 
     def _send(self, frame: Buffer, timeout: float | None) -> None:
         fd = self._fd.fd
-        size = len(frame)
-        if fd >= 0 and size <= SMALL_MAX and not self._lines and not self._abort_owed:
+        if fd >= 0 and not self._lines and not self._abort_owed:
             # the common case: a small frame, room in the pipe, a receiver present
-            header = _SHORT.pack(DATA, size)
             try:
-                os.write(fd, header + frame if type(frame) is bytes else b"".join((header, frame)))
-                return
+                if _MSGC is not None:
+                    if _MSGC.pipe_send(fd, frame, SMALL_MAX):  # (None: too large for one)
+                        return
+                elif len(frame) <= SMALL_MAX:
+                    header = _SHORT.pack(DATA, len(frame))
+                    whole = header + frame if type(frame) is bytes else b"".join((header, frame))
+                    os.write(fd, whole)
+                    return
             except (BlockingIOError, BrokenPipeError):
                 pass
             except OSError as exc:
