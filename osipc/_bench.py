@@ -170,21 +170,34 @@ def _pong_url(url: str) -> str:
     return f"{base}-pong" + (f"?{query}" if query else "")
 
 
-def _peer(role: str, url: str, size: int, ready_fd: int) -> subprocess.Popen[bytes]:
+def _peer(role: str, url: str, size: int, ready_fd: int, cpu: int) -> subprocess.Popen[bytes]:
     code = (
         "import sys; from osipc import _bench; "
-        "_bench.peer_main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
+        "_bench.peer_main(sys.argv[1], sys.argv[2], *map(int, sys.argv[3:]))"
     )
     return subprocess.Popen(
-        [sys.executable, "-c", code, role, url, str(size), str(ready_fd)],
+        [sys.executable, "-c", code, role, url, str(size), str(ready_fd), str(cpu)],
         pass_fds=(ready_fd,),
         stdout=subprocess.PIPE,
     )
 
 
-def peer_main(role: str, url: str, size: int, ready_fd: int) -> None:
-    """The other process of ``osipc bench``: receives (role "recv") or echoes ("pong")."""
+def _two_cpus() -> list[int] | None:
+    """Two CPUs this process may run on, for the two sides: a run that lets the scheduler
+    place (and move) them measures the placement as much as the endpoint."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[:2] if len(cpus) >= 2 else None
+
+
+def peer_main(role: str, url: str, size: int, ready_fd: int, cpu: int = -1) -> None:
+    """The other process of ``osipc bench``: receives (role "recv") or echoes ("pong"),
+    pinned to ``cpu`` unless it is -1."""
     import osipc
+
+    if cpu >= 0:
+        os.sched_setaffinity(0, {cpu})
 
     if role == "recv":
         with osipc.receiver(url) as rx:
@@ -206,13 +219,19 @@ def _wait_ready(fd: int) -> None:
 def bench_url(
     url: str, size: int, duration: float, round_trips: int, show: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Measure one endpoint between this process and a child that knows only the URL."""
+    """Measure one endpoint between this process and a child that knows only the URL,
+    each pinned to a CPU of its own where there are two (``cpus`` in the result)."""
     import osipc
 
-    results: dict[str, Any] = {"url": url, "size": size}
+    cpus = _two_cpus()
+    results: dict[str, Any] = {"url": url, "size": size, "cpus": cpus}
+    here = os.sched_getaffinity(0) if cpus else None
+    peer_cpu = cpus[1] if cpus else -1
     read_fd, write_fd = os.pipe()
     try:
-        child = _peer("recv", url, size, write_fd)
+        if cpus:
+            os.sched_setaffinity(0, {cpus[0]})
+        child = _peer("recv", url, size, write_fd, peer_cpu)
         try:
             _wait_ready(read_fd)
             with osipc.sender(url) as tx:
@@ -233,7 +252,7 @@ def bench_url(
         results["msgs_per_s"] = got["received"] / got["seconds"]
         results["mb_per_s"] = results["msgs_per_s"] * size / 1e6
         show("round trips")
-        child = _peer("pong", url, size, write_fd)
+        child = _peer("pong", url, size, write_fd, peer_cpu)
         try:
             _wait_ready(read_fd)
             with osipc.receiver(_pong_url(url)) as rx, osipc.sender(url) as tx:
@@ -249,4 +268,6 @@ def bench_url(
     finally:
         os.close(read_fd)
         os.close(write_fd)
+        if here is not None:
+            os.sched_setaffinity(0, here)
     return results

@@ -427,6 +427,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"{args.url}  {args.size} B messages: {result['msgs_per_s']:,.0f} msgs/s, "
             f"{result['mb_per_s']:,.1f} MB/s; round trip p50 {result['p50_us']:.1f} us, "
             f"p99 {result['p99_us']:.1f} us"
+            + (" (CPUs {} and {})".format(*result["cpus"]) if result.get("cpus") else "")
         )
     return EXIT_OK
 

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from _helpers import cli
 
+import osipc
+
 BENCH = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "bench.py")
 
 
@@ -26,7 +28,23 @@ def test_osipc_bench_measures_an_endpoint(osipc_names: Callable[[str], str], sch
     # speed threshold a coin toss, and speed is the benchmark suite's to claim.
     assert result["msgs_per_s"] > 0 and 0 < result["p50_us"] <= result["p99_us"]
     assert done.stderr == "", "no progress output when stderr is not a terminal"
+    cpus = sorted(os.sched_getaffinity(0))
+    assert result["cpus"] == (cpus[:2] if len(cpus) >= 2 else None)  # a CPU for each side
     # bench removes what it created (the leak check would fail this test otherwise)
+
+
+def test_osipc_bench_gives_the_caller_its_cpus_back(osipc_names: Callable[[str], str]) -> None:
+    from osipc import _bench
+
+    url = f"shm://{osipc_names('p')}"
+    before = os.sched_getaffinity(0)
+    try:
+        result = _bench.bench_url(url, 64, 0.05, 20, lambda _: None)
+    finally:
+        for made in (url, _bench._pong_url(url)):
+            osipc.unlink(made, missing_ok=True)
+    assert os.sched_getaffinity(0) == before  # pinned while it measured, not after
+    assert result["msgs_per_s"] > 0
 
 
 def test_osipc_bench_rejects_bad_arguments() -> None:
