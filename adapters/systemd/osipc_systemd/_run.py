@@ -4,7 +4,9 @@ Creates each endpoint as the socket unit would (through osipc, so mode, sizes an
 refusal of another user's object apply), opens it as systemd does (a FIFO read-write,
 a queue read-only), puts the descriptors at 3, 4, ... and execs the command with
 LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (its own pid: exec keeps it). Nothing is
-removed afterwards: ``osipc rm URL`` does that.
+removed afterwards: ``osipc rm URL`` does that. When an endpoint cannot be made or
+opened, or the command cannot be executed, the endpoints this call created are removed
+again (those that existed before stay).
 """
 
 from __future__ import annotations
@@ -58,6 +60,23 @@ def _open(url: str) -> int:
     return fd
 
 
+def _exists(base: str) -> bool:
+    try:
+        osipc.info(base)
+    except osipc.NotFound:
+        return False
+    return True
+
+
+def _remove(made: Sequence[str]) -> None:
+    """Remove what a failed run made; a failure to remove does not hide why it failed."""
+    for base in made:
+        try:
+            osipc.unlink(base, missing_ok=True)
+        except osipc.OsipcError:
+            pass
+
+
 def _names(listens: Sequence[str]) -> list[tuple[str, str]]:
     """(descriptor name, URL) for each ``[FDNAME=]URL``, checked before anything is made."""
     found: list[tuple[str, str]] = []
@@ -98,8 +117,12 @@ def run(listens: Sequence[str], argv: Sequence[str]) -> NoReturn:
     wanted = _names(listens)
     names = [name for name, _ in wanted]
     fds: list[int] = []
+    made: list[str] = []  # endpoints this call creates (known before: _open may fail after)
     try:
         for _, url in wanted:
+            base = url.partition("?")[0]
+            if not _exists(base):
+                made.append(base)
             fds.append(_open(url))
         # dup2(fd, fd) would keep close-on-exec: first move every source above the range
         count = len(fds)
@@ -114,6 +137,7 @@ def run(listens: Sequence[str], argv: Sequence[str]) -> NoReturn:
     except BaseException:
         for fd in fds:
             os.close(fd)
+        _remove(made)
         raise
     env = dict(os.environ)
     env.update(
@@ -124,6 +148,7 @@ def run(listens: Sequence[str], argv: Sequence[str]) -> NoReturn:
     try:
         os.execvpe(argv[0], list(argv), env)
     except OSError as exc:
+        _remove(made)
         raise osipc.TransportError(
             f"cannot run {argv[0]!r}: {exc.strerror}", errno=exc.errno
         ) from exc

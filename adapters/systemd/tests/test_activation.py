@@ -594,5 +594,26 @@ def test_run_reports_a_missing_command(osipc_names: Callable[[str], str], cli: A
         done = cli("run", "--listen", url, "--", "/nonexistent/daemon")
         assert done.returncode == 1
         assert "cannot run '/nonexistent/daemon'" in done.stderr
+        with pytest.raises(osipc.NotFound):  # made for a command that never ran: removed
+            osipc.info(url)
     finally:
         osipc.unlink(url, missing_ok=True)
+
+
+def test_a_failed_run_removes_only_the_endpoints_it_made(
+    osipc_names: Callable[[str], str], cli: Activate
+) -> None:
+    """The third endpoint cannot be made (a message size past the kernel's hard limit):
+    the first, made by this run, is removed again; the second, there before, stays."""
+    made, there = f"fifo://{osipc_names('f')}", f"mq://{osipc_names('q')}"
+    bad = f"mq://{osipc_names('b')}?msgsize=99999999"
+    osipc.receiver(there, maxmsg=2, msgsize=64).close()
+    try:
+        done = cli("run", "--listen", made, "--listen", there, "--listen", bad, "--", "true")
+        assert done.returncode == 1 and "exceeds the kernel's hard limit" in done.stderr
+        with pytest.raises(osipc.NotFound):
+            osipc.info(made)
+        assert osipc.info(there).kind == "mq"
+    finally:
+        for url in (made, there, bad.partition("?")[0]):
+            osipc.unlink(url, missing_ok=True)
