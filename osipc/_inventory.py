@@ -358,7 +358,8 @@ def _judge(infos: list[tuple[ObjectInfo, dict[str, Any] | None]]) -> list[Object
     return judged
 
 
-def _find_record(address: Address) -> dict[str, Any] | None:
+def find_record(address: Address) -> dict[str, Any] | None:
+    """This user's record of ``address``, or None."""
     try:
         root = _records_root(create=False)
     except NotFound:
@@ -374,7 +375,7 @@ def _find_record(address: Address) -> dict[str, Any] | None:
 def describe(transport: Transport, address: Address) -> ObjectInfo:
     """``osipc.info``: the object, its record and its state. Raises NotFound."""
     info = transport.info(address)
-    return _judge([(info, _find_record(address))])[0]
+    return _judge([(info, find_record(address))])[0]
 
 
 def _record_infos() -> list[tuple[ObjectInfo, dict[str, Any] | None, Transport | None]]:

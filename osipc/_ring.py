@@ -479,10 +479,14 @@ class SegmentBackend(RingBackend):
         self.slot = -1
         self._anchor: Any = None
         self.accel = None
+        self._making = False  # this call created the segment and has not finished it
         try:
             self._open(options, codec, kind, role)
         except BaseException:
+            making = self._making
             self.close(in_child=False)
+            if making:  # never leave a half-made ring (and its semaphores) behind
+                self._discard()
             raise
 
     # -- for subclasses ------------------------------------------------------------------
@@ -528,6 +532,18 @@ class SegmentBackend(RingBackend):
     def _release(self, in_child: bool) -> None:
         """Unmap and close what the subclass opened."""
 
+    @abstractmethod
+    def _discard(self) -> None:
+        """Remove the segment and semaphores this handle created but could not finish
+        (after ``_release``); errors are swallowed: the caller raises why it failed."""
+
+    def _made(self) -> None:
+        """The ring is made: header written, record kept. Default: nothing to say."""
+
+    #: Whether an attacher found the segment only once its creator had finished with it
+    #: (POSIX: the creator's flock): then a missing header is final, not to be waited for.
+    settled = False
+
     # -- the flow ------------------------------------------------------------------------
 
     def _open(self, options: Any, codec: Any, kind: int, role: int) -> None:
@@ -537,6 +553,7 @@ class SegmentBackend(RingBackend):
         size = segment_size(options.capacity, options.slots)
         created, actual = self._segment(options, size)
         if created:
+            self._making = True
             self._create_locks(kind, options)
             self.mm = self._map(size)
             overflow = OVERFLOW_ERROR if options.overflow == "error" else OVERFLOW_BLOCK
@@ -549,6 +566,8 @@ class SegmentBackend(RingBackend):
                 max_message_size=max_message(options.capacity, kind),
                 instance=self._instance(),
             )
+            self._making = False
+            self._made()
         else:
             if actual < OFF_SLOTS:
                 raise self._not_a_ring()
@@ -596,6 +615,14 @@ class SegmentBackend(RingBackend):
                 )  # fmt: skip
 
     def _not_a_ring(self) -> InvalidArgument:
+        from osipc import _inventory
+
+        record = _inventory.find_record(self._address)
+        if record is not None and record.get("kind") == f"{self.record_kind}-block":
+            return InvalidArgument(
+                f"{self._address} is an osipc.SharedMemory block, not a ring channel; "
+                "attach to it with osipc.SharedMemory, or use another name for the channel"
+            )
         return InvalidArgument(
             f"{self._address} exists but is not an osipc ring channel (an osipc.SharedMemory "
             "block, or another program's segment); use another name"
@@ -603,19 +630,27 @@ class SegmentBackend(RingBackend):
 
     def _wait_for_header(self) -> tuple[int, int, int, int, int]:
         """An attacher may arrive while the creator is still initialising: wait for the
-        magic, which is written last; a creator that died half-way is reported."""
+        magic, which is written last (unless ``settled``: the creator has finished or
+        died); a creator that died half-way is reported."""
+        from osipc import _inventory
+
         backoff = Backoff(0.0005, 0.05)
-        deadline = Deadline(INIT_WAIT)
+        deadline = Deadline(0.0 if self.settled else INIT_WAIT)
         while True:
             header = read_header(self.mm)
             if header is not None:
                 return header
-            if bytes(self.mm[0:8]) != b"\0" * 8:
+            record = _inventory.find_record(self._address)
+            if bytes(self.mm[0:8]) != b"\0" * 8 or (
+                record is not None and record.get("kind") == f"{self.record_kind}-block"
+            ):
                 raise self._not_a_ring()
             if not backoff.wait(deadline):
                 raise TransportError(
-                    f"{self._address} exists but was never initialised (its creator died "
-                    f"while creating it?); remove it: osipc rm {self._address.base_url}"
+                    f"{self._address} exists but holds no ring: a creator that died while "
+                    "making it, an osipc.SharedMemory block of another user, or another "
+                    "program's segment; if nothing uses it, remove it: "
+                    f"osipc rm {self._address.base_url}"
                 )
 
     def _take_slot(self, role: int) -> int:

@@ -52,7 +52,7 @@ from osipc._address import (
     validate_name,
 )
 from osipc._codecs import Codec
-from osipc._deadline import Deadline
+from osipc._deadline import Backoff, Deadline
 from osipc._errors import (
     AlreadyExists,
     InvalidArgument,
@@ -118,7 +118,9 @@ def open_segment(
     trust_existing: bool,
 ) -> tuple[int, int, bool]:
     """Open-or-create the POSIX segment ``name``: (fd, size, created). A created segment
-    has ``size`` bytes, really allocated (posix_fallocate), and exactly ``mode``."""
+    has ``size`` bytes, really allocated (posix_fallocate), and exactly ``mode``, and
+    comes with an exclusive flock on ``fd`` that the caller drops once the object in it
+    is made (see _settled); an existing one is returned as its creator left it."""
     for _ in range(5):  # create and open can race with another process's unlink
         if create:
             if size is None:
@@ -138,6 +140,7 @@ def open_segment(
                 fd = segment.fd
                 try:
                     with os_errors(f"create {address}"):
+                        fcntl.flock(fd, fcntl.LOCK_EX)  # attachers wait until it is made
                         os.fchmod(fd, mode)  # the umask narrowed it
                         os.ftruncate(fd, size)
                         try:
@@ -163,12 +166,37 @@ def open_segment(
         try:
             with os_errors(f"inspect {address}"):
                 st = os.fstat(fd)
-            _check_owner(st, address, trust_existing)
+                _check_owner(st, address, trust_existing)
+                st = _settled(fd, st)
         except BaseException:
             os.close(fd)
             raise
         return fd, st.st_size, False
     raise TransportError(f"{address}: it kept disappearing while being opened; try again")
+
+
+def _settled(fd: int, st: os.stat_result) -> os.stat_result:
+    """The segment as its creator left it. A creator holds an exclusive flock from just
+    after creating the segment until the object in it is made (sized and allocated, and a
+    ring's header written), so an attacher that came in between waits for it rather than
+    take a segment of 0 bytes, or one without its header yet, for something else. At most
+    INIT_WAIT: a creator that died let go of its flock; a size of 0 then is final."""
+    deadline = Deadline(_ring.INIT_WAIT)
+    backoff = Backoff(0.0002, 0.02)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass
+        else:
+            try:
+                st = os.fstat(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            if st.st_size:  # (0: between the creator's shm_open and its flock)
+                return st
+        if not backoff.wait(deadline):
+            return st
 
 
 def _sem_path(name: str) -> str:
@@ -274,10 +302,26 @@ class PosixRingBackend(_ring.SegmentBackend):
         with os_errors(f"map {self._address}"):
             return mmap.mmap(self._fd, size)
 
+    settled = True  # open_segment waited for the creator's flock
+
     def _create_locks(self, kind: int, options: Any) -> None:
         for name in self._names(kind):
             _unlink_semaphore(name)  # a stale one from an earlier channel of this name
             self._sems.append(create_semaphore(self._address, name, 1, options.mode, 1))
+
+    def _made(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # taken by open_segment: attachers go on
+
+    def _discard(self) -> None:
+        for sem in self._names(_ring.KIND_QUEUE):
+            try:
+                posix_ipc.unlink_semaphore(sem)
+            except posix_ipc.Error:
+                pass
+        try:
+            posix_ipc.unlink_shared_memory("/" + self._address.name)
+        except posix_ipc.Error:
+            pass
 
     def _open_locks(self, kind: int) -> None:
         self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
@@ -388,14 +432,21 @@ class ShmTransport(_ring.RingTransport):
                     address, kind="shm-block", mode=mode, codec=None,
                     instance=_inventory.fd_instance(fd),
                 )  # fmt: skip
+                fcntl.flock(fd, fcntl.LOCK_UN)  # made: attachers go on (see _settled)
         except BaseException:
             os.close(fd)
+            if created:  # never leave a half-made block behind
+                try:
+                    posix_ipc.unlink_shared_memory("/" + address.name)
+                except posix_ipc.Error:
+                    pass
             raise
         return fd, actual, created
 
     def unlink(self, address: Address) -> None:
         name = "/" + address.name
-        removed_sems = [_unlink_semaphore(name + suffix) for suffix in (":tx", ":rx")]
+        with posix_ipc_errors(f"remove {address}'s semaphores"):
+            removed_sems = [_unlink_semaphore(name + suffix) for suffix in (":tx", ":rx")]
         try:
             with posix_ipc_errors(f"remove {address}"):
                 posix_ipc.unlink_shared_memory(name)

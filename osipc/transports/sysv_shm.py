@@ -151,6 +151,7 @@ class SysvRingBackend(_ring.SegmentBackend):
     ) -> None:
         self._shm: Any = None
         self._admin: Any = None
+        self._made_id = -1  # the segment this handle created, until it is made
         super().__init__(address, options, codec, kind, role)
 
     def _segment(self, options: Any, size: int) -> tuple[bool, int]:
@@ -173,6 +174,7 @@ class SysvRingBackend(_ring.SegmentBackend):
                 except TransportError as exc:
                     raise _segment_failed(address, size, exc) from exc
                 else:
+                    self._made_id = self._shm.id
                     self._populate(size)
                     return True, size
             try:
@@ -254,6 +256,22 @@ class SysvRingBackend(_ring.SegmentBackend):
     def admin(self) -> AbstractContextManager[None]:
         held: AbstractContextManager[None] = self._admin.held(Deadline(ADMIN_WAIT))
         return held
+
+    def _discard(self) -> None:
+        key = _sysv.companion_key(self._address.name, "tx")
+        row = _sysv.proc_row("sem", key)
+        for remove, ipc_id in (
+            (sysv_ipc.remove_semaphore, row["semid"] if row is not None else -1),
+            (sysv_ipc.remove_shared_memory, self._made_id),
+        ):
+            if ipc_id >= 0:
+                try:
+                    remove(ipc_id)
+                except sysv_ipc.Error:
+                    pass
+
+    def _made(self) -> None:
+        self._made_id = -1
 
     def _release(self, in_child: bool) -> None:
         self.mm = None  # the ctypes view must go before detach
