@@ -38,21 +38,29 @@ class _Named(Generic[T]):
 
 
 class BytesCodec(_Named[bytes]):
-    """bytes, bytearray and C-contiguous memoryviews, sent exactly as they are."""
+    """bytes and any C-contiguous buffer (bytearray, memoryview, array.array, a numpy
+    array...), sent exactly as its bytes are; received as bytes."""
 
     name = "bytes"
 
     def encode(self, obj: object) -> Buffer:
         if isinstance(obj, (bytes, bytearray)):
             return obj
-        if isinstance(obj, memoryview):
-            if not obj.c_contiguous:
-                raise EncodeError("the bytes codec needs a C-contiguous memoryview")
-            return obj if obj.format == "B" else obj.cast("B")
-        raise EncodeError(
-            f"the bytes codec sends bytes-like objects, not {type(obj).__name__}; "
-            "pass codec='json', 'msgpack', 'str' or 'pickle' to send other objects"
-        )
+        try:
+            view = obj if isinstance(obj, memoryview) else memoryview(obj)  # type: ignore[arg-type]
+        except TypeError:
+            raise EncodeError(
+                f"the bytes codec sends bytes-like objects, not {type(obj).__name__}; "
+                "pass codec='json', 'msgpack', 'str' or 'pickle' to send other objects"
+            ) from None
+        if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+            return view
+        if not view.c_contiguous or view.ndim == 0:
+            raise EncodeError(
+                f"the bytes codec needs a C-contiguous buffer of at least one dimension, got "
+                f"{type(obj).__name__} of shape {view.shape} (numpy: np.ascontiguousarray)"
+            )
+        return view.cast("B")
 
     def decode(self, data: bytes) -> bytes:
         return data

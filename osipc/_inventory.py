@@ -326,8 +326,12 @@ def holders(identities: set[tuple[int, int]]) -> Holders:
 def _with_record(info: ObjectInfo, record: dict[str, Any] | None) -> ObjectInfo:
     if record is None:
         return info
+    kind = info.kind
+    if record.get("kind") == "lock" and kind == "semaphore":
+        kind = "sem-lock"  # (a lock nobody holds looks like any semaphore of value 0)
     return replace(
         info,
+        kind=kind,
         creator_pid=record.get("creator_pid"),
         created=record.get("created"),
         codec=record.get("codec"),

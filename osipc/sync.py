@@ -47,6 +47,10 @@ from osipc._errors import (
 __all__ = ["Lock", "Semaphore", "SharedMemory"]
 
 SEM_VALUE_MAX = 0x7FFFFFFF
+# A waiting acquire wakes this often to see whether close() came from another thread (a
+# semaphore has no other way to end a wait early); it costs an idle waiter 10 wake-ups a
+# second and nothing else.
+SLICE = 0.1
 
 
 @dataclass(frozen=True)
@@ -157,36 +161,54 @@ class Semaphore(_Acquirable):
             **extra,
         )
         super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
+        _refuse_other_kind(self, lock=False)
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take one unit, waiting up to ``timeout`` (None: forever, 0: don't wait).
 
         Raises:
             Timeout: none was available in time.
-            Closed: the handle is closed.
+            Closed: the handle is closed (also by another thread while this waited).
         """
         if self._closed:
             raise self._raise_closed()
         timeout = check_timeout(timeout)
-        if timeout is None:
-            acquired = self._sem.acquire(True)
-        elif timeout == 0:
-            acquired = self._sem.acquire(False)
-        else:
-            acquired = self._sem.acquire(True, timeout)
-        if not acquired:
-            raise Timeout(f"{self.url}: not acquired {Deadline(timeout).describe()}")
+        sem = self._sem
+        if sem.acquire(False):
+            return
+        deadline = Deadline(timeout)
+        if timeout != 0:
+            with self._waiting():  # close() meanwhile: Closed within a SLICE
+                while True:
+                    left = deadline.remaining()
+                    if left == 0:
+                        break
+                    acquired = sem.acquire(True, SLICE if left is None else min(left, SLICE))
+                    if self.closed:  # (by another thread)
+                        if acquired:
+                            sem.release()  # not this closed handle's to keep
+                        raise self._raise_closed()
+                    if acquired:
+                        return
+        raise Timeout(f"{self.url}: not acquired {deadline.describe()}")
 
     def release(self, n: int = 1) -> None:
         """Give back ``n`` units.
 
         Raises:
-            InvalidArgument: the value would pass SEM_VALUE_MAX, or n < 1.
+            InvalidArgument: n < 1, or the count would pass its maximum (SEM_VALUE_MAX;
+                SEMVMX for sysv+sem://): then nothing was given back.
         """
         if self._closed:
             raise self._raise_closed()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidArgument(f"n must be an integer >= 1, got {n!r}")
+        top = getattr(self._sem, "maxvalue", SEM_VALUE_MAX)
+        if n > top - self._sem._get_value():  # (a release elsewhere may still come first)
+            raise InvalidArgument(
+                f"{self.url}: releasing {n} would take the count past its maximum, "
+                f"{getattr(self._sem, 'limit', 'SEM_VALUE_MAX')} ({top}); nothing was released"
+            )
         for _ in range(n):
             try:
                 self._sem.release()
@@ -253,7 +275,9 @@ class Lock(_Acquirable):
             trust_existing=options.trust_existing,
         )
         self._local = threading.Lock()
+        self._thread: int | None = None  # the thread that holds it through this handle
         super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
+        _refuse_other_kind(self, lock=True)
 
     def acquire(self, timeout: float | None = None) -> None:
         """Take the lock, waiting up to ``timeout`` (None: forever, 0: don't wait).
@@ -261,22 +285,35 @@ class Lock(_Acquirable):
         Raises:
             Timeout: another live process (or thread) held it throughout; the message
                 names the holder's pid where the kernel tells it.
-            Closed: the handle is closed.
+            InvalidArgument: this thread holds it already (the lock is not reentrant:
+                waiting would never end).
+            Closed: the handle is closed (also by another thread while this waited).
         """
         if self._closed:
             raise self._raise_closed()
         deadline = Deadline(timeout)
-        left = deadline.remaining()
-        if not self._local.acquire(timeout=-1 if left is None else left):
-            raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
-        try:
-            self._lock.acquire(deadline)
-        except Timeout as exc:
-            self._local.release()
-            raise Timeout(f"{self.url}: {exc}") from None
-        except BaseException:
-            self._local.release()
-            raise
+        if self._thread == threading.get_ident():
+            raise InvalidArgument(
+                f"{self.url}: this thread holds the lock already (osipc.Lock is not "
+                "reentrant); release it first"
+            )
+        with self._waiting():  # close() meanwhile: Closed, and nothing is left held
+            left = deadline.remaining()
+            if not self._local.acquire(timeout=-1 if left is None else left):
+                raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
+            try:
+                self._lock.acquire(deadline, self._check_open)
+            except Timeout as exc:
+                self._local.release()
+                raise Timeout(f"{self.url}: {exc}") from None
+            except BaseException:
+                self._local.release()
+                raise
+            if self.closed:  # (by another thread, as it was taken)
+                self._lock.release()
+                self._local.release()
+                raise self._raise_closed()
+            self._thread = threading.get_ident()
 
     def release(self) -> None:
         """Release the lock (held by this handle).
@@ -288,6 +325,7 @@ class Lock(_Acquirable):
             raise self._raise_closed()
         if not self._local.locked():
             raise InvalidArgument(f"{self.url}: release of a lock this handle does not hold")
+        self._thread = None
         self._lock.release()
         self._local.release()
 
@@ -307,6 +345,24 @@ class Lock(_Acquirable):
         self._lock = None
         if lock is not None:
             lock.close()
+
+
+def _refuse_other_kind(handle: Semaphore | Lock, *, lock: bool) -> None:
+    """A Lock and a Semaphore of one name would corrupt each other (the Lock's waiters
+    take units as wake-ups; a Semaphore's units wake them for nothing): where this user's
+    record says the object is the other kind, the handle is closed and refused."""
+    from osipc import _inventory
+
+    record = _inventory.find_record(handle._address)
+    kind = str(record.get("kind", "")) if record is not None else ""
+    if not kind or kind.endswith("lock") == lock:
+        return
+    handle.close()
+    this, other = ("Lock", "Semaphore") if lock else ("Semaphore", "Lock")
+    raise InvalidArgument(
+        f"{handle._address.base_url} is an osipc.{other}, not a {this} (the two would "
+        f"corrupt each other's counts); open it with osipc.{other}, or use another name"
+    )
 
 
 class SharedMemory(mmap.mmap):

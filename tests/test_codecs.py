@@ -20,7 +20,12 @@ def test_bytes_codec_accepts_bytes_like_and_refuses_the_rest(url: Callable[..., 
         tx.send(bytearray(b"ba"))
         tx.send(memoryview(b"mv"))
         tx.send(memoryview(array.array("i", [1, 2])))  # 8 bytes, not 2 items
-        assert rx.recv_many(5) == [b"ba", b"mv", array.array("i", [1, 2]).tobytes()]
+        tx.send(array.array("h", [3, 4]))  # any buffer: array.array, a numpy array...
+        tx.send(memoryview(bytearray(range(6))).cast("B", (2, 3)))  # C-contiguous, 2-D
+        assert rx.recv_many(5) == [
+            b"ba", b"mv", array.array("i", [1, 2]).tobytes(),
+            array.array("h", [3, 4]).tobytes(), bytes(range(6)),
+        ]  # fmt: skip
         for bad in ({"a": 1}, "text", 5, None, memoryview(b"abcd")[::2]):
             with pytest.raises(osipc.EncodeError) as info:
                 tx.send(bad)  # type: ignore[arg-type]

@@ -202,7 +202,8 @@ def semtimedop(semid: int, op: int, undo: bool, timeout: float | None) -> bool:
         ]  # fmt: skip
         function.restype = ctypes.c_int
         _semtimedop = function
-    operation = _Sembuf(0, op, SEM_UNDO if undo else 0)
+    # (a zero timeout without IPC_NOWAIT would still go through the kernel's sleep path)
+    operation = _Sembuf(0, op, (SEM_UNDO if undo else 0) | (IPC_NOWAIT if timeout == 0 else 0))
     spec = None
     if timeout is not None:
         whole = int(timeout)

@@ -39,7 +39,7 @@ import os
 import stat
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -522,7 +522,9 @@ class PosixLock:
         with os_errors(f"open {address}"):
             self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
-    def acquire(self, deadline: Deadline) -> None:
+    def acquire(self, deadline: Deadline, check: Callable[[], None]) -> None:
+        """Take the flock by ``deadline``; ``check`` runs after each nap (it raises
+        Closed when the handle was closed meanwhile)."""
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -538,6 +540,7 @@ class PosixLock:
                 raise Timeout(f"held{who} {deadline.describe()}")
             nap = self.LOCK_RECHECK if left is None else min(left, self.LOCK_RECHECK)
             self._sem.acquire(True, nap)  # a release posts it; a dead holder does not
+            check()
 
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)

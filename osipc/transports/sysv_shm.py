@@ -34,7 +34,7 @@ import errno
 import functools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -400,19 +400,17 @@ def _segment_info(url: str, row: dict[str, int]) -> ObjectInfo:
 class SysvSemaphore:
     """SemLock's API over a SysV semaphore, with timed waits through semtimedop."""
 
+    maxvalue = SEM_VALUE_MAX
+    limit = "SEMVMX"
+
     def __init__(self, sem: sysv_ipc.Semaphore, undo: bool) -> None:
         self._sem = sem
         self._undo = undo
         sem.undo = undo
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        if not block:
-            try:
-                self._sem.acquire(0)
-                return True
-            except sysv_ipc.BusyError:
-                return False
-        deadline = Deadline(timeout)
+        # (never sysv_ipc's acquire(0): it blocks until a unit comes, however long)
+        deadline = Deadline(timeout if block else 0.0)
         while True:
             try:
                 return _sysv.semtimedop(self._sem.id, -1, self._undo, deadline.remaining())
@@ -446,11 +444,21 @@ class SysvLock:
     def __init__(self, sem: SysvSemaphore) -> None:
         self._sem = sem
 
-    def acquire(self, deadline: Deadline) -> None:
-        if not self._sem.acquire(True, deadline.remaining()):
-            holder = self.holder()
-            who = f" by pid {holder}" if holder else ""
-            raise Timeout(f"held{who} {deadline.describe()}")
+    CHECK_EVERY = 0.1  # how soon a wait sees the handle closed by another thread
+
+    def acquire(self, deadline: Deadline, check: Callable[[], None]) -> None:
+        """Take it by ``deadline``; ``check`` runs every CHECK_EVERY (it raises Closed
+        when the handle was closed meanwhile)."""
+        while True:
+            left = deadline.remaining()
+            nap = self.CHECK_EVERY if left is None else min(left, self.CHECK_EVERY)
+            if self._sem.acquire(True, nap):
+                return
+            check()
+            if deadline.remaining() == 0:
+                holder = self.holder()
+                who = f" by pid {holder}" if holder else ""
+                raise Timeout(f"held{who} {deadline.describe()}")
 
     def release(self) -> None:
         self._sem.release()

@@ -349,6 +349,108 @@ def test_semaphore_rules(sem_url: str) -> None:
         sem.acquire(timeout=0)
 
 
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+def test_a_lock_and_a_semaphore_of_one_name_are_refused(url: Url, scheme: str) -> None:
+    """Each would corrupt the other (a waiting Lock took units as wake-ups)."""
+    counted, locked = url(scheme), url(scheme)
+    sem, lock = osipc.Semaphore(counted, value=3), osipc.Lock(locked)
+    try:
+        with pytest.raises(osipc.InvalidArgument, match=r"is an osipc\.Semaphore, not a Lock"):
+            osipc.Lock(counted)
+        with pytest.raises(osipc.InvalidArgument, match=r"is an osipc\.Lock, not a Semaphore"):
+            osipc.Semaphore(locked)
+        assert sem.value == 3
+        lock.acquire(timeout=0)
+        lock.release()
+        if scheme == "sem":  # a lock nobody holds is still called a lock
+            assert osipc.info(locked).kind == "sem-lock"
+    finally:
+        sem.close()
+        lock.close()
+        osipc.unlink(counted)
+        osipc.unlink(locked)
+
+
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+def test_a_release_past_the_maximum_gives_back_nothing(url: Url, scheme: str) -> None:
+    top = 2**31 - 1 if scheme == "sem" else 32767
+    target = url(scheme)
+    sem = osipc.Semaphore(target, value=top - 3)
+    started = time.monotonic()
+    for n in (4, 2**31):  # one past the room left, and more than any count
+        with pytest.raises(osipc.InvalidArgument, match=r"past its maximum.*nothing was"):
+            sem.release(n)
+    assert time.monotonic() - started < 1  # checked first, not unit by unit
+    assert sem.value == top - 3
+    sem.release(3)
+    assert sem.value == top
+    sem.close()
+    osipc.unlink(target)
+
+
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+def test_an_empty_semaphore_without_waiting_is_a_timeout_at_once(url: Url, scheme: str) -> None:
+    target = url(scheme)
+    sem = osipc.Semaphore(target, value=0)
+    started = time.monotonic()
+    with pytest.raises(osipc.Timeout):
+        sem.acquire(timeout=0)  # (sysv_ipc's acquire(0) would block for good)
+    assert time.monotonic() - started < 1
+    sem.close()
+    osipc.unlink(target)
+
+
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+@pytest.mark.parametrize("what", ["semaphore", "lock"])
+@pytest.mark.parametrize("timeout", [None, 5.0], ids=["blocking", "timed"])
+def test_close_from_another_thread_ends_a_waiting_acquire(
+    url: Url, scheme: str, what: str, timeout: float | None
+) -> None:
+    target = url(scheme)
+    holder = osipc.Lock(target) if what == "lock" else osipc.Semaphore(target, value=0)
+    if what == "lock":
+        holder.acquire()  # held by this handle; the waiter is a second one
+    waiter = osipc.Lock(target) if what == "lock" else osipc.Semaphore(target)
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            waiter.acquire(timeout=timeout)
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)  # (a regression must not hang exit)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    waiter.close()
+    thread.join(timeout=3)
+    assert not thread.is_alive() and isinstance(outcome[0], osipc.Closed), outcome
+    assert time.monotonic() - started < 1
+    if what == "lock":  # nothing taken by the closed handle: the holder gives it back
+        holder.release()
+        other = osipc.Lock(target)
+        other.acquire(timeout=1)
+        other.release()
+        other.close()
+    else:
+        holder.release()  # the unit is there for the next one, not lost to the closed one
+        assert holder.value == 1
+    holder.close()
+    osipc.unlink(target)
+
+
+def test_a_lock_this_thread_holds_is_not_waited_for(sem_url: str) -> None:
+    with osipc.Lock(sem_url) as lock:
+        started = time.monotonic()
+        with pytest.raises(osipc.InvalidArgument, match="this thread holds the lock already"):
+            lock.acquire(timeout=2)
+        assert time.monotonic() - started < 1
+    with osipc.Lock(sem_url) as lock:  # released: taken again
+        pass
+
+
 def test_a_signal_handler_gets_out_of_a_blocked_acquire(sem_url: str) -> None:
     class Stop(Exception):
         pass
