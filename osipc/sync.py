@@ -61,9 +61,15 @@ class _SemOptions(CommonOptions):
     )
 
 
+def _parse_block_size(value: object) -> int:
+    from osipc._ring import parse_size  # (as capacity=: 4096, 64K, 1M)
+
+    return parse_size(value)
+
+
 @dataclass(frozen=True)
 class _BlockOptions(CommonOptions):
-    size: int = option(0, parse_int(1), "bytes, needed to create it")
+    size: int = option(0, _parse_block_size, "bytes (K/M/G suffixes), needed to create it")
 
 
 OptionsT = TypeVar("OptionsT", bound=CommonOptions)
@@ -368,7 +374,8 @@ def _refuse_other_kind(handle: Semaphore | Lock, *, lock: bool) -> None:
 class SharedMemory(mmap.mmap):
     """A named block of shared memory (``shm://NAME``) with the buffer protocol.
 
-    ``size`` is needed to create it; to attach, omit it or give the existing size.
+    ``size`` (bytes; or "64K", "1M" as in a URL's ``?size=``) is needed to create it; to
+    attach, omit it or give the existing size.
     Index, slice, ``memoryview(block)`` or ``numpy.frombuffer(block, dtype)`` it like any
     buffer. ``close()`` unmaps (it refuses while views exist); ``unlink()`` removes the name.
     """
@@ -381,14 +388,16 @@ class SharedMemory(mmap.mmap):
     def __new__(
         cls,
         url: str,
-        size: int | None = None,
+        size: int | str | None = None,
         *,
         create: bool | None = None,
         exclusive: bool | None = None,
         mode: int | None = None,
         trust_existing: bool | None = None,
     ) -> SharedMemory:
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        if not (size is None or isinstance(size, str)) and (  # ("4K": the option's parser)
+            isinstance(size, bool) or not isinstance(size, int) or size < 1
+        ):
             raise InvalidArgument(f"size must be a positive integer of bytes, got {size!r}")
         address, opener, options = _resolve(
             url,
@@ -435,7 +444,7 @@ class SharedMemory(mmap.mmap):
         block.name = address.name
         return block
 
-    def __init__(self, url: str, size: int | None = None, **_: Any) -> None:
+    def __init__(self, url: str, size: int | str | None = None, **_: Any) -> None:
         pass  # everything happens in __new__ (mmap is initialised there)
 
     def close(self) -> None:

@@ -214,6 +214,10 @@ def test_block_rules(url: Url, ring: str) -> None:
     with pytest.raises(osipc.InvalidArgument, match="size must be"):
         osipc.SharedMemory(target, size=0)
     osipc.unlink(target)
+    for sized in (url("shm", size="4K"), url("shm")):  # suffixes as capacity= takes them
+        with osipc.SharedMemory(sized, size=None if "?" in sized else "64K") as block:
+            assert len(block) == (4096 if "?" in sized else 65536)
+        osipc.unlink(sized.split("?")[0])
 
 
 def test_a_full_dev_shm_is_a_clean_error_not_sigbus(tmp_path: os.PathLike[str]) -> None:
