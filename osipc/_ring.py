@@ -203,32 +203,56 @@ def is_ring(mm: Any) -> bool:
 
 
 def stats(mm: Any) -> dict[str, int]:
-    """Numbers for ``osipc info``: queued messages and bytes, capacity."""
+    """Numbers for ``osipc info``: queued messages and bytes, capacity. For a broadcast
+    ring with overflow=block, queued means not yet read by the slowest live subscriber
+    (those of overflow=error keep no cursor where others can see it)."""
     header = read_header(mm)
     if header is None:
         return {}
     kind, capacity, slots, overflow, data = header
     head, _, produced, seq, _ = PROD.unpack_from(mm, OFF_HEAD)
     tail, _, consumed = CONS.unpack_from(mm, OFF_TAIL)
+    whole = len(mm) >= data + capacity
     if kind == KIND_QUEUE:
-        depth = _queued(mm, data, capacity, tail, head) if len(mm) >= data + capacity else None
+        depth = _queued(mm, data, capacity, tail, head, align=8) if whole else None
         return {
             "depth": max(0, produced - consumed) if depth is None else depth,
             "used": head - tail,
             "capacity": capacity,
             "slots": slots,
         }
-    return {"published": seq, "capacity": capacity, "slots": slots, "overflow": overflow}
+    numbers = {"published": seq, "capacity": capacity, "slots": slots, "overflow": overflow}
+    if overflow == OVERFLOW_BLOCK:
+        slowest = min(_subscriber_cursors(mm, slots), default=head)
+        numbers["used"] = head - slowest
+        depth = _queued(mm, data, capacity, slowest, head, align=16) if whole else None
+        if depth is not None:
+            numbers["depth"] = depth
+    return numbers
 
 
-def _queued(mm: Any, data: int, capacity: int, tail: int, head: int) -> int | None:
-    """Messages between ``tail`` and ``head``, counted by walking their records (the
-    counters can be off by a batch after a crash between a commit and its count); None if
-    the walk does not land on ``head`` (a consumer moved meanwhile)."""
+def _subscriber_cursors(mm: Any, slots: int) -> list[int]:
+    """The cursors of the live subscribers (overflow=block rings keep them in slots)."""
+    from osipc._inventory import process_alive
+
+    cursors = []
+    for index in range(slots):
+        pid, _, start, cursor, _, _, role = SLOT.unpack_from(mm, OFF_SLOTS + index * SLOT_SIZE)
+        if pid and role == ROLE_SUBSCRIBER and process_alive(pid, start or None):
+            cursors.append(cursor)
+    return cursors
+
+
+def _queued(mm: Any, data: int, capacity: int, tail: int, head: int, *, align: int) -> int | None:
+    """Messages between ``tail`` and ``head``, counted by walking their records (``align``:
+    8 for queue records, 16 for broadcast ones; the counters can be off by a batch after a
+    crash between a commit and its count); None if the walk does not land on ``head`` (a
+    reader moved meanwhile)."""
     count, position = 0, tail
+    extra = 15 if align == 8 else 31  # the record header (8 or 16 bytes) and the rounding
     while position < head and position - tail <= capacity:
         size = U32.unpack_from(mm, data + position % capacity)[0]
-        position += (size + 15) & ~7
+        position += (size + extra) & ~(align - 1)
         count += 1
     return count if position == head else None
 

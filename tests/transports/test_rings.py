@@ -654,6 +654,25 @@ def test_overflow_block_waits_for_the_slowest_and_ignores_the_dead(url: Url, sch
     osipc.unlink(target)
 
 
+def test_info_on_a_broadcast_ring_counts_what_the_slowest_subscriber_has_left(
+    url: Url, scheme: str
+) -> None:
+    target = url(scheme, capacity="64K")
+    base = target.split("?")[0]
+    with osipc.publisher(target) as pub, osipc.subscriber(target) as fast:
+        slow = osipc.subscriber(target)
+        for _ in range(5):
+            pub.send(b"x" * 100)  # a 16-byte header and the payload, in 16-byte steps: 128
+        assert [len(fast.recv(timeout=1)) for _ in range(5)] == [100] * 5
+        assert slow.recv(timeout=1) and slow.recv(timeout=1)
+        info = osipc.info(base)
+        assert (info.kind.endswith("broadcast"), info.depth, info.used_bytes) == (True, 3, 384)
+        slow.close()  # only live subscribers count
+        info = osipc.info(base)
+        assert (info.depth, info.used_bytes) == (0, 0)
+    osipc.unlink(base)
+
+
 def test_overflow_error_reports_how_many_were_missed(url: Url, scheme: str) -> None:
     target = url(scheme, capacity="4096", overflow="error")
     with osipc.publisher(target) as pub, osipc.subscriber(target) as sub:
