@@ -378,6 +378,9 @@ class SharedMemory(mmap.mmap):
     attach, omit it or give the existing size.
     Index, slice, ``memoryview(block)`` or ``numpy.frombuffer(block, dtype)`` it like any
     buffer. ``close()`` unmaps (it refuses while views exist); ``unlink()`` removes the name.
+    After ``close()``, indexing or ``memoryview(block)`` raise mmap's ValueError ("mmap
+    closed or invalid": the buffer protocol cannot be intercepted before Python 3.12), and
+    ``with block:`` raises :class:`osipc.Closed`, which is a ValueError too.
     """
 
     url: str
