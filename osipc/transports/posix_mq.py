@@ -90,10 +90,9 @@ from osipc._errors import (
     os_errors,
 )
 from osipc._reqrep import Client, Request, Server
+from osipc.transports._mqwire import ESCAPE_BYTE, escapes, on_wire, unescape
 from osipc.transports._posix_ipc import map_posix_ipc, posix_ipc_errors
 
-ESCAPE = 0xC1
-_ESCAPE_BYTE = b"\xc1"
 _MSGC, _ = _accel.load("_msgc")  # one message without waiting, in C (optional)
 PRIORITY_MAX = 32767  # MQ_PRIO_MAX - 1 on Linux
 HARD_MSGMAX = 65536  # what CAP_SYS_RESOURCE may ask for (ipc/mqueue.c)
@@ -472,7 +471,7 @@ class MqSender(Sender[Any]):
     def _wire_size(self, frame: Buffer) -> bool:
         """Whether ``frame`` goes out escaped; MessageTooLarge if it cannot go at all."""
         size = len(frame)
-        escaped = not self._raw and (size == 0 or frame[0] == ESCAPE)
+        escaped = escapes(frame, self._raw)
         if size + escaped > self._msgsize:
             raise _too_large(self.url, size + escaped, self._msgsize, escaped)
         return escaped
@@ -490,7 +489,7 @@ class MqSender(Sender[Any]):
                 self._wait_and_send(frame, timeout, priority)
                 return
         if self._wire_size(frame):
-            frame = _ESCAPE_BYTE + bytes(frame)
+            frame = ESCAPE_BYTE + bytes(frame)
         self._write(frame, timeout, priority)
 
     def _try_send(self, frame: Buffer, priority: int) -> bool:
@@ -537,7 +536,7 @@ class MqSender(Sender[Any]):
                         continue  # another sender filled it first
                     fast = None  # the Python path's: from now on the frame as it goes out
                     if self._wire_size(frame):
-                        frame = _ESCAPE_BYTE + bytes(frame)
+                        frame = ESCAPE_BYTE + bytes(frame)
                 if self._try_send(frame, priority):
                     return
 
@@ -620,13 +619,7 @@ class MqReceiver(Receiver[Any]):
             data = self._try_receive()
             if data is None:
                 data = self._wait_and_receive(timeout)
-        if self._raw:
-            return data
-        if not data:
-            return None
-        if data[0] == ESCAPE:
-            return data[1:]
-        return data
+        return unescape(data, self._raw)
 
     def _try_receive(self) -> bytes | None:
         """One message as it came off the wire (see MqSender._write: never block), or
@@ -687,12 +680,8 @@ class MqReceiver(Receiver[Any]):
             writer, why = None, f"it cannot be opened for writing: {exc}"
         try:
             for frame in held if writer is not None else ():
-                if frame is None:
-                    wire = b""  # the end-of-stream marker
-                elif not self._raw and (not frame or frame[0] == ESCAPE):
-                    wire = _ESCAPE_BYTE + frame
-                else:
-                    wire = frame
+                # (None: the end-of-stream marker)
+                wire = b"" if frame is None else on_wire(frame, self._raw)
                 try:
                     writer.send(wire, 0, self.priority)
                 except Exception:  # full, or gone: say so below

@@ -53,9 +53,8 @@ from osipc._errors import (
     TransportError,
 )
 from osipc.transports import _sysv
+from osipc.transports._mqwire import ESCAPE, escapes, on_wire, unescape
 
-ESCAPE = 0xC1
-_ESCAPE_BYTE = b"\xc1"
 _MSGC, _ = _accel.load("_msgc")  # one message without waiting, in C (optional)
 TYPE_MAX = (1 << 63) - 1
 
@@ -210,7 +209,7 @@ class SysvMqSender(Sender[Any]):
 
     def _send_batch(self, frames: list[Buffer], deadline: Deadline) -> None:
         for frame in frames:  # every size checked before the first message goes
-            escaped = not self._raw and (not frame or frame[0] == ESCAPE)
+            escaped = escapes(frame, self._raw)
             if len(frame) + escaped > self._limit:
                 raise self._too_large(len(frame) + escaped, escaped)
         super()._send_batch(frames, deadline)
@@ -234,12 +233,9 @@ class SysvMqSender(Sender[Any]):
                     return  # (False, a full queue, blocks or waits below like any other)
             except OSError as exc:
                 raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
+        escaped = escapes(frame, self._raw)
+        frame = on_wire(frame, self._raw)
         size = len(frame)
-        escaped = False
-        if not self._raw and (size == 0 or frame[0] == ESCAPE):
-            frame = _ESCAPE_BYTE + bytes(frame)
-            size += 1
-            escaped = True
         if size > self._limit:
             raise self._too_large(size, escaped)
         self._write(frame, timeout, mtype)
@@ -329,13 +325,7 @@ class SysvMqReceiver(Receiver[Any]):
                 data = None
         if data is None:
             data = self._wait_and_receive(timeout)
-        if self._raw:
-            return data  # type: ignore[no-any-return]
-        if not data:
-            return None
-        if data[0] == ESCAPE:
-            return data[1:]  # type: ignore[no-any-return]
-        return data  # type: ignore[no-any-return]
+        return unescape(data, self._raw)
 
     def _wait_and_receive(self, timeout: float | None) -> bytes:
         """Without a timeout, block in msgrcv (where close() from another thread cannot
