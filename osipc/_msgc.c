@@ -302,7 +302,7 @@ static PyMethodDef methods[] = {
     {"msg_recv", msg_recv, METH_VARARGS,
      "msg_recv(msqid, type_filter, maxsize, raw) -> (payload | None, type) | None"},
     {"pipe_send", pipe_send, METH_VARARGS,
-     "pipe_send(fd, frame, limit) -> True | False | None: one DATA frame, one writev"},
+     "pipe_send(fd, frame, limit) -> True | False | None: one DATA frame, one write"},
     {NULL, NULL, 0, NULL},
 };
 

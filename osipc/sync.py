@@ -281,7 +281,7 @@ class Lock(_Acquirable):
             trust_existing=options.trust_existing,
         )
         self._local = threading.Lock()
-        self._thread: int | None = None  # the thread that holds it through this handle
+        self._held = False  # this handle holds the kernel's lock (close() gives it back)
         super().__init__(address, Capabilities(selectable=False, end_of_stream=False))
         _refuse_other_kind(self, lock=True)
 
@@ -290,23 +290,21 @@ class Lock(_Acquirable):
 
         Raises:
             Timeout: another live process (or thread) held it throughout; the message
-                names the holder's pid where the kernel tells it.
-            InvalidArgument: this thread holds it already (the lock is not reentrant:
-                waiting would never end).
+                names the holder's pid where the kernel tells it. (The lock is not
+                reentrant: a thread holding it waits for some thread to release it.)
             Closed: the handle is closed (also by another thread while this waited).
         """
         if self._closed:
             raise self._raise_closed()
         deadline = Deadline(timeout)
-        if self._thread == threading.get_ident():
-            raise InvalidArgument(
-                f"{self.url}: this thread holds the lock already (osipc.Lock is not "
-                "reentrant); release it first"
-            )
         with self._waiting():  # close() meanwhile: Closed, and nothing is left held
-            left = deadline.remaining()
-            if not self._local.acquire(timeout=-1 if left is None else left):
-                raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
+            while True:  # the threads of this handle, in slices: close() may come
+                left = deadline.remaining()
+                if self._local.acquire(timeout=SLICE if left is None else min(left, SLICE)):
+                    break
+                self._check_open()
+                if deadline.remaining() == 0:
+                    raise Timeout(f"{self.url}: held by another thread {deadline.describe()}")
             try:
                 self._lock.acquire(deadline, self._check_open)
             except Timeout as exc:
@@ -319,7 +317,7 @@ class Lock(_Acquirable):
                 self._lock.release()
                 self._local.release()
                 raise self._raise_closed()
-            self._thread = threading.get_ident()
+            self._held = True
 
     def release(self) -> None:
         """Release the lock (held by this handle).
@@ -329,9 +327,9 @@ class Lock(_Acquirable):
         """
         if self._closed:
             raise self._raise_closed()
-        if not self._local.locked():
+        if not self._held:
             raise InvalidArgument(f"{self.url}: release of a lock this handle does not hold")
-        self._thread = None
+        self._held = False
         self._lock.release()
         self._local.release()
 
@@ -350,6 +348,14 @@ class Lock(_Acquirable):
         lock = getattr(self, "_lock", None)
         self._lock = None
         if lock is not None:
+            # Closing gives back a lock this handle holds -- never in a forked child: the
+            # parent's hold (its flock, shared with the child's copy) is not the child's.
+            if getattr(self, "_held", False) and not self._in_child:
+                self._held = False
+                try:
+                    lock.release()
+                except Exception:  # the object may be gone: closing goes on
+                    pass
             lock.close()
 
 

@@ -87,7 +87,7 @@ from osipc._errors import (
 from osipc._fd import FdHolder
 
 PIPE_BUF = _limits.PIPE_BUF
-_MSGC, _ = _accel.load("_msgc")  # a small frame in one writev, in C (optional)
+_MSGC, _ = _accel.load("_msgc")  # a small frame in one write, in C (optional)
 F_SETPIPE_SZ = 1031
 F_GETPIPE_SZ = 1032
 

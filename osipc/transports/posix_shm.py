@@ -167,7 +167,7 @@ def open_segment(
             with os_errors(f"inspect {address}"):
                 st = os.fstat(fd)
                 _check_owner(st, address, trust_existing)
-                st = _settled(fd, st)
+                st = _settled(fd, address)
         except BaseException:
             os.close(fd)
             raise
@@ -175,28 +175,38 @@ def open_segment(
     raise TransportError(f"{address}: it kept disappearing while being opened; try again")
 
 
-def _settled(fd: int, st: os.stat_result) -> os.stat_result:
+def _settled(fd: int, address: Address) -> os.stat_result:
     """The segment as its creator left it. A creator holds an exclusive flock from just
     after creating the segment until the object in it is made (sized and allocated, and a
     ring's header written), so an attacher that came in between waits for it rather than
     take a segment of 0 bytes, or one without its header yet, for something else. At most
-    INIT_WAIT: a creator that died let go of its flock; a size of 0 then is final."""
+    INIT_WAIT, then Timeout (a creator that died has let go of its flock). A free segment
+    that stays at 0 bytes for 20 ms is taken as it is: its creator died before sizing it,
+    or it is not osipc's."""
     deadline = Deadline(_ring.INIT_WAIT)
+    empty: Deadline | None = None  # free but empty: a creator between shm_open and flock?
     backoff = Backoff(0.0002, 0.02)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pass
+            if deadline.expired():
+                raise Timeout(
+                    f"{address} is still being made by another process (it has held it "
+                    f"for {_ring.INIT_WAIT:g} s); try again",
+                    errno=errno.EAGAIN,
+                ) from None
         else:
             try:
                 st = os.fstat(fd)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-            if st.st_size:  # (0: between the creator's shm_open and its flock)
+            if st.st_size:
                 return st
-        if not backoff.wait(deadline):
-            return st
+            empty = empty or Deadline(0.02)  # (that gap is microseconds long)
+            if empty.expired():
+                return st  # its creator died before sizing it, or it is not osipc's
+        backoff.wait(deadline)
 
 
 def _sem_path(name: str) -> str:
@@ -306,7 +316,8 @@ class PosixRingBackend(_ring.SegmentBackend):
 
     def _create_locks(self, kind: int, options: Any) -> None:
         for name in self._names(kind):
-            _unlink_semaphore(name)  # a stale one from an earlier channel of this name
+            with posix_ipc_errors(f"replace the stale semaphore {name} of {self._address}"):
+                _unlink_semaphore(name)  # one left by an earlier channel of this name
             self._sems.append(create_semaphore(self._address, name, 1, options.mode, 1))
 
     def _made(self) -> None:

@@ -430,11 +430,13 @@ class SysvSemaphore:
             raise OSError(errno.EOVERFLOW, f"at SEMVMX ({SEM_VALUE_MAX})") from None
 
     def _get_value(self) -> int:
-        return int(self._sem.value)
+        with _sysv.sysv_ipc_errors(f"read the semaphore {_sysv.key_name(self._sem.key)}"):
+            return int(self._sem.value)
 
     @property
     def last_pid(self) -> int:
-        return int(self._sem.last_pid)
+        with _sysv.sysv_ipc_errors(f"read the semaphore {_sysv.key_name(self._sem.key)}"):
+            return int(self._sem.last_pid)
 
 
 class SysvLock:

@@ -65,6 +65,37 @@ def test_an_uninitialised_segment_is_reported(osipc_names: Callable[[str], str])
             osipc.receiver(f"shm://{name}")
     finally:
         posix_ipc.unlink_shared_memory("/" + name)
+    posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX).close_fd()  # 0 bytes, nobody at it
+    try:
+        started = time.monotonic()
+        with pytest.raises(osipc.InvalidArgument, match="not an osipc ring"):
+            osipc.receiver(f"shm://{name}")
+        assert time.monotonic() - started < 1
+    finally:
+        posix_ipc.unlink_shared_memory("/" + name)
+
+
+def test_a_creator_that_takes_too_long_is_a_timeout(osipc_names: Callable[[str], str]) -> None:
+    """Not "not a ring" nor advice to remove what another process is still making."""
+    name = osipc_names("slow")
+    creator = spawn(
+        """
+        import fcntl, sys, time, posix_ipc
+        segment = posix_ipc.SharedMemory("/" + sys.argv[1], posix_ipc.O_CREX)
+        fcntl.flock(segment.fd, fcntl.LOCK_EX)  # as osipc's creator holds it while making
+        print("making", flush=True)
+        sys.stdin.read()
+        """,
+        name,
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert creator.stdout is not None and creator.stdout.readline() == "making\n"
+        with pytest.raises(osipc.Timeout, match="still being made by another process"):
+            osipc.receiver(f"shm://{name}")
+    finally:
+        finish(creator)
+        posix_ipc.unlink_shared_memory("/" + name)
 
 
 @pytest.mark.parametrize("kind", ["ring", "block"])
@@ -102,6 +133,31 @@ def test_an_opener_waits_for_a_creator_still_making_it(url: Url, kind: str) -> N
     finally:
         finish(creator)
         osipc.unlink(target.split("?")[0], missing_ok=True)
+
+
+def test_a_stale_semaphore_of_another_user_is_permission_denied(url: Url) -> None:
+    need_root("to leave a semaphore another user may not replace")
+    target = url("shm", capacity="64K")
+    name = target.split("://")[1].split("?")[0]
+    posix_ipc.Semaphore(f"/{name}:tx", posix_ipc.O_CREX, mode=0o600).close()
+    try:
+        with runtime_for(NOBODY) as env:
+            done = peer(
+                """
+                import sys, osipc
+                try:
+                    osipc.receiver(sys.argv[1])
+                except osipc.PermissionDenied as exc:
+                    print("denied", ":tx" in str(exc))
+                """,
+                target,
+                user=NOBODY,
+                env=env,
+            )
+        assert done.stdout.split() == ["denied", "True"], done.stderr
+        assert shm_files(name) == [f"sem.{name}:tx"]  # the half-made segment was removed
+    finally:
+        posix_ipc.unlink_semaphore(f"/{name}:tx")
 
 
 def test_unlinking_another_users_objects_is_permission_denied(url: Url) -> None:
@@ -445,14 +501,48 @@ def test_close_from_another_thread_ends_a_waiting_acquire(
     osipc.unlink(target)
 
 
-def test_a_lock_this_thread_holds_is_not_waited_for(sem_url: str) -> None:
-    with osipc.Lock(sem_url) as lock:
-        started = time.monotonic()
-        with pytest.raises(osipc.InvalidArgument, match="this thread holds the lock already"):
-            lock.acquire(timeout=2)
-        assert time.monotonic() - started < 1
-    with osipc.Lock(sem_url) as lock:  # released: taken again
-        pass
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+def test_closing_a_lock_its_other_thread_waits_on_ends_the_wait_and_frees_it(
+    url: Url, scheme: str
+) -> None:
+    """One handle, two threads: this one holds the lock, the other waits on the same
+    handle; closing the handle ends that wait with Closed and gives the lock back (before,
+    the waiter hung and other processes stayed locked out)."""
+    target = url(scheme)
+    shared = osipc.Lock(target)
+    shared.acquire()
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            shared.acquire()
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)  # (a regression must not hang exit)
+    thread.start()
+    time.sleep(0.2)
+    shared.close()
+    thread.join(timeout=3)
+    assert not thread.is_alive() and isinstance(outcome[0], osipc.Closed), outcome
+    done = peer(
+        "import sys, osipc; osipc.Lock(sys.argv[1]).acquire(timeout=2); print('taken')", target
+    )
+    assert done.stdout == "taken\n"
+    osipc.unlink(target)
+
+
+def test_a_thread_of_the_handle_may_release_what_another_took(sem_url: str) -> None:
+    """As threading.Lock: the holder may wait for another thread to release it."""
+    lock = osipc.Lock(sem_url)
+    lock.acquire()
+    threading.Timer(0.2, lock.release).start()
+    lock.acquire(timeout=3)  # the holder's own wait ends once the other thread released
+    lock.release()
+    with pytest.raises(osipc.InvalidArgument, match="does not hold"):
+        lock.release()
+    lock.close()
 
 
 def test_a_signal_handler_gets_out_of_a_blocked_acquire(sem_url: str) -> None:

@@ -314,6 +314,16 @@ def test_a_quiet_signal_does_not_shorten_or_end_a_wait(
             assert rx.recv() == b"after the signal"  # blocking in msgrcv across EINTR
 
 
+def test_a_semaphore_removed_under_a_handle_is_an_osipc_error(osipc_names: Names) -> None:
+    target = f"sysv+sem://{osipc_names('s')}"
+    sem = osipc.Semaphore(target, value=1)
+    osipc.unlink(target)
+    for use in (sem.release, lambda: sem.value, lambda: sem.acquire(timeout=0)):
+        with pytest.raises(osipc.OsipcError):  # never sysv_ipc's own exceptions
+            use()
+    sem.close()
+
+
 def test_a_signal_handler_gets_out_of_a_semaphore_wait(
     osipc_names: Names, alarm: Callable[[float, bool], None]
 ) -> None:
