@@ -145,6 +145,30 @@ def parse_bool(value: object) -> bool:
     raise ValueError("expected true/false (or 1/0, yes/no, on/off)")
 
 
+def parse_size(value: object) -> int:
+    """Sizes in bytes, with optional K/M/G (powers of 1024) in URLs: ``capacity=4M``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes such as 1048576 or 1M")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().upper()
+        text = text[:-1] if text.endswith("B") else text
+        scale = 1
+        if text and text[-1] in "KMG":
+            scale = 1 << {"K": 10, "M": 20, "G": 30}[text[-1]]
+            text = text[:-1]
+        try:
+            number = int(text) * scale
+        except ValueError:
+            raise ValueError("expected a size in bytes such as 1048576 or 1M") from None
+    else:
+        raise ValueError("expected a size in bytes such as 1048576 or 1M")
+    if number <= 0:
+        raise ValueError("must be a positive size")
+    return number
+
+
 def parse_int(low: int, high: int | None = None) -> Callable[[object], int]:
     def parse(value: object) -> int:
         if isinstance(value, bool):

@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _size(text: str) -> int:
-    from osipc._ring import parse_size
+    from osipc._address import parse_size
 
     try:
         return parse_size(text)

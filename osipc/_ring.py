@@ -69,6 +69,7 @@ from osipc._address import (
     option,
     parse_choice,
     parse_int,
+    parse_size,
 )
 from osipc._codecs import Buffer, Codec
 from osipc._deadline import Backoff, Deadline, check_timeout
@@ -1389,30 +1390,6 @@ class RingSubscriber(_RingHandle, Receiver[Any]):
             self._h[self._role_half] = 0
         self._release_view()
         self._backend.close(self._in_child)
-
-
-def parse_size(value: object) -> int:
-    """Sizes in bytes, with optional K/M/G (powers of 1024) in URLs: ``capacity=4M``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size in bytes such as 1048576 or 1M")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip().upper()
-        text = text[:-1] if text.endswith("B") else text
-        scale = 1
-        if text and text[-1] in "KMG":
-            scale = 1 << {"K": 10, "M": 20, "G": 30}[text[-1]]
-            text = text[:-1]
-        try:
-            number = int(text) * scale
-        except ValueError:
-            raise ValueError("expected a size in bytes such as 1048576 or 1M") from None
-    else:
-        raise ValueError("expected a size in bytes such as 1048576 or 1M")
-    if number <= 0:
-        raise ValueError("must be a positive size")
-    return number
 
 
 class RingTransport(Transport):

@@ -31,7 +31,15 @@ from typing import Any, TypeVar
 
 from osipc import _registry
 from osipc._abc import Capabilities, Handle
-from osipc._address import Address, CommonOptions, option, parse_bool, parse_int, resolve_options
+from osipc._address import (
+    Address,
+    CommonOptions,
+    option,
+    parse_bool,
+    parse_int,
+    parse_size,
+    resolve_options,
+)
 from osipc._deadline import Deadline, check_timeout
 from osipc._errors import (
     Closed,
@@ -61,15 +69,9 @@ class _SemOptions(CommonOptions):
     )
 
 
-def _parse_block_size(value: object) -> int:
-    from osipc._ring import parse_size  # (as capacity=: 4096, 64K, 1M)
-
-    return parse_size(value)
-
-
 @dataclass(frozen=True)
 class _BlockOptions(CommonOptions):
-    size: int = option(0, _parse_block_size, "bytes (K/M/G suffixes), needed to create it")
+    size: int = option(0, parse_size, "bytes (K/M/G suffixes), needed to create it")
 
 
 OptionsT = TypeVar("OptionsT", bound=CommonOptions)
