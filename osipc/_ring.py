@@ -639,11 +639,15 @@ class SegmentBackend(RingBackend):
                     (self.slot << 1) | 1, int.from_bytes(os.urandom(4), "little"),
                 )  # fmt: skip
 
-    def _not_a_ring(self) -> InvalidArgument:
+    def _recorded_as_block(self) -> bool:
+        """This user's record says the segment is an osipc.SharedMemory block."""
         from osipc import _inventory
 
         record = _inventory.find_record(self._address)
-        if record is not None and record.get("kind") == f"{self.record_kind}-block":
+        return record is not None and record.get("kind") == f"{self.record_kind}-block"
+
+    def _not_a_ring(self) -> InvalidArgument:
+        if self._recorded_as_block():
             return InvalidArgument(
                 f"{self._address} is an osipc.SharedMemory block, not a ring channel; "
                 "attach to it with osipc.SharedMemory, or use another name for the channel"
@@ -657,18 +661,13 @@ class SegmentBackend(RingBackend):
         """An attacher may arrive while the creator is still initialising: wait for the
         magic, which is written last (unless ``settled``: the creator has finished or
         died); a creator that died half-way is reported."""
-        from osipc import _inventory
-
         backoff = Backoff(0.0005, 0.05)
         deadline = Deadline(0.0 if self.settled else INIT_WAIT)
         while True:
             header = read_header(self.mm)
             if header is not None:
                 return header
-            record = _inventory.find_record(self._address)
-            if bytes(self.mm[0:8]) != b"\0" * 8 or (
-                record is not None and record.get("kind") == f"{self.record_kind}-block"
-            ):
+            if bytes(self.mm[0:8]) != b"\0" * 8 or self._recorded_as_block():
                 raise self._not_a_ring()
             if not backoff.wait(deadline):
                 raise TransportError(
