@@ -474,25 +474,22 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             and not sync._closed
         ):
             tried = True
-            got: _abc.Frame | Literal[False] | None
+            got: _abc.Frame | Literal[False] | None = None
             poll = sync._poll
             if poll is not None:  # one C call where the transport has one
                 try:
                     got = poll()
                 except (OSError, ValueError):
-                    got = None  # (_recv below says what went wrong)
-                if got is not None:
-                    if sync._decode_fast is not None:
-                        return got  # type: ignore[return-value]
-                    return _codecs.decode(sync.codec, got, self.url)  # type: ignore[no-any-return]
-            try:
-                got = sync._recv(0.0)
-            except _errors.Timeout:
-                # a ring's spin= here costs the loop less than a worker's hand-off
-                got = False if timeout == 0 else sync._recv_spun()
-            if got is not False:
+                    pass  # (_recv below says what went wrong)
+            if got is None:  # nothing there, or what only _recv can say
+                try:
+                    got = sync._recv(0.0)
+                except _errors.Timeout:
+                    # a ring's spin= here costs the loop less than a worker's hand-off
+                    got = False if timeout == 0 else sync._recv_spun()
                 if got is None:
                     raise _errors.EndOfStream(f"{self.url}: end of stream")
+            if got is not False:
                 if sync._decode_fast is not None:
                     return got  # type: ignore[return-value]
                 return _codecs.decode(sync.codec, got, self.url)  # type: ignore[no-any-return]
