@@ -39,7 +39,7 @@ import os
 import stat
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -267,6 +267,20 @@ class _PosixIpcSemaphore:  # pragma: no cover - only where _multiprocessing is m
         return int(self._sem.value)
 
 
+def _remove_quietly(segment: str, semaphores: Sequence[str] = ()) -> None:
+    """Remove what a creation that could not finish made; errors are swallowed (the
+    caller raises why it failed)."""
+    for sem in semaphores:
+        try:
+            posix_ipc.unlink_semaphore(sem)
+        except posix_ipc.Error:
+            pass
+    try:
+        posix_ipc.unlink_shared_memory(segment)
+    except posix_ipc.Error:
+        pass
+
+
 def _unlink_semaphore(name: str) -> bool:
     try:
         posix_ipc.unlink_semaphore(name)
@@ -324,15 +338,7 @@ class PosixRingBackend(_ring.SegmentBackend):
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # taken by open_segment: attachers go on
 
     def _discard(self) -> None:
-        for sem in self._names(_ring.KIND_QUEUE):
-            try:
-                posix_ipc.unlink_semaphore(sem)
-            except posix_ipc.Error:
-                pass
-        try:
-            posix_ipc.unlink_shared_memory("/" + self._address.name)
-        except posix_ipc.Error:
-            pass
+        _remove_quietly("/" + self._address.name, self._names(_ring.KIND_QUEUE))
 
     def _open_locks(self, kind: int) -> None:
         self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
@@ -447,10 +453,7 @@ class ShmTransport(_ring.RingTransport):
         except BaseException:
             os.close(fd)
             if created:  # never leave a half-made block behind
-                try:
-                    posix_ipc.unlink_shared_memory("/" + address.name)
-                except posix_ipc.Error:
-                    pass
+                _remove_quietly("/" + address.name)
             raise
         return fd, actual, created
 
