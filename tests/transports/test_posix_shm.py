@@ -460,6 +460,30 @@ def test_an_empty_semaphore_without_waiting_is_a_timeout_at_once(url: Url, schem
     osipc.unlink(target)
 
 
+def _closed_while_acquiring(
+    handle: osipc.Semaphore | osipc.Lock, timeout: float | None
+) -> tuple[BaseException | str | None, float]:
+    """Start ``handle.acquire(timeout=timeout)`` on a thread, close ``handle`` from this
+    one once it waits: (what the acquire raised, None if it returned, or "still waiting"
+    3 s on; seconds from the close to then)."""
+    outcome: list[BaseException | None] = []
+
+    def wait() -> None:
+        try:
+            handle.acquire(timeout=timeout)
+            outcome.append(None)
+        except BaseException as exc:  # reported to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)  # (a regression must not hang exit)
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    handle.close()
+    thread.join(timeout=3)
+    return (outcome[0] if outcome else "still waiting"), time.monotonic() - started
+
+
 @pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
 @pytest.mark.parametrize("what", ["semaphore", "lock"])
 @pytest.mark.parametrize("timeout", [None, 5.0], ids=["blocking", "timed"])
@@ -471,23 +495,9 @@ def test_close_from_another_thread_ends_a_waiting_acquire(
     if what == "lock":
         holder.acquire()  # held by this handle; the waiter is a second one
     waiter = osipc.Lock(target) if what == "lock" else osipc.Semaphore(target)
-    outcome: list[BaseException | None] = []
-
-    def wait() -> None:
-        try:
-            waiter.acquire(timeout=timeout)
-            outcome.append(None)
-        except BaseException as exc:  # reported below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=wait, daemon=True)  # (a regression must not hang exit)
-    thread.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    waiter.close()
-    thread.join(timeout=3)
-    assert not thread.is_alive() and isinstance(outcome[0], osipc.Closed), outcome
-    assert time.monotonic() - started < 1
+    outcome, took = _closed_while_acquiring(waiter, timeout)
+    assert isinstance(outcome, osipc.Closed), outcome
+    assert took < 1
     if what == "lock":  # nothing taken by the closed handle: the holder gives it back
         holder.release()
         other = osipc.Lock(target)
@@ -511,21 +521,8 @@ def test_closing_a_lock_its_other_thread_waits_on_ends_the_wait_and_frees_it(
     target = url(scheme)
     shared = osipc.Lock(target)
     shared.acquire()
-    outcome: list[BaseException | None] = []
-
-    def wait() -> None:
-        try:
-            shared.acquire()
-            outcome.append(None)
-        except BaseException as exc:  # reported below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=wait, daemon=True)  # (a regression must not hang exit)
-    thread.start()
-    time.sleep(0.2)
-    shared.close()
-    thread.join(timeout=3)
-    assert not thread.is_alive() and isinstance(outcome[0], osipc.Closed), outcome
+    outcome, _ = _closed_while_acquiring(shared, None)
+    assert isinstance(outcome, osipc.Closed), outcome
     done = peer(
         "import sys, osipc; osipc.Lock(sys.argv[1]).acquire(timeout=2); print('taken')", target
     )
