@@ -1457,8 +1457,7 @@ def main(argv: list[str] | None = None) -> int:
         # measured once a pass and kept the same way.
         best: dict[int, Result] = {}
         floors: dict[str, Result] = {}
-        ceiling: float | None = None
-        one_copy: float | None = None
+        ceilings: dict[bool, float] = {}  # the best of each pass, by copy_out
         for round_ in range(repeat):
             for index, (mech, kind, mode, size, placement) in enumerate(cases):
                 kept = best.get(index)
@@ -1491,12 +1490,10 @@ def main(argv: list[str] | None = None) -> int:
                     kept = floors.get(placement)
                     if kept is None or kept.status != "ok" or _quicker(floor, kept):
                         floors[placement] = floor
-                measured = pipeline_ceiling()
-                if measured is not None and (ceiling is None or measured > ceiling):
-                    ceiling = measured
-                measured = pipeline_ceiling(copy_out=False)
-                if measured is not None and (one_copy is None or measured > one_copy):
-                    one_copy = measured
+                for copy_out in (True, False):
+                    measured = pipeline_ceiling(copy_out=copy_out)
+                    if measured is not None and measured > ceilings.get(copy_out, 0.0):
+                        ceilings[copy_out] = measured
         results.extend(best[index] for index in range(len(cases)))
         results.extend(floors[placement] for placement in placements if placement in floors)
     finally:
@@ -1507,7 +1504,7 @@ def main(argv: list[str] | None = None) -> int:
                     os.unlink(os.path.join("/dev/shm", entry))
         if not iox_dir_existed:
             shutil.rmtree("/tmp/iceoryx2", ignore_errors=True)
-    meta = machine(ceiling, one_copy)
+    meta = machine(ceilings.get(True), ceilings.get(False))
     meta["date"] = datetime.date.today().isoformat()
     meta["seconds"] = time.time() - started
     os.makedirs(args.out, exist_ok=True)
