@@ -46,6 +46,15 @@ class Deadline:
         self.timeout = check_timeout(timeout)
         self.end = None if self.timeout is None else time.monotonic() + self.timeout
 
+    @classmethod
+    def until(cls, end: float, timeout: float | None) -> Deadline:
+        """The deadline of a wait that began with ``timeout`` and ends at ``end`` (what
+        time.monotonic() will read then; < 0: never), for a wait resumed elsewhere."""
+        deadline = cls.__new__(cls)
+        deadline.timeout = timeout
+        deadline.end = None if end < 0 else end
+        return deadline
+
     def remaining(self) -> float | None:
         """Seconds left (never negative), or ``None`` for no limit."""
         end = self.end

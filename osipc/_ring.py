@@ -1080,11 +1080,18 @@ class RingReceiver(_RingHandle, Receiver[Any]):
                 raise self._accel_error(exc) from None
             if got is not None:
                 return got
-            if timeout != 0:
-                spun = self._recv_spun()
-                if spun is not False:
-                    return spun
-            return self._wait_and_recv(Deadline(timeout))
+            # The whole wait in one C call (spin=, then sleeps): no Deadline, no
+            # waiting-call bookkeeping, no Python between a wake-up and the return.
+            until = -1.0 if timeout is None else time.monotonic() + timeout if timeout else 0.0
+            try:
+                got = accel.recv_block(self._spin, until, SLICE)
+            except (OSError, ValueError) as exc:
+                raise self._accel_error(exc) from None
+            if got is False:
+                raise Timeout(f"{self.url}: no message {Deadline(timeout).describe()}")
+            if got is None:  # the lock is busy, or an end-of-stream record is next
+                return self._take(1, Deadline.until(until, timeout))[0]
+            return got
         # The common case inlined: the lock is free and a record is there; else _take.
         mm, words, halves, claim = self._mm, self._w, self._h, self._claim
         if self._head_seen <= self._tail_last:  # all this handle knew of is gone: new ones?
@@ -1195,26 +1202,6 @@ class RingReceiver(_RingHandle, Receiver[Any]):
             except Timeout:
                 return False  # (busy: the wait that follows takes it)
         return spun
-
-    @waits
-    def _wait_and_recv(self, deadline: Deadline) -> Frame | None:
-        """The C part's wait: no lock round in Python before or after each sleep. Its
-        first sleep comes at once (_recv_spun polled already), later ones after spin=."""
-        accel, spin = self._accel, 0.0
-        while True:
-            left = deadline.remaining()
-            try:
-                got = accel.recv_wait(spin, SLICE if left is None else min(left, SLICE))
-            except (OSError, ValueError) as exc:
-                raise self._accel_error(exc) from None
-            spin = self._spin
-            self._check_open()
-            if got is None:  # the lock is busy, or an end-of-stream record is next
-                return self._take(1, deadline)[0]
-            if got is not False:
-                return got  # type: ignore[no-any-return]
-            if deadline.remaining() == 0:
-                raise Timeout(f"{self.url}: no message {deadline.describe()}")
 
     def _corrupt(self, position: int) -> Broken:
         return Broken(

@@ -153,6 +153,7 @@ typedef struct {
     uint64_t tail_seen; /* producer: a lower bound of the tail */
     uint64_t head_seen; /* consumer: a lower bound of the head */
     uint64_t tail_last; /* consumer: a lower bound of the tail (the last one it saw) */
+    int sleepers;       /* threads in recv_block's sleep (counted with the GIL held) */
 } Ring;
 
 static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
@@ -213,6 +214,8 @@ static void Ring_dealloc(Ring *self) {
 }
 
 static PyObject *Ring_release(Ring *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->mapped && self->sleepers > 0)
+        futex_wake(self->base + OFF_HEAD); /* they wake, find it released and raise */
     Ring_drop(self);
     Py_RETURN_NONE;
 }
@@ -577,42 +580,71 @@ static PyObject *Ring_wait(Ring *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* recv_wait(spin, seconds) -> bytes | None | False: the next data record, waiting for
- * one (spinning up to ``spin`` seconds first, then sleeping up to ``seconds``); None: the
- * Python path's (lock busy, end-of-stream record); False: nothing yet (the caller checks
- * its deadline and calls again). Sleepers raise the data flag, as _ring.py's do. */
-static PyObject *Ring_recv_wait(Ring *self, PyObject *args) {
-    double spin, seconds;
-    int found;
-    if (!PyArg_ParseTuple(args, "dd", &spin, &seconds))
+static double monotonic(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+/* recv_block(spin, until, slice) -> bytes | None | False: the next data record, waiting
+ * for one until ``until`` (time.monotonic()'s clock; < 0: no limit; already past: one try
+ * that neither spins nor raises the flag), spinning up to ``spin`` seconds before each
+ * sleep and sleeping ``slice`` at most at a time (a wake-up the waker's flag clearing
+ * raced with is then late by a slice at most, as in _ring.py's waits). None: the Python
+ * path's (the lock is busy, an end-of-stream record is next); False: the time is up.
+ *
+ * The whole wait is here, so the caller needs no waiting-call bookkeeping: the mapping is
+ * touched only with the GIL held and after take()'s check that it is still there, and
+ * while the GIL is released for the sleep the thread only waits in the kernel, which
+ * holds no reference into the mapping (a futex on a shared mapping is keyed by file and
+ * offset). A release() meanwhile (close() from another thread) wakes the sleepers; the
+ * next take() then raises ValueError, as for any call after release(). */
+static PyObject *Ring_recv_block(Ring *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "recv_block(spin, until, slice)");
         return NULL;
-    uint64_t *head = WORD(self->base, OFF_HEAD);
-    for (int round = 0; round < 2; round++) {
+    }
+    double spin = PyFloat_AsDouble(args[0]);
+    double until = PyFloat_AsDouble(args[1]);
+    double slice = PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    int found;
+    for (;;) {
         PyObject *got = take(self, 1, 0, &found);
         if (got != NULL || PyErr_Occurred())
             return got;
         if (found == ELSEWHERE)
             Py_RETURN_NONE;
-        if (round == 1 || seconds <= 0)
-            break; /* (a try without waiting neither spins nor raises the flag) */
+        double left = slice;
+        if (until >= 0) {
+            left = until - monotonic();
+            if (left <= 0)
+                Py_RETURN_FALSE;
+            if (left > slice)
+                left = slice;
+        }
+        uint64_t *head = WORD(self->base, OFF_HEAD);
         uint64_t seen = __atomic_load_n(head, __ATOMIC_ACQUIRE);
         if (seen > self->tail_last)
             continue; /* committed meanwhile */
         /* Spin before raising the flag: producers wake only flagged sleepers, so a
          * spinner costs them no system call. */
-        if (spin > 0 && spin_until(head, seen, spin))
+        if (spin > 0 && spin_until(head, seen, spin < left ? spin : left))
             continue;
         __atomic_store_n(HALF(self->base, OFF_FLAG_DATA), 1, __ATOMIC_SEQ_CST);
         seen = __atomic_load_n(head, __ATOMIC_SEQ_CST);
         if (seen > self->tail_last)
             continue; /* committed while the flag went up */
-        if (futex_sleep(head, seen, seconds) < 0)
-            return NULL;
+        self->sleepers++;
+        int failed = futex_sleep(head, seen, left) < 0;
+        self->sleepers--;
+        if (failed)
+            return NULL; /* a signal handler raised */
     }
-    Py_RETURN_FALSE;
 }
 
-/* recv_spin(spin) -> bytes | None | False: recv_wait's spin without its sleep. The GIL
+/* recv_spin(spin) -> bytes | None | False: recv_block's spin without its sleep. The GIL
  * stays held throughout, so no other thread can close the handle meanwhile: the caller
  * needs no waiting-call bookkeeping for it (a round trip's receiver finds its message
  * here, and returns without a Deadline or a lock round in Python). */
@@ -646,8 +678,8 @@ static PyMethodDef Ring_methods[] = {
      "send_many(frames, start) -> int: how many from frames[start:] were committed"},
     {"recv", (PyCFunction)Ring_recv, METH_NOARGS,
      "recv() -> bytes | None: the next data record; None: take the Python path"},
-    {"recv_wait", (PyCFunction)Ring_recv_wait, METH_VARARGS,
-     "recv_wait(spin, seconds) -> bytes | None | False: the next record, waiting for one"},
+    {"recv_block", (PyCFunction)(void (*)(void))Ring_recv_block, METH_FASTCALL,
+     "recv_block(spin, until, slice) -> bytes | None | False: the next record, waiting"},
     {"recv_spin", (PyCFunction)Ring_recv_spin, METH_O,
      "recv_spin(spin) -> bytes | None | False: the next record if one comes within spin"},
     {"recv_many", (PyCFunction)Ring_recv_many, METH_O,

@@ -97,6 +97,43 @@ def test_spin_receives(url: Url, scheme: str) -> None:
     osipc.unlink(target)
 
 
+@pytest.mark.parametrize("spin", [0, 300])
+def test_close_ends_every_thread_waiting_in_recv(url: Url, scheme: str, spin: int) -> None:
+    # A receive waits in one C call that keeps no waiting-call bookkeeping: close() from
+    # another thread releases the mapping under it. Each waiter must wake and raise
+    # Closed (never touch the released mapping: that would crash this process), again
+    # and again, and the ring must stay usable.
+    target = url(scheme, spin=spin)
+    for round_ in range(10):
+        rx = osipc.receiver(target)
+        outcomes: list[object] = []
+
+        def wait(timeout: float | None, rx: osipc.Receiver[bytes], into: list[object]) -> None:
+            try:
+                into.append(rx.recv(timeout=timeout))
+            except Exception as exc:  # the outcome is the assertion
+                into.append(exc)
+
+        threads = [
+            threading.Thread(target=wait, args=(timeout, rx, outcomes))
+            for timeout in (None, 30, None, 30)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.05 + 0.01 * round_)
+        started = time.monotonic()
+        rx.close()
+        for thread in threads:
+            thread.join(5)
+        assert not any(thread.is_alive() for thread in threads), f"round {round_}: left waiting"
+        assert time.monotonic() - started < 1.0
+        assert len(outcomes) == 4 and all(isinstance(o, osipc.Closed) for o in outcomes), outcomes
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        tx.send(b"still fine", timeout=5)
+        assert rx.recv(timeout=5) == b"still fine"
+    osipc.unlink(target)
+
+
 def test_what_comes_during_the_spin_is_received_whole(url: Url, scheme: str) -> None:
     # A long spin= (0.5 s) so that each of another process's sends lands while the
     # receiver polls: an empty message is data, and an end-of-stream still ends.
