@@ -152,7 +152,7 @@ def open_segment(
                                 raise
                 except BaseException:
                     os.close(fd)
-                    posix_ipc.unlink_shared_memory(name)
+                    _remove_quietly(name)  # (why it failed is what the caller hears)
                     raise
                 return fd, size, True
         try:
