@@ -59,15 +59,70 @@ static int frame_of(PyObject *frame, Py_buffer *view, int raw, int *escape) {
 
 /* (payload, tag) of a received message, unescaped: payload None = end of stream */
 static PyObject *received(const char *data, Py_ssize_t size, int raw, long tag) {
-    if (!raw) {
-        if (size == 0)
-            return Py_BuildValue("(Ol)", Py_None, tag);
-        if ((unsigned char)data[0] == ESCAPE) {
+    PyObject *payload;
+    if (!raw && size == 0) {
+        Py_INCREF(Py_None);
+        payload = Py_None;
+    } else {
+        if (!raw && (unsigned char)data[0] == ESCAPE) {
             data++;
             size--;
         }
+        payload = PyBytes_FromStringAndSize(data, size);
+        if (payload == NULL)
+            return NULL;
     }
-    return Py_BuildValue("(y#l)", data, size, tag);
+    PyObject *number = PyLong_FromLong(tag);
+    if (number == NULL) {
+        Py_DECREF(payload);
+        return NULL;
+    }
+    PyObject *pair = PyTuple_New(2);
+    if (pair == NULL) {
+        Py_DECREF(payload);
+        Py_DECREF(number);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, payload);
+    PyTuple_SET_ITEM(pair, 1, number);
+    return pair;
+}
+
+/* -- arguments: every function is METH_FASTCALL (no argument tuple, no format string:
+ * a large share of one call's cost at these sizes) ----------------------------------- */
+
+static int arity(const char *name, Py_ssize_t nargs, Py_ssize_t wanted) {
+    if (nargs == wanted)
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, wanted, nargs);
+    return -1;
+}
+
+static int int_of(PyObject *arg, int *out) {
+    long value = PyLong_AsLong(arg);
+    if (value == -1 && PyErr_Occurred())
+        return -1;
+    if (value < INT_MIN || value > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "out of range for a C int");
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
+}
+
+static int long_of(PyObject *arg, long *out) {
+    *out = PyLong_AsLong(arg);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int size_of(PyObject *arg, Py_ssize_t *out) {
+    *out = PyLong_AsSsize_t(arg);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int flag_of(PyObject *arg, int *out) {
+    *out = PyObject_IsTrue(arg);
+    return *out < 0 ? -1 : 0;
 }
 
 /* -- POSIX message queues ------------------------------------------------------------- */
@@ -83,16 +138,20 @@ static PyObject *new_ref(PyObject *object) { /* Py_NewRef, which 3.9 lacks */
 
 /* mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | float | None:
  * sent; the queue is full; the Python path's (see the top). */
-static PyObject *mq_send(PyObject *module, PyObject *args) {
+static PyObject *mq_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int mqd, raw;
-    unsigned int priority;
+    unsigned long priority;
     Py_ssize_t limit;
-    PyObject *frame;
     Py_buffer view;
     int escape;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "iOIpn", &mqd, &frame, &priority, &raw, &limit))
+    if (arity("mq_send", nargs, 5) < 0 || int_of(args[0], &mqd) < 0 ||
+        flag_of(args[3], &raw) < 0 || size_of(args[4], &limit) < 0)
         return NULL;
+    priority = PyLong_AsUnsignedLong(args[2]);
+    if (priority == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *frame = args[1];
     if (frame_of(frame, &view, raw, &escape) < 0)
         Py_RETURN_NONE;
     Py_ssize_t size = view.len + escape;
@@ -113,7 +172,7 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
         out = buffer;
     }
     PyObject *result = NULL;
-    long done = syscall(SYS_mq_timedsend, mqd, out, (size_t)size, priority, NULL);
+    long done = syscall(SYS_mq_timedsend, mqd, out, (size_t)size, (unsigned int)priority, NULL);
     int error = errno;
     if (done == 0) {
         result = new_ref(Py_True);
@@ -133,11 +192,12 @@ static PyObject *mq_send(PyObject *module, PyObject *args) {
 
 /* mq_recv(mqd, msgsize, raw) -> (payload | None, priority) | False | None: a message;
  * none there; the Python path's (see the top). */
-static PyObject *mq_recv(PyObject *module, PyObject *args) {
+static PyObject *mq_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int mqd, raw;
     Py_ssize_t msgsize;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "inp", &mqd, &msgsize, &raw))
+    if (arity("mq_recv", nargs, 3) < 0 || int_of(args[0], &mqd) < 0 ||
+        size_of(args[1], &msgsize) < 0 || flag_of(args[2], &raw) < 0)
         return NULL;
     if (msgsize < 0)
         msgsize = 0;
@@ -165,16 +225,18 @@ static PyObject *mq_recv(PyObject *module, PyObject *args) {
 /* -- System V message queues --------------------------------------------------------- */
 
 /* msg_send(msqid, mtype, frame, raw, limit) -> True | False | None (see the top). */
-static PyObject *msg_send(PyObject *module, PyObject *args) {
+static PyObject *msg_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int msqid, raw;
     long mtype;
     Py_ssize_t limit;
-    PyObject *frame;
     Py_buffer view;
     int escape;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "ilOpn", &msqid, &mtype, &frame, &raw, &limit))
+    if (arity("msg_send", nargs, 5) < 0 || int_of(args[0], &msqid) < 0 ||
+        long_of(args[1], &mtype) < 0 || flag_of(args[3], &raw) < 0 ||
+        size_of(args[4], &limit) < 0)
         return NULL;
+    PyObject *frame = args[2];
     if (frame_of(frame, &view, raw, &escape) < 0)
         Py_RETURN_NONE;
     Py_ssize_t size = view.len + escape;
@@ -207,12 +269,14 @@ static PyObject *msg_send(PyObject *module, PyObject *args) {
 
 /* msg_recv(msqid, type_filter, maxsize, raw) -> (payload | None, type) | None: None if
  * no message matches now, or the next one exceeds ``maxsize`` (the Python path's). */
-static PyObject *msg_recv(PyObject *module, PyObject *args) {
+static PyObject *msg_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int msqid, raw;
     long filter;
     Py_ssize_t maxsize;
     char stack[STACK + sizeof(long) + 1];
-    if (!PyArg_ParseTuple(args, "ilnp", &msqid, &filter, &maxsize, &raw))
+    if (arity("msg_recv", nargs, 4) < 0 || int_of(args[0], &msqid) < 0 ||
+        long_of(args[1], &filter) < 0 || size_of(args[2], &maxsize) < 0 ||
+        flag_of(args[3], &raw) < 0)
         return NULL;
     if (maxsize < 0)
         maxsize = 0;
@@ -245,13 +309,14 @@ static PyObject *msg_recv(PyObject *module, PyObject *args) {
  * no room, or no reader (EAGAIN, EPIPE: the Python path waits, or says so). None: not
  * a byte buffer, or larger than one write may be (the Python path cuts it into parts).
  * The GIL stays held: the write never waits, and no close() can come meanwhile. */
-static PyObject *pipe_send(PyObject *module, PyObject *args) {
+static PyObject *pipe_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int fd;
     Py_ssize_t limit;
-    PyObject *frame;
     Py_buffer view;
-    if (!PyArg_ParseTuple(args, "iOn", &fd, &frame, &limit))
+    if (arity("pipe_send", nargs, 3) < 0 || int_of(args[0], &fd) < 0 ||
+        size_of(args[2], &limit) < 0)
         return NULL;
+    PyObject *frame = args[1];
     if (PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE) < 0) {
         PyErr_Clear();
         Py_RETURN_NONE;
@@ -293,15 +358,15 @@ static PyObject *pipe_send(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"mq_send", mq_send, METH_VARARGS,
+    {"mq_send", (PyCFunction)(void (*)(void))mq_send, METH_FASTCALL,
      "mq_send(mqd, frame, priority, raw, limit) -> True | False | None"},
-    {"mq_recv", mq_recv, METH_VARARGS,
+    {"mq_recv", (PyCFunction)(void (*)(void))mq_recv, METH_FASTCALL,
      "mq_recv(mqd, msgsize, raw) -> (payload | None, priority) | False | None"},
-    {"msg_send", msg_send, METH_VARARGS,
+    {"msg_send", (PyCFunction)(void (*)(void))msg_send, METH_FASTCALL,
      "msg_send(msqid, mtype, frame, raw, limit) -> bool: sent without waiting"},
-    {"msg_recv", msg_recv, METH_VARARGS,
+    {"msg_recv", (PyCFunction)(void (*)(void))msg_recv, METH_FASTCALL,
      "msg_recv(msqid, type_filter, maxsize, raw) -> (payload | None, type) | None"},
-    {"pipe_send", pipe_send, METH_VARARGS,
+    {"pipe_send", (PyCFunction)(void (*)(void))pipe_send, METH_FASTCALL,
      "pipe_send(fd, frame, limit) -> True | False | None: one DATA frame, one write"},
     {NULL, NULL, 0, NULL},
 };
