@@ -71,7 +71,7 @@ from osipc._address import (
     refuse_with_fd,
     validate_name,
 )
-from osipc._codecs import Buffer, Codec, codec_name, get_codec
+from osipc._codecs import Buffer, Codec, codec_name, decode, get_codec
 from osipc._deadline import Deadline, check_timeout
 from osipc._errors import (
     AlreadyExists,
@@ -442,7 +442,18 @@ class MqSender(Sender[Any]):
         if priority:
             _check_priority(priority)
         frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
-        self._put(frame, None if timeout is None else check_timeout(timeout), priority)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        fast = self._fast
+        if fast is None:
+            self._put(frame, timeout, priority)
+            return
+        try:  # _put's first try, inlined: a queue with room is one C call
+            sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
+        except OSError as exc:
+            raise _map(self, exc, "send to") from exc
+        if sent is not True:
+            self._settle(frame, sent, timeout, priority)
 
     def send_many(
         self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
@@ -478,6 +489,7 @@ class MqSender(Sender[Any]):
 
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
         fast = self._fast
+        sent = None
         if fast is not None:  # one try in one call; None: the Python path says why not
             try:
                 sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
@@ -485,9 +497,16 @@ class MqSender(Sender[Any]):
                 raise _map(self, exc, "send to") from exc
             if sent is True:
                 return
-            if sent is False:
-                self._wait_and_send(frame, timeout, priority)
-                return
+        self._settle(frame, sent, timeout, priority)
+
+    def _settle(
+        self, frame: Buffer, sent: bool | None, timeout: float | None, priority: int
+    ) -> None:
+        """After the C part's try: False, the queue was full (wait for room); None, the
+        Python path finds out why not (a message too large, EINTR, no C part)."""
+        if sent is False:
+            self._wait_and_send(frame, timeout, priority)
+            return
         if self._wire_size(frame):
             frame = ESCAPE_BYTE + bytes(frame)
         self._write(frame, timeout, priority)
@@ -601,6 +620,27 @@ class MqReceiver(Receiver[Any]):
         self._msgsize = int(queue.max_message_size)
         super().__init__(address, _capabilities(self._msgsize, options.raw), codec)
 
+    def recv(self, *, timeout: float | None = None) -> Any:
+        """See Receiver.recv; a message already there is one C call, without _recv."""
+        fast = self._fast
+        if fast is None or self._closed or self._pending or self._readiness is not None:
+            return super().recv(timeout=timeout)
+        if timeout is not None:
+            timeout = check_timeout(timeout)
+        try:
+            got = fast.mq_recv(self._mq.mqd, self._msgsize, self._raw)
+        except OSError as exc:
+            raise _map(self, exc, "receive from") from exc
+        if got.__class__ is tuple:
+            frame, self.priority = got
+        else:
+            frame = self._after_try(got, timeout)
+        if frame is None:
+            raise EndOfStream(f"{self.url}: end of stream")
+        if self._decode_fast is not None:
+            return frame
+        return decode(self.codec, frame, self.url)
+
     def _recv(self, timeout: float | None) -> Frame | None:
         got: Any
         if self._fast is not None:  # one try in one call; None: the Python path's
@@ -612,13 +652,18 @@ class MqReceiver(Receiver[Any]):
                 frame: Frame | None
                 frame, self.priority = got
                 return frame
-            data = self._wait_and_receive(timeout) if got is False else self._try_receive()
-            if data is None:
-                data = self._wait_and_receive(timeout)
-        else:
-            data = self._try_receive()
-            if data is None:
-                data = self._wait_and_receive(timeout)
+            return self._after_try(got, timeout)
+        data = self._try_receive()
+        if data is None:
+            data = self._wait_and_receive(timeout)
+        return unescape(data, self._raw)
+
+    def _after_try(self, got: bool | None, timeout: float | None) -> Frame | None:
+        """After the C part's try found nothing (False: wait for a message) or left it to
+        the Python path (None)."""
+        data = self._wait_and_receive(timeout) if got is False else self._try_receive()
+        if data is None:
+            data = self._wait_and_receive(timeout)
         return unescape(data, self._raw)
 
     def _try_receive(self) -> bytes | None:
