@@ -744,11 +744,14 @@ class _RingHandle:
         self._spin = spin
         self._w, self._h = backend.words, backend.halves
 
-    def _accel_error(self, exc: OSError | ValueError) -> OsipcError:
+    def _accel_error(self, exc: OSError | ValueError) -> Exception:
         """The C part's errors: released (closed by another thread meanwhile), or a
-        semaphore the kernel no longer has."""
+        semaphore the kernel no longer has. A ValueError on an open handle is not the
+        C part's: a signal handler raised it during a wait, and it goes on as it is."""
         if isinstance(exc, ValueError):
-            return self._raise_closed()  # type: ignore[attr-defined,no-any-return]
+            if self._closed:  # type: ignore[attr-defined]
+                return self._raise_closed()  # type: ignore[attr-defined,no-any-return]
+            return exc
         return map_os_error(exc, f"{self.url}: release the ring's lock")
 
     def _release_view(self) -> None:

@@ -154,6 +154,7 @@ typedef struct {
     uint64_t head_seen; /* consumer: a lower bound of the head */
     uint64_t tail_last; /* consumer: a lower bound of the tail (the last one it saw) */
     int sleepers;       /* threads in recv_block's sleep (counted with the GIL held) */
+    pid_t pid;          /* the process that made this handle (a forked copy has no sleepers) */
 } Ring;
 
 static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
@@ -196,6 +197,7 @@ static int Ring_init(Ring *self, PyObject *args, PyObject *kwds) {
             return -1;
         }
     }
+    self->pid = getpid();
     return 0;
 }
 
@@ -214,8 +216,11 @@ static void Ring_dealloc(Ring *self) {
 }
 
 static PyObject *Ring_release(Ring *self, PyObject *Py_UNUSED(ignored)) {
-    if (self->mapped && self->sleepers > 0)
-        futex_wake(self->base + OFF_HEAD); /* they wake, find it released and raise */
+    /* Wake this handle's sleepers (the wake reaches every sleeper on the ring, which
+     * re-checks and sleeps again): they find it released and raise. One that was about
+     * to sleep misses it and sees the release after its slice. */
+    if (self->mapped && self->sleepers > 0 && self->pid == getpid())
+        futex_wake(self->base + OFF_HEAD);
     Ring_drop(self);
     Py_RETURN_NONE;
 }
@@ -537,7 +542,7 @@ static int spin_until(uint64_t *word, uint64_t seen, double seconds) {
 
 /* Sleep (GIL released) while the word's low 32 bits hold ``seen``'s, at most ``seconds``;
  * returns on a change, a wake-up, the timeout or a signal, whose handler runs first:
- * -1 if it raised. x86-64 is little-endian: the low half is the word's first 4 bytes. The
+ * -1 if it raised, 1 if the time ran out, else 0. x86-64 is little-endian: the low half is the word's first 4 bytes. The
  * kernel keeps no pointer into the mapping while it sleeps. */
 static int futex_sleep(uint64_t *word, uint64_t seen, double seconds) {
     if (seconds < 0)
@@ -551,7 +556,7 @@ static int futex_sleep(uint64_t *word, uint64_t seen, double seconds) {
     Py_END_ALLOW_THREADS
     if (done != 0 && error == EINTR && PyErr_CheckSignals() < 0)
         return -1;
-    return 0;
+    return done != 0 && error == ETIMEDOUT;
 }
 
 /* spin(offset, seen, seconds) -> bool and wait(offset, seen, seconds) -> None: the two
@@ -588,17 +593,21 @@ static double monotonic(void) {
 
 /* recv_block(spin, until, slice) -> bytes | None | False: the next data record, waiting
  * for one until ``until`` (time.monotonic()'s clock; < 0: no limit; already past: one try
- * that neither spins nor raises the flag), spinning up to ``spin`` seconds before each
- * sleep and sleeping ``slice`` at most at a time (a wake-up the waker's flag clearing
- * raced with is then late by a slice at most, as in _ring.py's waits). None: the Python
- * path's (the lock is busy, an end-of-stream record is next); False: the time is up.
+ * that neither spins nor raises the flag). It spins up to ``spin`` seconds before its
+ * first sleep and after each sleep a wake-up ended (not after one that only timed out),
+ * and sleeps ``slice`` at most at a time: a wake-up the waker's flag clearing raced with
+ * is then late by a slice at most, as in _ring.py's waits, and signal handlers run
+ * within a slice (a signal may come without interrupting the sleep: while spinning,
+ * before the sleep began, or delivered to another thread). None: the Python path's (the
+ * lock is busy, an end-of-stream record is next); False: the time is up.
  *
  * The whole wait is here, so the caller needs no waiting-call bookkeeping: the mapping is
  * touched only with the GIL held and after take()'s check that it is still there, and
  * while the GIL is released for the sleep the thread only waits in the kernel, which
  * holds no reference into the mapping (a futex on a shared mapping is keyed by file and
- * offset). A release() meanwhile (close() from another thread) wakes the sleepers; the
- * next take() then raises ValueError, as for any call after release(). */
+ * offset: on an unmapped address it fails at once). A release() meanwhile (close() from
+ * another thread) wakes the sleepers, or they see it within a slice; the next take()
+ * then raises ValueError, as for any call after release(). */
 static PyObject *Ring_recv_block(Ring *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "recv_block(spin, until, slice)");
@@ -609,38 +618,41 @@ static PyObject *Ring_recv_block(Ring *self, PyObject *const *args, Py_ssize_t n
     double slice = PyFloat_AsDouble(args[2]);
     if (PyErr_Occurred())
         return NULL;
-    int found;
+    int found, spun = 0;
     for (;;) {
         PyObject *got = take(self, 1, 0, &found);
         if (got != NULL || PyErr_Occurred())
             return got;
         if (found == ELSEWHERE)
             Py_RETURN_NONE;
-        double left = slice;
-        if (until >= 0) {
-            left = until - monotonic();
-            if (left <= 0)
-                Py_RETURN_FALSE;
-            if (left > slice)
-                left = slice;
-        }
+        double left = until < 0 ? slice : until - monotonic();
+        if (left <= 0)
+            Py_RETURN_FALSE;
         uint64_t *head = WORD(self->base, OFF_HEAD);
         uint64_t seen = __atomic_load_n(head, __ATOMIC_ACQUIRE);
         if (seen > self->tail_last)
             continue; /* committed meanwhile */
         /* Spin before raising the flag: producers wake only flagged sleepers, so a
          * spinner costs them no system call. */
-        if (spin > 0 && spin_until(head, seen, spin < left ? spin : left))
-            continue;
+        if (spin > 0 && !spun) {
+            spun = 1;
+            spin_until(head, seen, (until < 0 || spin < left) ? spin : left);
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            continue; /* take what came, or see the time left */
+        }
+        if (left > slice)
+            left = slice;
         __atomic_store_n(HALF(self->base, OFF_FLAG_DATA), 1, __ATOMIC_SEQ_CST);
         seen = __atomic_load_n(head, __ATOMIC_SEQ_CST);
         if (seen > self->tail_last)
             continue; /* committed while the flag went up */
         self->sleepers++;
-        int failed = futex_sleep(head, seen, left) < 0;
+        int slept = futex_sleep(head, seen, left);
         self->sleepers--;
-        if (failed)
+        if (slept < 0 || PyErr_CheckSignals() < 0)
             return NULL; /* a signal handler raised */
+        spun = slept == 1; /* timed out: nothing moved, so no spin before the next sleep */
     }
 }
 

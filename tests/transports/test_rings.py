@@ -134,6 +134,75 @@ def test_close_ends_every_thread_waiting_in_recv(url: Url, scheme: str, spin: in
     osipc.unlink(target)
 
 
+@pytest.mark.parametrize("spin", [0, 20_000])
+@pytest.mark.parametrize("sender", ["another process", "another thread"])
+def test_a_signal_handler_runs_while_a_recv_waits(
+    url: Url, scheme: str, spin: int, sender: str
+) -> None:
+    # A signal need not interrupt the wait's sleep: it may come while the wait spins or
+    # before the sleep begins, or go to another thread. Its handler must still run
+    # within a slice, not when a message or the timeout comes (Ctrl-C on a receiver
+    # that waits without a timeout would otherwise never get through).
+    class Stop(Exception):
+        pass
+
+    def handler(*_: object) -> None:
+        raise Stop
+
+    target = url(scheme, spin=spin)
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, args=(30,))  # a thread to signal
+    other.start()
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with osipc.receiver(target) as rx:
+            for trial in range(8):
+                delay = 0.05 + trial * 0.0037  # lands at a different point of each round
+                if sender == "another process":
+                    kill = f"import os, time; time.sleep({delay}); os.kill({os.getpid()}, 10)"
+                    signaller = spawn(kill)
+                else:
+                    signaller = threading.Timer(
+                        delay, signal.pthread_kill, (other.ident, signal.SIGUSR1)
+                    )
+                    signaller.start()
+                started = time.monotonic()
+                with pytest.raises(Stop):
+                    rx.recv(timeout=5)
+                waited = time.monotonic() - started
+                if isinstance(signaller, threading.Timer):
+                    signaller.join()
+                else:
+                    finish(signaller)
+                assert waited < 1.5, f"trial {trial}: the handler ran after {waited:.2f} s"
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        idle.set()
+        other.join()
+    osipc.unlink(target)
+
+
+def test_a_long_spin_is_not_cut_to_a_slice(url: Url, scheme: str) -> None:
+    # spin= may be up to a second: the receive polls that long before it raises the data
+    # flag and sleeps (then a sender pays no wake-up for what comes meanwhile).
+    from osipc._ring import H_FLAG_DATA
+
+    target = url(scheme, spin=500_000)
+    try:
+        with osipc.receiver(target) as rx, osipc.receiver(target) as watcher:
+            if rx._accel is None:  # type: ignore[attr-defined]
+                pytest.skip("the pure-Python receive raises its flag before it spins")
+            flags: list[int] = []
+            probe = threading.Timer(0.15, lambda: flags.append(watcher._h[H_FLAG_DATA]))
+            probe.start()
+            with pytest.raises(osipc.Timeout):
+                rx.recv(timeout=0.3)
+            probe.join()
+            assert flags == [0], "the receive raised the data flag (slept) within its spin"
+    finally:
+        osipc.unlink(target)
+
+
 def test_what_comes_during_the_spin_is_received_whole(url: Url, scheme: str) -> None:
     # A long spin= (0.5 s) so that each of another process's sends lands while the
     # receiver polls: an empty message is data, and an end-of-stream still ends.
