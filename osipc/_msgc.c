@@ -98,9 +98,23 @@ static int arity(const char *name, Py_ssize_t nargs, Py_ssize_t wanted) {
     return -1;
 }
 
+/* integers as "i", "l" and "n" take them: anything with __index__, never a float */
+static int long_of(PyObject *arg, long *out) {
+    if (PyLong_CheckExact(arg)) { /* the common case, without a new reference */
+        *out = PyLong_AsLong(arg);
+        return *out == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *index = PyNumber_Index(arg);
+    if (index == NULL)
+        return -1;
+    *out = PyLong_AsLong(index);
+    Py_DECREF(index);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static int int_of(PyObject *arg, int *out) {
-    long value = PyLong_AsLong(arg);
-    if (value == -1 && PyErr_Occurred())
+    long value;
+    if (long_of(arg, &value) < 0)
         return -1;
     if (value < INT_MIN || value > INT_MAX) {
         PyErr_SetString(PyExc_OverflowError, "out of range for a C int");
@@ -110,13 +124,8 @@ static int int_of(PyObject *arg, int *out) {
     return 0;
 }
 
-static int long_of(PyObject *arg, long *out) {
-    *out = PyLong_AsLong(arg);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
 static int size_of(PyObject *arg, Py_ssize_t *out) {
-    *out = PyLong_AsSsize_t(arg);
+    *out = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
     return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
@@ -136,21 +145,19 @@ static PyObject *new_ref(PyObject *object) { /* Py_NewRef, which 3.9 lacks */
  * empty queue is EAGAIN at once. (A zero timeout would do on any descriptor, but costs
  * the kernel's timeout handling on every call: ~0.2 us here.) */
 
-/* mq_send(mqd, frame, priority, raw, limit, seconds) -> True | False | float | None:
- * sent; the queue is full; the Python path's (see the top). */
+/* mq_send(mqd, frame, priority, raw, limit) -> True | False | None: sent; the queue is
+ * full; the Python path's (see the top). */
 static PyObject *mq_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     int mqd, raw;
-    unsigned long priority;
+    long priority;
     Py_ssize_t limit;
     Py_buffer view;
     int escape;
     char stack[STACK + sizeof(long) + 1];
     if (arity("mq_send", nargs, 5) < 0 || int_of(args[0], &mqd) < 0 ||
-        flag_of(args[3], &raw) < 0 || size_of(args[4], &limit) < 0)
-        return NULL;
-    priority = PyLong_AsUnsignedLong(args[2]);
-    if (priority == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
+        long_of(args[2], &priority) < 0 || flag_of(args[3], &raw) < 0 ||
+        size_of(args[4], &limit) < 0)
+        return NULL; /* (the caller checked the priority: 0..MQ_PRIO_MAX - 1) */
     PyObject *frame = args[1];
     if (frame_of(frame, &view, raw, &escape) < 0)
         Py_RETURN_NONE;

@@ -439,7 +439,7 @@ class MqSender(Sender[Any]):
         """Send one object; ``priority`` 0..32767, higher received first. See Sender.send."""
         if self._closed:
             raise self._raise_closed()
-        if priority:
+        if priority.__class__ is not int or priority:  # (0.0, None, False: refused)
             _check_priority(priority)
         frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
         if timeout is not None:
@@ -462,7 +462,7 @@ class MqSender(Sender[Any]):
         is encoded and checked against the queue's msgsize before the first is sent."""
         if self._closed:
             raise self._raise_closed()
-        if priority:
+        if priority.__class__ is not int or priority:  # (0.0, None, False: refused)
             _check_priority(priority)
         frames = [self._encode(obj) for obj in _iterable(objs)]
         for frame in frames:

@@ -43,9 +43,13 @@ def test_priorities_come_first_and_fifo_within_one(mq_url: str) -> None:
         assert got == [b"high", b"mid1", b"mid2", b"low1", b"low2"]
         tx.send(b"p", priority=32767)
         assert rx.recv(timeout=1) == b"p" and rx.priority == 32767
-        for bad in (-1, 32768, 1.5, True):
+        for bad in (-1, 32768, 1.5, True, 0.0, None, False):
             with pytest.raises(osipc.InvalidArgument, match=r"0\.\.32767"):
                 tx.send(b"x", priority=bad)  # type: ignore[arg-type]
+            with pytest.raises(osipc.InvalidArgument, match=r"0\.\.32767"):
+                tx.send_many([b"x"], priority=bad)  # type: ignore[arg-type]
+        with pytest.raises(osipc.Timeout):
+            rx.recv(timeout=0)  # nothing went
 
 
 def test_info_reports_the_queue(mq_url: str) -> None:
