@@ -59,7 +59,8 @@ def test_the_suite_runs_checks_and_cleans_up(tmp_path: os.PathLike[str]) -> None
         pytest.skip("benchmarks/ is not next to the tests")
     before = set(os.listdir("/dev/shm"))
     with subprocess.Popen(
-        [sys.executable, BENCH, "--quick", "--only", "osipc shm,osipc aio shm,osipc fifo,raw fifo",
+        [sys.executable, BENCH, "--quick", "--only",
+         "osipc shm,osipc aio shm,osipc shm spin=0,osipc fifo,raw fifo",
          "--sizes", "64,65536", "--out", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as bench:  # fmt: skip
@@ -77,6 +78,7 @@ def test_the_suite_runs_checks_and_cleans_up(tmp_path: os.PathLike[str]) -> None
         report = handle.read()
     assert "## Targets" in report and "osipc fifo >= 0.9x raw fifo at 64 B" in report
     assert "osipc aio shm >= 0.7x osipc shm at 64 B" in report
+    assert "the two-semaphore floor | " in report and "measured back to back" in report
     ours = f"osipcbench-{bench.pid}-"  # a suite in another env may be running beside this one
     left = {entry for entry in set(os.listdir("/dev/shm")) - before if ours in entry}
     assert not left, f"the suite left objects in /dev/shm: {sorted(left)}"
@@ -146,3 +148,29 @@ def test_a_target_past_what_copying_allows_says_so(monkeypatch: pytest.MonkeyPat
     for copy_out in (True, False):
         rate = bench.pipeline_ceiling(1 << 16, 200, copy_out=copy_out)
         assert rate is None or rate > 0
+
+
+def test_the_blocking_round_trip_is_held_against_its_own_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each pass measures the floor straight before the round trip; the target takes the
+    # median pass's pair (of an even number, the worse one), never the best floor of one
+    # pass against the best round trip of another.
+    bench = _load_bench(monkeypatch)
+
+    def rtt(mech: str, p50: float) -> Any:
+        return bench.Result(mech, "osipc", "shm", "rtt", "stream", 64, "cross-core", p50_us=p50)
+
+    results = [rtt("osipc shm spin=0", 41.0), rtt("two-semaphore ping-pong", 34.0)]
+    target = "osipc shm blocking round trip (spin=0) <= 1.1x the two-semaphore floor"
+
+    def row(pairs: list[list[float]] | None) -> tuple[str, bool | None]:
+        found = {t: (m, met) for t, m, met in bench.targets(results, "cross-core", rtt_pairs=pairs)}
+        return found[target]  # type: ignore[no-any-return]
+
+    assert row([[40.0, 42.0], [38.0, 45.0], [41.0, 41.0]]) == (
+        "1.05x (42.0 vs 40.0 us, measured back to back; the median of 3 passes)",
+        True,
+    )
+    assert row([[40.0, 42.0], [38.0, 45.0]])[0].startswith("1.18x (45.0 vs 38.0 us")
+    assert row(None) == ("1.21x (41.0 vs 34.0 us)", False)  # no pairs: the best of each
