@@ -482,11 +482,13 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
                 except (OSError, ValueError):
                     pass  # (_recv below says what went wrong)
             if got is None:  # nothing there, or what only _recv can say
-                try:
-                    got = sync._recv(0.0)
-                except _errors.Timeout:
-                    # a ring's spin= here costs the loop less than a worker's hand-off
-                    got = False if timeout == 0 else sync._recv_spun()
+                # a ring's spin= here costs the loop less than a worker's hand-off
+                got = False if timeout == 0 else sync._recv_spun()
+                if got is False:
+                    try:
+                        got = sync._recv(0.0)
+                    except _errors.Timeout:
+                        got = False
                 if got is None:
                     raise _errors.EndOfStream(f"{self.url}: end of stream")
             if got is not False:
