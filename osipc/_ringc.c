@@ -542,8 +542,9 @@ static int spin_until(uint64_t *word, uint64_t seen, double seconds) {
 
 /* Sleep (GIL released) while the word's low 32 bits hold ``seen``'s, at most ``seconds``;
  * returns on a change, a wake-up, the timeout or a signal, whose handler runs first:
- * -1 if it raised, 1 if the time ran out, else 0. x86-64 is little-endian: the low half is the word's first 4 bytes. The
- * kernel keeps no pointer into the mapping while it sleeps. */
+ * -1 if it raised, 1 if the time ran out, else 0. x86-64 is little-endian: the low half
+ * is the word's first 4 bytes. The kernel keeps no pointer into the mapping while it
+ * sleeps. */
 static int futex_sleep(uint64_t *word, uint64_t seen, double seconds) {
     if (seconds < 0)
         seconds = 0;

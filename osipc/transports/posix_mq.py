@@ -442,18 +442,7 @@ class MqSender(Sender[Any]):
         if priority.__class__ is not int or priority:  # (0.0, None, False: refused)
             _check_priority(priority)
         frame = obj if self._plain and obj.__class__ is bytes else self._encode(obj)
-        if timeout is not None:
-            timeout = check_timeout(timeout)
-        fast = self._fast
-        if fast is None:
-            self._put(frame, timeout, priority)
-            return
-        try:  # _put's first try, inlined: a queue with room is one C call
-            sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
-        except OSError as exc:
-            raise _map(self, exc, "send to") from exc
-        if sent is not True:
-            self._settle(frame, sent, timeout, priority)
+        self._put(frame, None if timeout is None else check_timeout(timeout), priority)
 
     def send_many(
         self, objs: Iterable[Any], *, timeout: float | None = None, priority: int = 0
@@ -489,7 +478,6 @@ class MqSender(Sender[Any]):
 
     def _put(self, frame: Buffer, timeout: float | None, priority: int) -> None:
         fast = self._fast
-        sent = None
         if fast is not None:  # one try in one call; None: the Python path says why not
             try:
                 sent = fast.mq_send(self._mq.mqd, frame, priority, self._raw, self._msgsize)
@@ -497,16 +485,9 @@ class MqSender(Sender[Any]):
                 raise _map(self, exc, "send to") from exc
             if sent is True:
                 return
-        self._settle(frame, sent, timeout, priority)
-
-    def _settle(
-        self, frame: Buffer, sent: bool | None, timeout: float | None, priority: int
-    ) -> None:
-        """After the C part's try: False, the queue was full (wait for room); None, the
-        Python path finds out why not (a message too large, EINTR, no C part)."""
-        if sent is False:
-            self._wait_and_send(frame, timeout, priority)
-            return
+            if sent is False:
+                self._wait_and_send(frame, timeout, priority)
+                return
         if self._wire_size(frame):
             frame = ESCAPE_BYTE + bytes(frame)
         self._write(frame, timeout, priority)
