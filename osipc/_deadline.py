@@ -63,6 +63,12 @@ class Deadline:
         left = end - time.monotonic()
         return left if left > 0.0 else 0.0
 
+    def slice(self, most: float) -> float:
+        """The time left, but at most ``most`` seconds: the next nap of a wait that looks
+        around now and then (a close() from another thread, a dead holder)."""
+        left = self.remaining()
+        return most if left is None else min(left, most)
+
     def expired(self) -> bool:
         return self.end is not None and time.monotonic() >= self.end
 

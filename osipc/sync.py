@@ -301,8 +301,7 @@ class Lock(_Acquirable):
         deadline = Deadline(timeout)
         with self._waiting():  # close() meanwhile: Closed, and nothing is left held
             while True:  # the threads of this handle, in slices: close() may come
-                left = deadline.remaining()
-                if self._local.acquire(timeout=SLICE if left is None else min(left, SLICE)):
+                if self._local.acquire(timeout=deadline.slice(SLICE)):
                     break
                 self._check_open()
                 if deadline.remaining() == 0:

@@ -452,9 +452,7 @@ class SysvLock:
         """Take it by ``deadline``; ``check`` runs every CHECK_EVERY (it raises Closed
         when the handle was closed meanwhile)."""
         while True:
-            left = deadline.remaining()
-            nap = self.CHECK_EVERY if left is None else min(left, self.CHECK_EVERY)
-            if self._sem.acquire(True, nap):
+            if self._sem.acquire(True, deadline.slice(self.CHECK_EVERY)):
                 return
             check()
             if deadline.remaining() == 0:
