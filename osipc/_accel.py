@@ -2,9 +2,9 @@
 
 ``_ringc`` runs the queue rings' uncontended paths (shm://, sysv+shm://); ``_msgc`` sends
 and receives one message without waiting on mq:// and sysv+mq://, and writes a small
-fifo:// message as one frame. Each module that uses
-one keeps an equivalent pure-Python path, taken where the part was not built or
-``OSIPC_NO_ACCEL=1`` turns them off; processes of either kind share the same objects.
+fifo:// message as one frame. Each module that uses one keeps an equivalent pure-Python
+path, taken where the part was not built or ``OSIPC_NO_ACCEL=1`` turns them off;
+processes of either kind share the same objects.
 """
 
 from __future__ import annotations

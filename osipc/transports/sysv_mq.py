@@ -53,7 +53,7 @@ from osipc._errors import (
     TransportError,
 )
 from osipc.transports import _sysv
-from osipc.transports._mqwire import ESCAPE, escapes, on_wire, unescape
+from osipc.transports._mqwire import ESCAPE, ESCAPE_BYTE, escapes, unescape
 
 _MSGC, _ = _accel.load("_msgc")  # one message without waiting, in C (optional)
 TYPE_MAX = (1 << 63) - 1
@@ -234,7 +234,8 @@ class SysvMqSender(Sender[Any]):
             except OSError as exc:
                 raise _sysv.map_sysv_ipc(exc, f"send to {self.url}") from exc
         escaped = escapes(frame, self._raw)
-        frame = on_wire(frame, self._raw)
+        if escaped:
+            frame = ESCAPE_BYTE + bytes(frame)
         size = len(frame)
         if size > self._limit:
             raise self._too_large(size, escaped)
