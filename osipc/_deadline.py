@@ -16,6 +16,14 @@ from osipc._errors import InvalidArgument
 # Longer waits are treated as "block": libc timespec arithmetic must not overflow.
 FOREVER = 365 * 24 * 3600.0
 
+# The longest one sleep of a wait lasts. A signal can land in the instant before a wait's
+# poll() or sem_wait() begins, or go to another thread: either way its Python handler was
+# due, but nothing interrupts the sleep. The handler runs when the sleep ends, so at most
+# this late, instead of when a message or the timeout comes (a systemctl stop's SIGTERM
+# on a receiver idle without a timeout would never get through).
+SIGNAL_SLICE = 0.1
+_SLICE_MS = round(SIGNAL_SLICE * 1000)
+
 
 def check_timeout(timeout: float | None) -> float | None:
     """Return ``timeout`` as seconds (``None`` = forever), or raise InvalidArgument."""
@@ -73,10 +81,11 @@ class Deadline:
         return self.end is not None and time.monotonic() >= self.end
 
     def poll_ms(self) -> int:
-        """Milliseconds for ``select.poll().poll``: -1 blocks, rounded up so we never spin."""
+        """Milliseconds for one ``select.poll().poll``: the time left rounded up (so we
+        never spin), but at most SIGNAL_SLICE; the caller polls again until expired()."""
         left = self.remaining()
-        if left is None:
-            return -1
+        if left is None or left > SIGNAL_SLICE:
+            return _SLICE_MS
         return math.ceil(left * 1000)
 
     def sleep(self, seconds: float, wake: int = -1) -> bool:

@@ -1,11 +1,14 @@
-"""Closing a handle from another thread while a call of it waits, and the smaller
-promises around sending: priorities where there are none, batches checked first."""
+"""Closing a handle from another thread while a call of it waits, a signal handler that
+must run while one waits, and the smaller promises around sending: priorities where there
+are none, batches checked first."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -78,6 +81,91 @@ def test_close_ends_a_recv_waiting_without_timeout(
             with osipc.sender(target) as tx:
                 tx.send(b"still here", timeout=5)
             assert again.recv(timeout=5) == b"still here"
+    osipc.unlink(target, missing_ok=True)
+
+
+class _Stop(Exception):
+    """What the test's SIGUSR1 handler raises."""
+
+
+@contextlib.contextmanager
+def _signal_to_another_thread(handle: Any, after: float) -> Iterator[None]:
+    """SIGUSR1, whose handler raises _Stop, sent ``after`` seconds in to another thread.
+
+    Only the main thread runs Python signal handlers, so the handler is due at once, but
+    nothing interrupts the main thread's sleep: the same state as a signal that lands in
+    the instant before a wait's sleep begins (found as a service example that, now and
+    then, ignored systemctl stop). If the handler never runs, ``handle`` is closed after
+    5 s, so the wait ends in Closed instead of hanging the suite."""
+
+    def handler(*_: object) -> None:
+        raise _Stop
+
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, args=(30,))
+    other.start()
+    previous = signal.signal(signal.SIGUSR1, handler)
+    signaller = threading.Timer(after, signal.pthread_kill, (other.ident, signal.SIGUSR1))
+    rescue = threading.Timer(5, handle.close)
+    try:
+        signaller.start()
+        rescue.start()
+        yield
+    finally:
+        signaller.cancel()
+        rescue.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+        idle.set()
+        other.join()
+        signaller.join()
+
+
+def _full(target: str, tx: Any) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            tx.send(b"p" * 48, timeout=0)
+        except osipc.Timeout:
+            return
+    pytest.fail(f"{target} never filled up")
+
+
+# sysv+mq with a timeout only: without one it blocks in msgrcv (see its docstring)
+WITH_SYSV_MQ = [*SCHEMES, ("sysv+mq", {})]
+
+
+@pytest.mark.parametrize(("scheme", "options"), WITH_SYSV_MQ)
+@pytest.mark.parametrize("after", [0.05, 0.25])
+def test_a_signal_handler_runs_while_a_recv_waits(
+    url: Url, scheme: str, options: dict[str, Any], after: float
+) -> None:
+    target = url(scheme, **options)
+    timeout = 10.0 if scheme == "sysv+mq" else None
+    with osipc.sender(target), osipc.receiver(target) as rx:
+        started = time.monotonic()
+        with _signal_to_another_thread(rx, after), pytest.raises(_Stop):
+            rx.recv(timeout=timeout)
+        waited = time.monotonic() - started - after
+        assert waited < 0.5, f"the handler ran {waited:.2f} s late"
+    osipc.unlink(target, missing_ok=True)
+
+
+@pytest.mark.parametrize(("scheme", "options"), WITH_SYSV_MQ)
+def test_a_signal_handler_runs_while_a_send_waits_for_room(
+    url: Url, scheme: str, options: dict[str, Any]
+) -> None:
+    target = url(scheme, **options)
+    timeout = 10.0 if scheme == "sysv+mq" else None
+    with contextlib.ExitStack() as stack:
+        tx = stack.enter_context(osipc.sender(target))
+        if not scheme.startswith("zmq"):  # (a ZeroMQ sender waits for a receiver to connect)
+            stack.enter_context(osipc.receiver(target))
+            _full(target, tx)
+        started = time.monotonic()
+        with _signal_to_another_thread(tx, 0.1), pytest.raises(_Stop):
+            tx.send(b"p" * 48, timeout=timeout)
+        waited = time.monotonic() - started - 0.1
+        assert waited < 0.5, f"the handler ran {waited:.2f} s late"
     osipc.unlink(target, missing_ok=True)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from osipc._abc import Capabilities, Frame, ObjectInfo, Receiver, Sender, Transport
 from osipc._address import Address, CommonOptions, option, parse_int
 from osipc._codecs import Buffer, Codec
-from osipc._deadline import Deadline
+from osipc._deadline import SIGNAL_SLICE, Deadline
 from osipc._errors import AlreadyExists, NotFound, Timeout
 
 
@@ -75,7 +75,7 @@ class MemSender(Sender[Any]):
                                 f"{self.url}: queue full ({queue.capacity} messages) "
                                 f"{deadline.describe()}"
                             )
-                        queue.cond.wait(left)
+                        queue.cond.wait(SIGNAL_SLICE if left is None else min(left, SIGNAL_SLICE))
                         self._check_open()
             queue.items.append(item)
             queue.cond.notify()
@@ -103,7 +103,7 @@ class MemReceiver(Receiver[Any]):
                         left = deadline.remaining()
                         if left == 0.0:
                             raise Timeout(f"{self.url}: no message {deadline.describe()}")
-                        queue.cond.wait(left)
+                        queue.cond.wait(SIGNAL_SLICE if left is None else min(left, SIGNAL_SLICE))
                         self._check_open()
             item = queue.items.popleft()
             queue.cond.notify()

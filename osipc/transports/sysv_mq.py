@@ -23,7 +23,10 @@ Timeouts: sysv_ipc has only blocking and non-blocking calls, so a wait with a ti
 polls with sleeps growing from 0.1 ms to 5 ms (a 1 s wait costs about 200 wake-ups, not a
 core; a message is seen at most 5 ms late). ``timeout=None`` blocks in the kernel, where
 nothing but a message (or a signal) wakes it: ``close()`` from another thread ends a wait
-with a timeout within 5 ms, but not one without (pass a timeout where that matters).
+with a timeout within 5 ms, but not one without; and a signal that lands in the instant
+before msgrcv begins, or goes to another thread, has its handler run only when the wait
+ends (other transports sleep in slices: see ``_deadline.SIGNAL_SLICE``). Pass a timeout
+where either matters.
 
 Limits: kernel.msgmax (largest message, 8192 here), kernel.msgmnb (bytes a queue holds,
 16384 here: two maximum-size messages), kernel.msgmni (queues in all). Exact modes:

@@ -474,6 +474,11 @@ class _Endpoint:
                 sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             if role == "receiver":
                 sock.bind(_WAKE_ENDPOINT)
+                # recv() without a timeout blocks in libzmq (see ZmqReceiver.recv), where
+                # a signal that lands just before it, or in another thread, is not seen:
+                # it gives up after a slice and goes on waiting in _wait's sliced poll,
+                # where the Python handler runs
+                sock.setsockopt(zmq.RCVTIMEO, SLICE_MS)
             self._curve(options)
             self.fd = int(sock.getsockopt(zmq.FD))
         if address.scheme == "zmq+ipc":
