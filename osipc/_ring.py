@@ -746,8 +746,13 @@ class _RingHandle:
 
     def _accel_error(self, exc: OSError | ValueError) -> Exception:
         """The C part's errors: released (closed by another thread meanwhile), or a
-        semaphore the kernel no longer has. A ValueError on an open handle is not the
-        C part's: a signal handler raised it during a wait, and it goes on as it is."""
+        semaphore the kernel no longer has. What a signal handler raised during a wait
+        goes on as it is: its traceback reaches into the handler, while the C part's
+        own errors begin in the caller's frame (and a ValueError on an open handle is
+        not the C part's either)."""
+        trace = exc.__traceback__
+        if trace is not None and trace.tb_next is not None:
+            return exc
         if isinstance(exc, ValueError):
             if self._closed:  # type: ignore[attr-defined]
                 return self._raise_closed()  # type: ignore[attr-defined,no-any-return]

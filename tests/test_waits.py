@@ -84,8 +84,8 @@ def test_close_ends_a_recv_waiting_without_timeout(
     osipc.unlink(target, missing_ok=True)
 
 
-class _Stop(Exception):
-    """What the test's SIGUSR1 handler raises."""
+class _Stop(OSError):
+    """What the test's SIGUSR1 handler raises: an OSError, which no wait may take for its own."""
 
 
 @contextlib.contextmanager
