@@ -189,10 +189,11 @@ class _Timespec(ctypes.Structure):
 _semtimedop: Any = None
 
 
-def semtimedop(semid: int, op: int, undo: bool, timeout: float | None) -> bool:
+def semtimedop(semid: int, op: int, undo: bool, timeout: float | None) -> int:
     """Add ``op`` to semaphore 0 of the set, waiting at most ``timeout`` (None: no limit).
-    False if the timeout expired; EINTR raises InterruptedError (retry with the time left:
-    the Python handler runs first)."""
+    0 if done, else the errno: EAGAIN once the timeout expired, EINTR after a signal
+    (retry with the time left: its Python handler runs first, and what it raises goes
+    through untouched, since nothing here raises OSError for the callers to catch)."""
     global _semtimedop
     if _semtimedop is None:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -209,10 +210,5 @@ def semtimedop(semid: int, op: int, undo: bool, timeout: float | None) -> bool:
         whole = int(timeout)
         spec = ctypes.byref(_Timespec(whole, int((timeout - whole) * 1e9)))
     if _semtimedop(semid, ctypes.byref(operation), 1, spec) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code == errno.EAGAIN:
-        return False
-    if code == errno.EINTR:
-        raise InterruptedError(code, "semtimedop interrupted")
-    raise OSError(code, os.strerror(code))
+        return 0
+    return ctypes.get_errno() or errno.EINVAL

@@ -128,12 +128,15 @@ class UndoMutex:
 
     def _take(self, deadline: Deadline) -> None:
         while True:
-            try:
-                if _sysv.semtimedop(self._semid, -1, True, deadline.remaining()):
-                    return
-            except InterruptedError:
-                continue  # the handler ran (and did not raise): the time left goes on
-            raise Timeout(f"the ring's admin semaphore is busy {deadline.describe()}")
+            code = _sysv.semtimedop(self._semid, -1, True, deadline.remaining())
+            if code == 0:
+                return
+            if code == errno.EAGAIN:
+                raise Timeout(f"the ring's admin semaphore is busy {deadline.describe()}")
+            if code != errno.EINTR:  # (EINTR: the handler did not raise; the time left goes on)
+                raise _sysv.map_sysv_ipc(
+                    OSError(code, os.strerror(code)), "take the ring's admin semaphore"
+                )
 
 
 def _create_sem(address: Address, key: int, value: int, mode: int) -> sysv_ipc.Semaphore:
@@ -412,14 +415,16 @@ class SysvSemaphore:
         # (never sysv_ipc's acquire(0): it blocks until a unit comes, however long)
         deadline = Deadline(timeout if block else 0.0)
         while True:
-            try:
-                return _sysv.semtimedop(self._sem.id, -1, self._undo, deadline.remaining())
-            except InterruptedError:
-                continue  # the handler ran and did not raise: wait with the time left
-            except OSError as exc:
+            code = _sysv.semtimedop(self._sem.id, -1, self._undo, deadline.remaining())
+            if code == 0:
+                return True
+            if code == errno.EAGAIN:
+                return False
+            if code != errno.EINTR:  # (EINTR: the handler did not raise; wait the time left)
                 raise _sysv.map_sysv_ipc(
-                    exc, f"acquire the semaphore {_sysv.key_name(self._sem.key)}"
-                ) from exc
+                    OSError(code, os.strerror(code)),
+                    f"acquire the semaphore {_sysv.key_name(self._sem.key)}",
+                )
 
     def release(self) -> None:
         try:

@@ -264,8 +264,8 @@ def test_a_message_ends_a_timed_wait_promptly(mq_url: str) -> None:
 # -- EINTR -------------------------------------------------------------------------------
 
 
-class Stop(Exception):
-    pass
+class Stop(OSError):
+    """An OSError: the waits' own error mapping must not take it for the backend's."""
 
 
 @pytest.fixture
