@@ -146,7 +146,7 @@ def test_a_signal_handler_runs_while_a_recv_waits(
         with _signal_to_another_thread(rx, after), pytest.raises(_Stop):
             rx.recv(timeout=timeout)
         waited = time.monotonic() - started - after
-        assert waited < 0.5, f"the handler ran {waited:.2f} s late"
+        assert waited < 2.0, f"the handler ran {waited:.2f} s late"  # (5: never)
     osipc.unlink(target, missing_ok=True)
 
 
@@ -165,7 +165,7 @@ def test_a_signal_handler_runs_while_a_send_waits_for_room(
         with _signal_to_another_thread(tx, 0.1), pytest.raises(_Stop):
             tx.send(b"p" * 48, timeout=timeout)
         waited = time.monotonic() - started - 0.1
-        assert waited < 0.5, f"the handler ran {waited:.2f} s late"
+        assert waited < 2.0, f"the handler ran {waited:.2f} s late"  # (5: never)
     osipc.unlink(target, missing_ok=True)
 
 
