@@ -151,8 +151,9 @@ def open_segment(
                             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                                 raise
                 except BaseException:
+                    made = _identity(fd)
                     os.close(fd)
-                    _remove_quietly(name)  # (why it failed is what the caller hears)
+                    _remove_quietly(name, made=made)  # (why it failed is what the caller hears)
                     raise
                 return fd, size, True
         try:
@@ -267,9 +268,29 @@ class _PosixIpcSemaphore:  # pragma: no cover - only where _multiprocessing is m
         return int(self._sem.value)
 
 
-def _remove_quietly(segment: str, semaphores: Sequence[str] = ()) -> None:
+def _identity(fd: int) -> tuple[int, int] | None:
+    """Which segment ``fd`` is (device, inode), or None if fstat fails."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _remove_quietly(
+    segment: str, semaphores: Sequence[str] = (), made: tuple[int, int] | None = None
+) -> None:
     """Remove what a creation that could not finish made; errors are swallowed (the
-    caller raises why it failed)."""
+    caller raises why it failed). ``made``: the segment's identity (``_identity``);
+    if the name is no longer that segment (removed, and made again by another process
+    meanwhile), nothing of the name is ours to remove."""
+    if made is not None:
+        try:
+            st = os.stat(SHM_DIR + segment)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) != made:
+            return
     for sem in semaphores:
         try:
             posix_ipc.unlink_semaphore(sem)
@@ -299,6 +320,7 @@ class PosixRingBackend(_ring.SegmentBackend):
         self, address: Address, options: _ring.RingOptions, codec: Codec[Any], kind: int, role: int
     ) -> None:
         self._fd = -1
+        self._made_as: tuple[int, int] | None = None  # the segment this handle created
         self._sems: list[Any] = []
         self._admin_lock = threading.Lock()
         super().__init__(address, options, codec, kind, role)
@@ -317,6 +339,8 @@ class PosixRingBackend(_ring.SegmentBackend):
             mode=options.mode,
             trust_existing=options.trust_existing,
         )
+        if created:
+            self._made_as = _identity(self._fd)
         return created, actual
 
     def _instance(self) -> str:
@@ -338,7 +362,8 @@ class PosixRingBackend(_ring.SegmentBackend):
         fcntl.flock(self._fd, fcntl.LOCK_UN)  # taken by open_segment: attachers go on
 
     def _discard(self) -> None:
-        _remove_quietly("/" + self._address.name, self._names(_ring.KIND_QUEUE))
+        name = "/" + self._address.name
+        _remove_quietly(name, self._names(_ring.KIND_QUEUE), made=self._made_as)
 
     def _open_locks(self, kind: int) -> None:
         self._sems = [attach_semaphore(self._address, name, 1) for name in self._names(kind)]
@@ -451,9 +476,10 @@ class ShmTransport(_ring.RingTransport):
                 )  # fmt: skip
                 fcntl.flock(fd, fcntl.LOCK_UN)  # made: attachers go on (see _settled)
         except BaseException:
+            made = _identity(fd)
             os.close(fd)
             if created:  # never leave a half-made block behind
-                _remove_quietly("/" + address.name)
+                _remove_quietly("/" + address.name, made=made)
             raise
         return fd, actual, created
 

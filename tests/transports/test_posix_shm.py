@@ -338,6 +338,52 @@ def test_a_full_dev_shm_is_a_clean_error_not_sigbus(tmp_path: os.PathLike[str]) 
     shutil.rmtree(os.path.join(str(tmp_path), ".meta"), ignore_errors=True)
 
 
+@pytest.mark.parametrize(
+    ("what", "fails"),
+    [
+        ("ring", "allocating the segment"),
+        ("ring", "making the semaphores"),
+        ("block", "allocating the segment"),
+    ],
+)
+def test_cleanup_after_a_failed_creation_spares_a_successor(
+    osipc_names: Callable[[str], str], monkeypatch: pytest.MonkeyPatch, what: str, fails: str
+) -> None:
+    # A creation that fails part-way removes what it made. If meanwhile another process
+    # removed the half-made segment and made its own of the name, that one is not ours.
+    from osipc.transports import posix_shm
+
+    name = osipc_names("s")
+
+    def replaced_then(error: BaseException) -> Callable[..., object]:
+        def fault(*_: object) -> object:
+            posix_ipc.unlink_shared_memory("/" + name)  # "another process" ...
+            theirs = posix_ipc.SharedMemory("/" + name, posix_ipc.O_CREX, size=4096)
+            os.close(theirs.fd)  # ... made its own
+            raise error
+
+        return fault
+
+    if fails == "allocating the segment":
+        monkeypatch.setattr(os, "posix_fallocate", replaced_then(OSError(errno.EIO, "EIO")))
+    else:
+        monkeypatch.setattr(
+            posix_shm, "create_semaphore", replaced_then(osipc.TransportError("no room"))
+        )
+    try:
+        make: Callable[[], object] = (
+            (lambda: osipc.sender(f"shm://{name}?capacity=4096"))
+            if what == "ring"
+            else (lambda: osipc.SharedMemory(f"shm://{name}", size=8192))
+        )
+        with pytest.raises(osipc.TransportError):
+            make()
+        assert os.stat(f"/dev/shm/{name}").st_size == 4096, "the successor was removed"
+    finally:
+        monkeypatch.undo()
+        osipc.unlink(f"shm://{name}", missing_ok=True)
+
+
 def test_a_block_created_by_another_user_is_refused(url: Url) -> None:
     need_root("to create a block as another user")
     target = url("shm")
