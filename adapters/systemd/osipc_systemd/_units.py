@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import pwd
+import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -365,7 +366,7 @@ def _socket(spec: UnitSpec, listen: Listen) -> str:
         lines += [
             "# SocketUser=/SocketGroup= chown FIFOs and sockets, not queues: do it here",
             f"# (needs the mqueue file system at {spec.mqueue_dir}, as systemd mounts it)",
-            f"ExecStartPost=/bin/chown {owner} {spec.mqueue_dir}/{listen.name}",
+            f"ExecStartPost=chown {owner} {spec.mqueue_dir}/{listen.name}",
         ]
     lines += [
         "# Remove the FIFO or queue when the socket stops: systemd keeps queues, and at its",
@@ -597,13 +598,19 @@ def hazards(
     return warnings
 
 
+# chown as a command: bare (ours) or by path, after systemd's prefixes (-, @, +, !, :)
+_CHOWN = re.compile(r"(?:^|[\s/@+!:-])chown\s")
+
+
 def _socket_hazards(socket: Mapping[str, str], unit: str) -> list[str]:
     remove = socket.get("RemoveOnStop", "").strip().lower()
     if remove in _TRUE:
         return []
     owners = [socket.get(key, "").strip() for key in ("SocketUser", "SocketGroup")]
     fifo = bool(socket.get("ListenFIFO")) and any(owner not in _ROOT for owner in owners)
-    queue = bool(socket.get("ListenMessageQueue")) and "/chown " in socket.get("ExecStartPost", "")
+    queue = bool(socket.get("ListenMessageQueue")) and bool(
+        _CHOWN.search(socket.get("ExecStartPost", ""))
+    )
     if not (fifo or queue):
         return []
     return [

@@ -54,7 +54,7 @@ def test_one_socket_per_endpoint_and_a_notify_service(tmp_path: Path) -> None:
         "Service": "jobs.service",
         "SocketMode": "0660",
         # SocketUser=/SocketGroup= would not chown a queue
-        "ExecStartPost": "/bin/chown worker:clients /dev/mqueue/jobs",
+        "ExecStartPost": "chown worker:clients /dev/mqueue/jobs",
         "RemoveOnStop": "yes",
     }
     fifo = units["jobs-status.socket"]["Socket"]
@@ -141,7 +141,7 @@ def test_queues_are_chowned_where_the_mqueue_file_system_is(
     units = generate(tmp_path, "s", "--exec", "/bin/true", "--listen", "mq://q", *extra)
     socket = units["s-q.socket"]["Socket"]
     where = "/mnt/mq" if "--mqueue-dir" in extra else "/dev/mqueue"
-    assert socket["ExecStartPost"] == f"/bin/chown {chown} {where}/q"
+    assert socket["ExecStartPost"] == f"chown {chown} {where}/q"
     assert "SocketUser" not in socket and "SocketGroup" not in socket
     assert socket["RemoveOnStop"] == "yes"
 
@@ -334,6 +334,24 @@ def test_a_chowned_queue_kept_at_stop_is_warned_about(
     assert main([*args, "--socket-property", "RemoveOnStop=no", "--output", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "RemoveOnStop=no in x-q.socket: its queue gets another owner" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "warned"),
+    [
+        ("chown worker /dev/mqueue/q", True),  # as osipc-systemd writes it
+        ("-/usr/bin/chown worker:clients /dev/mqueue/q", True),  # as a person might
+        ("/bin/echo chowned /dev/mqueue/q", False),
+    ],
+)
+def test_check_finds_a_queue_chowned_by_hand_and_kept_at_stop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, warned: bool
+) -> None:
+    unit = tmp_path / "x-q.socket"
+    unit.write_text(f"[Socket]\nListenMessageQueue=/q\nRemoveOnStop=no\nExecStartPost={command}\n")
+    assert main(["check", str(unit)]) == (1 if warned else 0)
+    err = capsys.readouterr().err
+    assert ("RemoveOnStop=no in x-q.socket: its queue gets another owner" in err) is warned
 
 
 def test_dynamic_user_with_a_preserved_runtime_dir_is_warned_about(
