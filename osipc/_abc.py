@@ -39,6 +39,7 @@ from osipc._errors import (
     Timeout,
     TransportError,
     Unsupported,
+    os_errors,
 )
 
 if TYPE_CHECKING:
@@ -357,10 +358,11 @@ class _Wakeup:
     __slots__ = ("_read", "_write")
 
     def __init__(self) -> None:
-        if hasattr(os, "eventfd"):
-            self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # Python 3.9
-            self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        with os_errors("make a wake-up descriptor"):  # (EMFILE: mapped)
+            if hasattr(os, "eventfd"):
+                self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            else:  # Python 3.9
+                self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def fileno(self) -> int:
         return self._read
@@ -715,16 +717,19 @@ class _Readiness:
     in the process (signalled through an eventfd, or a pipe before Python 3.10)."""
 
     def __init__(self, raw_fd: int) -> None:
-        self._epoll = select.epoll()
+        with os_errors("make the descriptor fileno() returns"):  # (EMFILE: mapped)
+            self._epoll = select.epoll()
         self._set = False
         self._lock = threading.Lock()
         try:
-            if hasattr(os, "eventfd"):
-                self._read_fd = self._write_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            else:  # Python 3.9
-                self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._epoll.register(raw_fd, select.EPOLLIN)
-            self._epoll.register(self._read_fd, select.EPOLLIN)
+            with os_errors("make the descriptor fileno() returns"):
+                if hasattr(os, "eventfd"):
+                    flags = os.EFD_NONBLOCK | os.EFD_CLOEXEC
+                    self._read_fd = self._write_fd = os.eventfd(0, flags)
+                else:  # Python 3.9
+                    self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                self._epoll.register(raw_fd, select.EPOLLIN)
+                self._epoll.register(self._read_fd, select.EPOLLIN)
         except BaseException:
             self.close()
             raise

@@ -24,14 +24,19 @@ Every error has two parents: osipc's own base and the builtin it means, so both
 
 No exception from a backend (os, posix_ipc, sysv_ipc, pyzmq) escapes osipc: each call
 into one runs inside a mapping context that raises one of these ``from`` the original.
+What a Python signal handler raises during a call is not the backend's: it runs at the
+first bytecode after the C call its signal came in, so it seems to come from that call,
+and the mappings raise it again as it is (``passed_on``).
 """
 
 from __future__ import annotations
 
 import errno as _errno
 import io
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import CodeType, TracebackType
 
 __all__ = [
     "AlreadyExists",
@@ -54,6 +59,7 @@ __all__ = [
     "Unsupported",
     "map_os_error",
     "os_errors",
+    "passed_on",
 ]
 
 
@@ -193,8 +199,54 @@ _ERRNO_CLASSES: dict[int, type[TransportError]] = {
 }
 
 
+def _handler_code(handler: object) -> CodeType | None:
+    """The code a signal handler runs first: a function's, a method's, a partial's, or
+    a callable object's ``__call__``."""
+    for candidate in (
+        handler,
+        getattr(handler, "__func__", None),
+        getattr(handler, "func", None),
+        getattr(type(handler), "__call__", None),  # noqa: B004 (its code, not callable())
+    ):
+        code = getattr(candidate, "__code__", None)
+        if isinstance(code, CodeType):
+            return code
+    return None
+
+
+def from_signal_handler(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by (or under) a Python signal handler: one of the
+    frames it passed through runs a handler installed now. Only the error path asks."""
+    trace = exc.__traceback__
+    if trace is None or trace.tb_next is None:  # raised in the catching frame: a C call's
+        return False
+    codes = set()
+    for signum in signal.valid_signals():
+        try:
+            code = _handler_code(signal.getsignal(signum))
+        except (OSError, ValueError):
+            continue
+        if code is not None:
+            codes.add(code)
+    step: TracebackType | None = trace
+    while step is not None:
+        if step.tb_frame.f_code in codes:
+            return True
+        step = step.tb_next
+    return False
+
+
+def passed_on(exc: BaseException) -> None:
+    """Raise ``exc`` again, as it is, if it is not the backend's to map: an osipc error
+    already, or what a signal handler raised (see the module's docstring)."""
+    if isinstance(exc, OsipcError) or from_signal_handler(exc):
+        raise exc
+
+
 def map_os_error(exc: OSError, what: str) -> OsipcError:
-    """Translate an ``OSError`` raised while doing ``what`` (e.g. "open fifo:///run/x.fifo")."""
+    """Translate an ``OSError`` raised while doing ``what`` (e.g. "open fifo:///run/x.fifo");
+    raises it again as it is if a signal handler raised it."""
+    passed_on(exc)
     code = exc.errno
     detail = exc.strerror or str(exc)
     if code == _errno.EBADF:

@@ -50,6 +50,7 @@ from osipc._errors import (
     Unsupported,
     map_os_error,
     os_errors,
+    passed_on,
 )
 
 __all__ = ["Lock", "Semaphore", "SharedMemory"]
@@ -220,12 +221,14 @@ class Semaphore(_Acquirable):
         for _ in range(n):
             try:
                 self._sem.release()
-            except ValueError:  # SemLock: "released too many times" (at its maxvalue)
+            except ValueError as exc:  # SemLock: "released too many times" (at its maxvalue)
+                passed_on(exc)  # (a signal handler's is not)
                 raise InvalidArgument(
                     f"{self.url}: releasing would take the count past its maximum, "
                     f"SEM_VALUE_MAX ({SEM_VALUE_MAX})"
                 ) from None
             except OSError as exc:
+                passed_on(exc)
                 if exc.errno == errno.EOVERFLOW:
                     limit = exc.strerror or f"SEM_VALUE_MAX ({SEM_VALUE_MAX})"
                     raise InvalidArgument(
@@ -355,8 +358,8 @@ class Lock(_Acquirable):
                 self._held = False
                 try:
                     lock.release()
-                except Exception:  # the object may be gone: closing goes on
-                    pass
+                except (OSError, ValueError) as exc:  # the object may be gone: closing
+                    passed_on(exc)  # goes on (but what a signal handler raised goes out)
             lock.close()
 
 

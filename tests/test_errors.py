@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import pickle
+from collections.abc import Callable
 
 import posix_ipc
 import pytest
 import sysv_ipc
+from _helpers import peer
 
 import osipc
 from osipc._errors import map_os_error
@@ -122,3 +125,59 @@ def test_every_sysv_ipc_exception_class_is_mapped() -> None:
     assert map_sysv_ipc(sysv_ipc.PermissionsError("no"), "x").errno == errno.EACCES
     assert isinstance(map_sysv_ipc(ValueError("bad"), "x"), osipc.InvalidArgument)
     assert isinstance(map_sysv_ipc(OSError(errno.ENOSPC, "full"), "x"), osipc.TransportError)
+
+
+def test_running_out_of_descriptors_is_an_osipc_error(url: Callable[..., str]) -> None:
+    # With RLIMIT_NOFILE reached, every call that needs a descriptor says so in an osipc
+    # error: pyzmq's context, the wake-up and fileno() descriptors, a semaphore's attach
+    # (each once let its backend's exception out), and mq:// creation names the limit hit
+    # (it once blamed RLIMIT_MSGQUEUE).
+    names = {scheme: url(scheme) for scheme in ("sem", "mq", "fifo", "shm", "zmq+ipc")}
+    code = """
+        import json, os, resource, sys
+        import osipc, osipc._registry
+        names = json.loads(sys.argv[1])
+        osipc.Semaphore(names["sem"]).close()  # exists: the call below attaches
+        rx_mq, rx_fifo = osipc.receiver(names["mq"]), osipc.receiver(names["fifo"])
+        calls = {
+            "attach sem://": lambda: osipc.Semaphore(names["sem"], create=False),
+            "mq:// fileno()": rx_mq.fileno,
+            "fifo:// fileno()": rx_fifo.fileno,
+            "create shm://": lambda: osipc.sender(names["shm"]),
+            "create mq://": lambda: osipc.sender(names["mq"] + "x"),
+        }
+        try:  # (its module imported now: an import needs a descriptor too)
+            osipc._registry.get_transport("zmq+ipc")
+            calls["zmq+ipc:// receiver"] = lambda: osipc.receiver(names["zmq+ipc"])
+        except osipc.TransportUnavailable:
+            pass
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        filler = []
+        try:
+            while True:
+                filler.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        outcomes = {}
+        for what, call in calls.items():
+            try:
+                call()
+                outcomes[what] = "no error"
+            except osipc.TransportError as exc:
+                outcomes[what] = f"osipc: {exc}"
+            except BaseException as exc:
+                outcomes[what] = f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+        for fd in filler:
+            os.close(fd)
+        rx_mq.close(), rx_fifo.close()
+        print(json.dumps(outcomes))
+    """  # noqa: E501
+    try:
+        outcomes = json.loads(peer(code, json.dumps(names)).stdout)
+    finally:
+        for target in [*names.values(), names["mq"] + "x"]:
+            osipc.unlink(target, missing_ok=True)
+    assert len(outcomes) >= 5
+    for what, outcome in outcomes.items():
+        assert outcome.startswith("osipc: "), f"{what}: {outcome}"
+    assert "RLIMIT_MSGQUEUE" not in outcomes["create mq://"], outcomes["create mq://"]

@@ -5,6 +5,7 @@ are none, batches checked first."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import threading
 import time
@@ -270,3 +271,104 @@ def test_the_cli_reports_its_own_file_errors_in_one_line(tmp_path: Any) -> None:
     done = cli("keygen", "server", "--dir", str(tmp_path / "file" / "sub"))
     assert done.returncode == 1, done
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("osipc: error:")
+
+
+class _HandlerValueError(ValueError):
+    """What the spray's handler raises, as well as _Stop (an OSError)."""
+
+
+def _operations(scheme: str, target: str, stack: contextlib.ExitStack) -> Callable[[], None]:
+    """One round of calls on ``target``: a send and a receive, or an acquire and a release;
+    every round leaves the object as it found it (or the next round puts it right)."""
+    if scheme in ("sem", "sysv+sem"):
+        sem = stack.enter_context(osipc.Semaphore(target, value=1))
+
+        def op() -> None:
+            while sem.value > 1:  # (a release whose return the handler cut off)
+                sem.acquire(timeout=0)
+            if sem.value < 1:
+                sem.release()
+            sem.acquire(timeout=0)
+            sem.release()
+
+        return op
+    rx = stack.enter_context(osipc.receiver(target))
+    tx = stack.enter_context(osipc.sender(target))
+    if scheme.endswith("shm") and getattr(rx, "_accel", None) is None:
+        pytest.skip("without the C part a ring's lock section is Python (see README.md)")
+
+    def send_and_receive() -> None:
+        with contextlib.suppress(osipc.Timeout):
+            while True:  # (what an interrupted round left)
+                rx.recv(timeout=0)
+        tx.send(b"m", timeout=0)
+        rx.recv(timeout=0)
+
+    return send_and_receive
+
+
+@pytest.mark.parametrize("raised", [_Stop, _HandlerValueError])
+@pytest.mark.parametrize(
+    ("scheme", "options"),
+    [
+        ("mq", {"maxmsg": 4, "msgsize": 64}),
+        ("sysv+mq", {}),
+        ("fifo", {}),
+        ("shm", {"capacity": 4096}),
+        ("sysv+shm", {"capacity": 4096}),
+        ("sem", {}),
+        ("sysv+sem", {}),
+    ],
+)
+def test_what_a_signal_handler_raises_reaches_the_caller_as_it_is(
+    url: Url, scheme: str, options: dict[str, Any], raised: type[Exception]
+) -> None:
+    # A Python signal handler runs at the first bytecode after the C call its signal came
+    # in, so what it raises seems to come from that call. An OSError or ValueError there
+    # once came out mapped (TransportError, InvalidArgument), was swallowed, or left the
+    # handle wedged. Signals every 50 us land everywhere in the calls; each exception the
+    # handler raises must reach the caller as it is, and the calls must go on working.
+    target = url(scheme, **options)
+    inside = [False]
+    fired = [0]
+
+    def handler(*_: object) -> None:
+        if inside[0]:
+            inside[0] = False
+            fired[0] += 1
+            raise raised("from the handler")
+
+    caught, other = 0, []
+    with contextlib.ExitStack() as stack:
+        stack.callback(osipc.unlink, target, missing_ok=True)
+        op = _operations(scheme, target, stack)
+        # (a finalizer the collector ran meanwhile would lose what the handler raised in
+        # it: Python's rule for any __del__, not the calls' doing)
+        gc.collect()
+        gc.disable()
+        stack.callback(gc.enable)
+        previous = signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 50e-6, 50e-6)
+        try:
+            end = time.monotonic() + 0.4
+            while time.monotonic() < end and len(other) < 5:
+                try:
+                    inside[0] = True
+                    op()
+                    inside[0] = False
+                except raised as exc:
+                    inside[0] = False
+                    if type(exc) is raised:
+                        caught += 1
+                    else:
+                        other.append(exc)
+                except Exception as exc:  # the outcome is the assertion
+                    inside[0] = False
+                    other.append(exc)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert not other, [f"{type(e).__name__}: {e} (cause {e.__cause__!r})" for e in other]
+        assert fired[0] > 20, "too few signals landed to tell"
+        assert caught == fired[0], f"{fired[0] - caught} of {fired[0]} were swallowed"
+        op()  # and the handles still work

@@ -21,6 +21,7 @@ from osipc._errors import (
     Timeout,
     TransportError,
     map_os_error,
+    passed_on,
 )
 
 # Every exception class posix_ipc exports; a test fails if one is missing here.
@@ -41,8 +42,7 @@ _ERRNOS = {
 
 def map_posix_ipc(exc: BaseException, what: str) -> OsipcError:
     """The osipc error for an exception raised by posix_ipc while doing ``what``."""
-    if isinstance(exc, OsipcError):
-        return exc
+    passed_on(exc)  # an osipc error already, or a signal handler's
     for cls in type(exc).__mro__:
         target = POSIX_IPC_ERRORS.get(cls)
         if target is not None:

@@ -35,6 +35,7 @@ from osipc._errors import (
     Timeout,
     TransportError,
     map_os_error,
+    passed_on,
 )
 
 _LITERAL = re.compile(r"0[xX][0-9a-fA-F]+\Z")
@@ -56,8 +57,7 @@ _ERRNOS = {
 
 
 def map_sysv_ipc(exc: BaseException, what: str) -> OsipcError:
-    if isinstance(exc, OsipcError):
-        return exc
+    passed_on(exc)  # an osipc error already, or a signal handler's
     for cls in type(exc).__mro__:
         target = SYSV_IPC_ERRORS.get(cls)
         if target is not None:

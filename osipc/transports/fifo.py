@@ -83,6 +83,7 @@ from osipc._errors import (
     TransportError,
     map_os_error,
     os_errors,
+    passed_on,
 )
 from osipc._fd import FdHolder
 
@@ -485,7 +486,7 @@ class FifoReceiver(Receiver[Any]):
         self._partial: dict[int, tuple[int, list[bytes]]] = {}
         self._lines = options.framing == "lines"
         self._read_size = 65536
-        self._reading = threading.Lock()
+        self._reading = threading.RLock()  # (knows its owner: see _recv_batch)
         self._broken: Broken | None = None  # raised once the messages before it are out
 
     def _open_path(self, path: str) -> None:
@@ -574,12 +575,13 @@ class FifoReceiver(Receiver[Any]):
         # Threads sharing this handle take turns reading and parsing (the readers' flock
         # cannot tell them apart: they share one descriptor).
         with self._waiting():
-            left = deadline.remaining()
-            if not self._reading.acquire(timeout=-1 if left is None else left):
-                raise Timeout(
-                    f"{self.url}: no message {deadline.describe()} (another thread reads)"
-                )
+            reading = self._reading
             try:
+                left = deadline.remaining()
+                if not reading.acquire(timeout=-1 if left is None else left):
+                    raise Timeout(
+                        f"{self.url}: no message {deadline.describe()} (another thread reads)"
+                    )
                 pending = self._pending
                 if pending and pending[0] is None and self._broken is not None:
                     broken, self._broken = self._broken, None
@@ -594,7 +596,10 @@ class FifoReceiver(Receiver[Any]):
                         raise broken
                 return [pending.popleft() for _ in range(count)]
             finally:
-                self._reading.release()
+                # (asked, not remembered: a signal handler's exception can come between
+                # the acquire and any note of it, and must not keep the turn forever)
+                if reading._is_owned():  # type: ignore[attr-defined]  # (CPython 3.9+)
+                    reading.release()
 
     def _lock(self, deadline: Deadline, backoff: Backoff) -> bool:
         """Take the readers' lock; False if the deadline passed while another reader held it."""
@@ -615,8 +620,8 @@ class FifoReceiver(Receiver[Any]):
             self._locked = False
             try:
                 fcntl.flock(self._fd.fd, fcntl.LOCK_UN)
-            except OSError:
-                pass
+            except OSError as exc:
+                passed_on(exc)  # (a signal handler's goes on; a closed fd has no lock)
 
     def _fill(self, deadline: Deadline) -> None:
         """Read until at least one item (a frame, or None for end-of-stream) is pending."""

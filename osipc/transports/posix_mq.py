@@ -157,8 +157,8 @@ def _create_failed(address: Address, exc: OsipcError, maxmsg: int, msgsize: int)
     """Say which limit an mq_open(O_CREAT) failure hit; the kernel's words mislead."""
     if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
         nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        used = _limits.open_fd_count() or 0
-        if nofile < 0 or used < nofile - 1:
+        used = _limits.open_fd_count()  # (None: not even /proc/self/fd could be opened)
+        if used is not None and (nofile < 0 or used < nofile - 1):
             soft, _ = _limits.rlimit_msgqueue()
             cost = _limits.mq_bytes(maxmsg, msgsize)
             default = _limits.mq_bytes(10, 8192)
@@ -417,10 +417,12 @@ def _never() -> bool:
 
 
 def _fast_path(queue: Any) -> Any:
-    """The C part for a queue osipc opened itself, made O_NONBLOCK for it (osipc never
-    blocks inside posix_ipc anyway: see MqSender._write). An adopted fd= queue is not
-    changed: its open file description is shared with whoever passed it."""
-    if _MSGC is None or not isinstance(queue, posix_ipc.MessageQueue):
+    """The C part for a queue osipc opened itself, made O_NONBLOCK (osipc never blocks
+    inside posix_ipc: see MqSender._write; and a blocking descriptor's try can still be
+    interrupted, whereupon posix_ipc runs the signal handler itself and drops what it
+    raises). An adopted fd= queue is not changed: its open file description is shared
+    with whoever passed it, and FdQueue never sleeps in the kernel anyway."""
+    if not isinstance(queue, posix_ipc.MessageQueue):
         return None
     with posix_ipc_errors("make a queue descriptor non-blocking"):
         queue.block = False

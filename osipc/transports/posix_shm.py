@@ -248,6 +248,8 @@ def attach_semaphore(address: Address, name: str, maxvalue: int) -> Any:
         raise PermissionDenied(
             f"{address}: no permission to open its semaphore {name}", errno=errno.EACCES
         ) from None
+    except OSError as exc:  # EMFILE, ENOMEM...
+        raise map_os_error(exc, f"{address}: open its semaphore {name}") from exc
 
 
 class _PosixIpcSemaphore:  # pragma: no cover - only where _multiprocessing is missing

@@ -199,8 +199,8 @@ class SysvMqSender(Sender[Any]):
             try:
                 self._mq.send(frame, False, self._type)
                 return
-            except Exception:
-                pass  # _put says what went wrong, or waits for room
+            except sysv_ipc.Error:
+                pass  # _put says what went wrong, or waits for room (never a second copy)
         self._put(
             frame,
             None if timeout is None else check_timeout(timeout),

@@ -52,6 +52,7 @@ from osipc._errors import (
     NotFound,
     Timeout,
     TransportError,
+    passed_on,
 )
 from osipc.transports import _sysv
 
@@ -431,7 +432,8 @@ class SysvSemaphore:
             self._sem.release()
         except sysv_ipc.Error as exc:
             raise _sysv.map_sysv_ipc(exc, "release the semaphore") from exc
-        except (ValueError, OverflowError):  # ERANGE: past SEMVMX
+        except (ValueError, OverflowError) as exc:  # ERANGE: past SEMVMX
+            passed_on(exc)  # (a signal handler's is not)
             raise OSError(errno.EOVERFLOW, f"at SEMVMX ({SEM_VALUE_MAX})") from None
 
     def _get_value(self) -> int:

@@ -141,6 +141,7 @@ from osipc._errors import (
     Unsupported,
     map_os_error,
     os_errors,
+    passed_on,
 )
 from osipc._reqrep import Client, Server
 
@@ -192,8 +193,7 @@ _ZMQ_RAISED = tuple(ZMQ_ERRORS)
 
 def map_zmq(exc: BaseException, what: str) -> OsipcError:
     """The osipc error for anything pyzmq raised while doing ``what``."""
-    if isinstance(exc, OsipcError):
-        return exc
+    passed_on(exc)  # an osipc error already, or a signal handler's
     text = f"{what}: {exc}"
     if isinstance(exc, zmq.error.ZMQVersionError):
         return TransportUnavailable(text, hint="pip install --upgrade 'osipc[zmq]'")
@@ -441,7 +441,7 @@ class _Endpoint:
         self.path = ""
         # Whatever sends (messages, broadcasts, replies) flushes at close, within linger.
         self.linger = options.linger if role in ("sender", "publisher", "server") else 0.0
-        self.context: Any = zmq.Context(io_threads=1)
+        self.context: Any = None
         self.socket: Any = None
         self.waker: Any = None  # see wake()
         self.auth: Any = None
@@ -456,6 +456,7 @@ class _Endpoint:
     def _open(self, options: ZmqOptions, role: str, kind: int, codec: Codec[Any]) -> None:
         address = self.address
         with _zmq_errors(f"open {address}"):
+            self.context = zmq.Context(io_threads=1)  # (EMFILE, ENOMEM: mapped)
             sock = self.socket = self.context.socket(kind)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, options.hwm)
