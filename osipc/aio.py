@@ -479,8 +479,9 @@ class AsyncReceiver(_AsyncHandle[_abc.Receiver[_T]]):
             if poll is not None:  # one C call where the transport has one
                 try:
                     got = poll()
-                except (OSError, ValueError):
-                    pass  # (_recv below says what went wrong)
+                except (OSError, ValueError) as exc:
+                    _errors.passed_on(exc)  # (a signal handler's goes out as it is)
+                    # the C part's: _recv below says what went wrong
             if got is None:  # nothing there, or what only _recv can say
                 # a ring's spin= here costs the loop less than a worker's hand-off
                 got = False if timeout == 0 else sync._recv_spun()

@@ -80,7 +80,11 @@ def notify(*fields: str, fds: Sequence[int] = ()) -> bool:
     if target is None:
         return False
     value, address = target
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    except OSError as exc:  # EMFILE, ENFILE, ENOMEM
+        raise _failure(value, exc) from exc
+    with sock:
         sock.settimeout(SEND_TIMEOUT)
         try:
             sock.connect(address)
