@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -176,7 +177,8 @@ def test_running_out_of_descriptors_is_an_osipc_error(url: Callable[..., str]) -
         outcomes = json.loads(peer(code, json.dumps(names)).stdout)
     finally:
         for target in [*names.values(), names["mq"] + "x"]:
-            osipc.unlink(target, missing_ok=True)
+            with contextlib.suppress(osipc.TransportUnavailable):  # (zmq in no env of core)
+                osipc.unlink(target, missing_ok=True)
     assert len(outcomes) >= 5
     for what, outcome in outcomes.items():
         assert outcome.startswith("osipc: "), f"{what}: {outcome}"
