@@ -91,6 +91,7 @@ import ipaddress
 import math
 import os
 import re
+import resource
 import select
 import socket
 import stat
@@ -101,7 +102,7 @@ from typing import Any, Callable, TypeVar, cast
 
 import zmq
 
-from osipc import _inventory
+from osipc import _inventory, _limits
 from osipc._abc import (
     AioSource,
     Capabilities,
@@ -455,6 +456,8 @@ class _Endpoint:
 
     def _open(self, options: ZmqOptions, role: str, kind: int, codec: Codec[Any]) -> None:
         address = self.address
+        if _ABORTS_WITHOUT_DESCRIPTORS:
+            _check_descriptors(address)
         with _zmq_errors(f"open {address}"):
             self.context = zmq.Context(io_threads=1)  # (EMFILE, ENOMEM: mapped)
             sock = self.socket = self.context.socket(kind)
@@ -622,6 +625,26 @@ class _Endpoint:
             except OSError:
                 pass
             os.close(fd)
+
+
+# libzmq before 4.3.5 aborts the whole process (an assertion) when a descriptor it needs
+# cannot be made; a few more are needed per connection.
+_ABORTS_WITHOUT_DESCRIPTORS = zmq.zmq_version_info() < (4, 3, 5)
+_DESCRIPTORS_NEEDED = 16  # a context, its threads' mailboxes, the socket, a bind or two
+
+
+def _check_descriptors(address: Address) -> None:
+    """TransportError, instead of libzmq's abort, if few descriptors are left."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    used = _limits.open_fd_count()  # (None: not even /proc/self/fd could be opened)
+    if soft != resource.RLIM_INFINITY and (used is None or soft - used < _DESCRIPTORS_NEEDED):
+        raise TransportError(
+            f"open {address}: {'no' if used is None else soft - used} file descriptors "
+            f"left of RLIMIT_NOFILE ({soft}), and ZeroMQ needs about {_DESCRIPTORS_NEEDED} "
+            f"(libzmq {zmq.zmq_version()} would abort the process without them); close "
+            "some, or raise the limit (ulimit -n, LimitNOFILE= in systemd)",
+            errno=errno.EMFILE,
+        )
 
 
 class _zmq_errors:
