@@ -72,7 +72,7 @@ from osipc._address import (
     parse_size,
 )
 from osipc._codecs import Buffer, Codec
-from osipc._deadline import Backoff, Deadline, check_timeout
+from osipc._deadline import SIGNAL_SLICE, Backoff, Deadline, check_timeout
 from osipc._errors import (
     Broken,
     EndOfStream,
@@ -394,10 +394,11 @@ class ClaimLock:
         return ((self._stamp_next << 13) | self._stamp_tag) & 0xFFFF_FFFF_FFFF_FFFF
 
     def enter(self, deadline: Deadline) -> None:
-        """Take ``local`` within the deadline (Timeout if another thread keeps it)."""
-        left = deadline.remaining()
-        if not self.local.acquire(True, -1 if left is None else left):
-            raise Timeout(f"the ring's lock is busy {deadline.describe()} (another thread)")
+        """Take ``local`` within the deadline (Timeout if another thread keeps it), in
+        slices: a signal handler due meanwhile runs (see SIGNAL_SLICE)."""
+        while not self.local.acquire(True, deadline.slice(SIGNAL_SLICE)):
+            if deadline.expired():
+                raise Timeout(f"the ring's lock is busy {deadline.describe()} (another thread)")
 
     def fast(self) -> tuple[Any, Any, int, int]:
         """(try_acquire(False) -> bool, release(), claim index in ``halves``, claim value):
@@ -749,14 +750,14 @@ class _RingHandle:
         semaphore the kernel no longer has. What a signal handler raised during a wait
         goes on as it is: its traceback reaches into the handler, while the C part's
         own errors begin in the caller's frame (and a ValueError on an open handle is
-        not the C part's either)."""
+        not the C part's either): raised again here, its cause and context kept."""
         trace = exc.__traceback__
         if trace is not None and trace.tb_next is not None:
-            return exc
+            raise exc
         if isinstance(exc, ValueError):
             if self._closed:  # type: ignore[attr-defined]
                 return self._raise_closed()  # type: ignore[attr-defined,no-any-return]
-            return exc
+            raise exc
         return map_os_error(exc, f"{self.url}: release the ring's lock")
 
     def _release_view(self) -> None:

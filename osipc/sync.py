@@ -48,6 +48,7 @@ from osipc._errors import (
     Timeout,
     TransportError,
     Unsupported,
+    from_signal_handler,
     map_os_error,
     os_errors,
     passed_on,
@@ -359,7 +360,8 @@ class Lock(_Acquirable):
                 try:
                     lock.release()
                 except (OSError, ValueError) as exc:  # the object may be gone: closing
-                    passed_on(exc)  # goes on (but what a signal handler raised goes out)
+                    if from_signal_handler(exc):  # goes on; what a signal handler raised
+                        raise  # goes out
             lock.close()
 
 

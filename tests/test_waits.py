@@ -171,6 +171,24 @@ def test_a_signal_handler_runs_while_a_send_waits_for_room(
     osipc.unlink(target, missing_ok=True)
 
 
+def test_a_signal_handler_runs_while_a_fifo_recv_waits_for_its_turn(url: Url) -> None:
+    # Threads sharing a FIFO receiver take turns; one that waits for its turn while
+    # another thread's recv waits for data must still run a handler due meanwhile.
+    target = url("fifo")
+    with osipc.receiver(target) as rx, osipc.sender(target) as tx:
+        first, _ = _wait_in_thread(rx.recv)  # holds the turn until a message comes
+        time.sleep(0.2)
+        started = time.monotonic()
+        with _signal_to_another_thread(rx, 0.1), pytest.raises(_Stop):
+            rx.recv(timeout=None)
+        waited = time.monotonic() - started - 0.1
+        assert waited < 2.0, f"the handler ran {waited:.2f} s late"  # (5: never)
+        if not rx.closed:
+            tx.send(b"for the first thread", timeout=5)
+        first.join(5)
+    osipc.unlink(target, missing_ok=True)
+
+
 @pytest.mark.parametrize(("scheme", "options"), SCHEMES)
 def test_close_ends_a_send_waiting_for_room(url: Url, scheme: str, options: dict[str, Any]) -> None:
     target = url(scheme, **options)

@@ -70,7 +70,7 @@ from osipc._address import (
     validate_name,
 )
 from osipc._codecs import Buffer, Codec, codec_name
-from osipc._deadline import Backoff, Deadline
+from osipc._deadline import SIGNAL_SLICE, Backoff, Deadline
 from osipc._errors import (
     AlreadyExists,
     Broken,
@@ -231,8 +231,9 @@ def _set_pipe_size(fd: int, size: int, address: Address) -> None:
 
 
 def _wait(fd: int, events: int, deadline: Deadline, wake: int = -1) -> int:
-    """The events of ``fd`` once it shows one of ``events``, or 0 when the deadline passed
-    or the descriptor ``wake`` became readable first."""
+    """The events of ``fd`` once it shows one of ``events``, or 0 when the deadline passed,
+    the descriptor ``wake`` became readable, or a slice (``Deadline.poll_ms``) ended first:
+    the caller looks around and waits again."""
     poller = select.poll()
     poller.register(fd, events)
     if wake >= 0:
@@ -577,11 +578,13 @@ class FifoReceiver(Receiver[Any]):
         with self._waiting():
             reading = self._reading
             try:
-                left = deadline.remaining()
-                if not reading.acquire(timeout=-1 if left is None else left):
-                    raise Timeout(
-                        f"{self.url}: no message {deadline.describe()} (another thread reads)"
-                    )
+                # (in slices: a signal handler due meanwhile runs; see SIGNAL_SLICE)
+                while not reading.acquire(timeout=deadline.slice(SIGNAL_SLICE)):
+                    self._check_open()
+                    if deadline.expired():
+                        raise Timeout(
+                            f"{self.url}: no message {deadline.describe()} (another thread reads)"
+                        )
                 pending = self._pending
                 if pending and pending[0] is None and self._broken is not None:
                     broken, self._broken = self._broken, None

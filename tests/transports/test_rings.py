@@ -147,7 +147,7 @@ def test_a_signal_handler_runs_while_a_recv_waits(
         pass
 
     def handler(*_: object) -> None:
-        raise Stop
+        raise Stop from KeyError("its own cause")
 
     target = url(scheme, spin=spin)
     idle = threading.Event()
@@ -167,8 +167,9 @@ def test_a_signal_handler_runs_while_a_recv_waits(
                     )
                     signaller.start()
                 started = time.monotonic()
-                with pytest.raises(Stop):
+                with pytest.raises(Stop) as stopped:
                     rx.recv(timeout=5)
+                assert isinstance(stopped.value.__cause__, KeyError)  # as it was raised
                 waited = time.monotonic() - started
                 if isinstance(signaller, threading.Timer):
                     signaller.join()

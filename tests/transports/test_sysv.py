@@ -324,6 +324,18 @@ def test_a_semaphore_removed_under_a_handle_is_an_osipc_error(osipc_names: Names
     sem.close()
 
 
+@pytest.mark.parametrize("scheme", ["sem", "sysv+sem"])
+def test_closing_a_held_lock_whose_object_was_removed_goes_on(
+    osipc_names: Names, scheme: str
+) -> None:
+    target = f"{scheme}://{osipc_names('l')}"
+    lock = osipc.Lock(target)
+    lock.acquire()
+    osipc.unlink(target)
+    lock.close()  # nothing to give back to: closing goes on, quietly
+    assert lock.closed
+
+
 def test_a_signal_handler_gets_out_of_a_semaphore_wait(
     osipc_names: Names, alarm: Callable[[float, bool], None]
 ) -> None:
