@@ -22,7 +22,6 @@ FOREVER = 365 * 24 * 3600.0
 # this late, instead of when a message or the timeout comes (a systemctl stop's SIGTERM
 # on a receiver idle without a timeout would never get through).
 SIGNAL_SLICE = 0.1
-_SLICE_MS = round(SIGNAL_SLICE * 1000)
 
 
 def check_timeout(timeout: float | None) -> float | None:
@@ -83,10 +82,7 @@ class Deadline:
     def poll_ms(self) -> int:
         """Milliseconds for one ``select.poll().poll``: the time left rounded up (so we
         never spin), but at most SIGNAL_SLICE; the caller polls again until expired()."""
-        left = self.remaining()
-        if left is None or left > SIGNAL_SLICE:
-            return _SLICE_MS
-        return math.ceil(left * 1000)
+        return math.ceil(self.slice(SIGNAL_SLICE) * 1000)
 
     def sleep(self, seconds: float, wake: int = -1) -> bool:
         """Sleep ``seconds`` or until the deadline (or until the descriptor ``wake`` is
