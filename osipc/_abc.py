@@ -352,17 +352,23 @@ class _Waiting:
         self._handle._leave_wait()
 
 
+def _event_pair(what: str) -> tuple[int, int]:
+    """(read end, write end), non-blocking and close-on-exec, readable once written: one
+    eventfd, or a pipe on Python 3.9. An osipc error (EMFILE...) names ``what``."""
+    with os_errors(what):
+        if hasattr(os, "eventfd"):
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            return fd, fd
+        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+
 class _Wakeup:
     """A descriptor that close() makes readable; it stays readable from then on."""
 
     __slots__ = ("_read", "_write")
 
     def __init__(self) -> None:
-        with os_errors("make a wake-up descriptor"):  # (EMFILE: mapped)
-            if hasattr(os, "eventfd"):
-                self._read = self._write = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            else:  # Python 3.9
-                self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._read, self._write = _event_pair("make a wake-up descriptor")
 
     def fileno(self) -> int:
         return self._read
@@ -717,17 +723,14 @@ class _Readiness:
     in the process (signalled through an eventfd, or a pipe before Python 3.10)."""
 
     def __init__(self, raw_fd: int) -> None:
-        with os_errors("make the descriptor fileno() returns"):  # (EMFILE: mapped)
+        what = "make the descriptor fileno() returns"
+        with os_errors(what):  # (EMFILE: mapped)
             self._epoll = select.epoll()
         self._set = False
         self._lock = threading.Lock()
         try:
-            with os_errors("make the descriptor fileno() returns"):
-                if hasattr(os, "eventfd"):
-                    flags = os.EFD_NONBLOCK | os.EFD_CLOEXEC
-                    self._read_fd = self._write_fd = os.eventfd(0, flags)
-                else:  # Python 3.9
-                    self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._read_fd, self._write_fd = _event_pair(what)
+            with os_errors(what):
                 self._epoll.register(raw_fd, select.EPOLLIN)
                 self._epoll.register(self._read_fd, select.EPOLLIN)
         except BaseException:
