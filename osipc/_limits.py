@@ -65,6 +65,16 @@ def open_fd_count() -> int | None:
         return None
 
 
+def descriptors_left() -> int | None:
+    """How many more descriptors RLIMIT_NOFILE lets this process open; None if it sets
+    no limit, 0 if not even /proc/self/fd could be opened to count them."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    used = open_fd_count()
+    return 0 if used is None else max(0, soft - used)
+
+
 def mqueue_mount() -> str | None:
     """Where an mqueue file system is mounted in this mount namespace, if anywhere."""
     try:

@@ -39,7 +39,6 @@ import ctypes.util
 import errno
 import fcntl
 import os
-import resource
 import select
 import stat
 import struct
@@ -156,9 +155,8 @@ def _sizes(address: Address, options: MqOptions) -> tuple[int, int]:
 def _create_failed(address: Address, exc: OsipcError, maxmsg: int, msgsize: int) -> OsipcError:
     """Say which limit an mq_open(O_CREAT) failure hit; the kernel's words mislead."""
     if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
-        nofile, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        used = _limits.open_fd_count()  # (None: not even /proc/self/fd could be opened)
-        if used is not None and (nofile < 0 or used < nofile - 1):
+        left = _limits.descriptors_left()
+        if left is None or left > 1:  # (descriptors to spare: the queue bytes ran out)
             soft, _ = _limits.rlimit_msgqueue()
             cost = _limits.mq_bytes(maxmsg, msgsize)
             default = _limits.mq_bytes(10, 8192)

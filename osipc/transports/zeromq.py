@@ -635,11 +635,11 @@ _DESCRIPTORS_NEEDED = 16  # a context, its threads' mailboxes, the socket, a bin
 
 def _check_descriptors(address: Address) -> None:
     """TransportError, instead of libzmq's abort, if few descriptors are left."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    used = _limits.open_fd_count()  # (None: not even /proc/self/fd could be opened)
-    if soft != resource.RLIM_INFINITY and (used is None or soft - used < _DESCRIPTORS_NEEDED):
+    left = _limits.descriptors_left()
+    if left is not None and left < _DESCRIPTORS_NEEDED:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         raise TransportError(
-            f"open {address}: {'no' if used is None else soft - used} file descriptors "
+            f"open {address}: {left or 'no'} file descriptors "
             f"left of RLIMIT_NOFILE ({soft}), and ZeroMQ needs about {_DESCRIPTORS_NEEDED} "
             f"(libzmq {zmq.zmq_version()} would abort the process without them); close "
             "some, or raise the limit (ulimit -n, LimitNOFILE= in systemd)",
