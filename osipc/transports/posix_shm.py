@@ -270,28 +270,25 @@ class _PosixIpcSemaphore:  # pragma: no cover - only where _multiprocessing is m
         return int(self._sem.value)
 
 
-def _identity(fd: int) -> tuple[int, int] | None:
-    """Which segment ``fd`` is (device, inode), or None if fstat fails."""
+def _identity(fd: int) -> str | None:
+    """Which segment ``fd`` is (``_inventory.fd_instance``), or None if that fails."""
     try:
-        st = os.fstat(fd)
-    except OSError:
+        return _inventory.fd_instance(fd)
+    except OsipcError:
         return None
-    return st.st_dev, st.st_ino
 
 
-def _remove_quietly(
-    segment: str, semaphores: Sequence[str] = (), made: tuple[int, int] | None = None
-) -> None:
+def _remove_quietly(segment: str, semaphores: Sequence[str] = (), made: str | None = None) -> None:
     """Remove what a creation that could not finish made; errors are swallowed (the
     caller raises why it failed). ``made``: the segment's identity (``_identity``);
     if the name is no longer that segment (removed, and made again by another process
     meanwhile), nothing of the name is ours to remove."""
     if made is not None:
         try:
-            st = os.stat(SHM_DIR + segment)
-        except OSError:
-            st = None
-        if st is not None and (st.st_dev, st.st_ino) != made:
+            now: str | None = _inventory.path_instance(SHM_DIR + segment)
+        except OsipcError:  # (gone: nothing of it to spare)
+            now = None
+        if now is not None and now != made:
             return
     for sem in semaphores:
         try:
@@ -322,7 +319,7 @@ class PosixRingBackend(_ring.SegmentBackend):
         self, address: Address, options: _ring.RingOptions, codec: Codec[Any], kind: int, role: int
     ) -> None:
         self._fd = -1
-        self._made_as: tuple[int, int] | None = None  # the segment this handle created
+        self._made_as: str | None = None  # the segment this handle created (_identity)
         self._sems: list[Any] = []
         self._admin_lock = threading.Lock()
         super().__init__(address, options, codec, kind, role)
