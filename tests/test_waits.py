@@ -123,11 +123,12 @@ def _signal_to_another_thread(handle: Any, after: float) -> Iterator[None]:
         signaller.join()
 
 
-def _full(target: str, tx: Any) -> None:
+def _full(target: str, tx: Any, payload: bytes = b"p" * 48) -> None:
+    """Send ``payload`` until ``target`` has no room for another."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            tx.send(b"p" * 48, timeout=0)
+            tx.send(payload, timeout=0)
         except osipc.Timeout:
             return
     pytest.fail(f"{target} never filled up")
@@ -200,14 +201,7 @@ def test_close_ends_a_send_waiting_for_room(url: Url, scheme: str, options: dict
         return
     with osipc.receiver(target) as rx:
         tx = osipc.sender(target)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # fill it
-            try:
-                tx.send(payload, timeout=0)
-            except osipc.Timeout:
-                break
-        else:
-            pytest.fail("the object never filled up")
+        _full(target, tx, payload)
         assert _close_under(tx, lambda: tx.send(payload)) < 1.0
         assert rx.recv(timeout=5) == payload  # what was sent before stays
     osipc.unlink(target, missing_ok=True)
